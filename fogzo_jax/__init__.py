@@ -1,0 +1,17 @@
+"""fogzo_jax: First-Order-Guided Zeroth-Order gradient descent (FOGZO) in JAX.
+
+``import fogzo_jax as fz``; the public API is ``fz.fogzo``, ``fz.nspsa``, ``fz.linear_beta``,
+``fz.implicit_smoothing`` and the quantizers in ``fz.quant``.
+"""
+
+from fogzo_jax import quant
+from fogzo_jax.estimators import FogzoState, NSpsaState, ZerothOrderState, fogzo, nspsa
+from fogzo_jax.perturbations import NOISE_LAWS, SMOOTHING_TABLE, get_noise, implicit_smoothing
+from fogzo_jax.schedules import linear_beta
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FogzoState", "NSpsaState", "ZerothOrderState", "fogzo", "nspsa", "NOISE_LAWS",
+    "SMOOTHING_TABLE", "get_noise", "implicit_smoothing", "linear_beta", "quant",
+]

@@ -1,0 +1,332 @@
+"""Statistics and contract of fz.fogzo / fz.nspsa.
+
+On a quadratic f(θ) = ½θᵀAθ + bᵀθ central differences are exact, so one perturbation's term is
+T = (v ⊘ ε)·(ε⊙v)ᵀh with h = ∇f(θ), and E[T] = β ĝĝᵀh + (1−β) h. Its variance per coordinate k
+(derived below, a = √β, c = √(1−β), κ = E[u⁴]) sets every tolerance: the mean of n terms is
+within Z·√(Var_k / n) of the expectation, Z = 5 (two-sided normal tail 6e-7 per coordinate).
+"""
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import fogzo_jax as fz
+
+Z = 5.0
+KURTOSIS = {"uniform": 9 / 5, "gaussian": 3.0, "rademacher": 1.0, "logistic": 4.2,
+            "triangular": 2.4}
+
+# A fixed quadratic over two leaves (a 2×3 matrix and a 3-vector): 9 coordinates.
+_rng = np.random.default_rng(0)
+_M = _rng.normal(size=(9, 9))
+A = jnp.asarray(_M @ _M.T / 9 + np.eye(9), jnp.float32)
+B = jnp.asarray(_rng.normal(size=9), jnp.float32)
+PARAMS = {"w": jnp.asarray(_rng.normal(size=(2, 3)), jnp.float32),
+          "b": jnp.asarray(_rng.normal(size=3), jnp.float32)}
+
+
+def flat(tree):
+  return jnp.concatenate([tree["b"].ravel(), tree["w"].ravel()])  # dict keys sort: b, w
+
+
+def quadratic(params, scale=1.0):
+  x = flat(params)
+  return scale * (0.5 * x @ A @ x + B @ x)
+
+
+H = jax.grad(quadratic)(PARAMS)          # true gradient
+G_STE = jax.tree.map(lambda h: h + 0.8 * jnp.sign(h) + 0.3, H)  # a deliberately biased "STE"
+
+
+def expected(beta, g=G_STE):
+  h, gs = flat(H), flat(g)
+  g_hat = gs / jnp.linalg.norm(gs)
+  return beta * g_hat * (g_hat @ h) + (1 - beta) * h
+
+
+def term_variance(beta, noise, g=G_STE):
+  """Var_k of one term T_k = v_k·(vᵀh) for scalar ε, with v = a s ĝ + c u.
+
+  Expanding T_k into a²ĝ_k(ĝᵀh) + a c s ĝ_k uᵀh + a c s (ĝᵀh) u_k + c² u_k uᵀh, all covariances
+  vanish (E[s] = 0, E[u] = 0, E[u_j u_k] = δ_jk) except between the two middle parts,
+  a²c² ĝ_k (ĝᵀh) h_k, giving
+    Var = a²c² (ĝ_k²‖h‖² + (ĝᵀh)² + 2 ĝ_k (ĝᵀh) h_k) + c⁴ (h_k²(κ−1) + ‖h‖² − h_k²).
+  """
+  h, gs = np.asarray(flat(H), np.float64), np.asarray(flat(g), np.float64)
+  kappa = KURTOSIS[noise]
+  a2, c2 = beta, 1 - beta
+  gh = gs / np.linalg.norm(gs)
+  proj, hh = gh @ h, h @ h
+  return (a2 * c2 * (gh ** 2 * hh + proj ** 2 + 2 * gh * proj * h)
+          + c2 ** 2 * (h ** 2 * (kappa - 1) + hh - h ** 2))
+
+
+def nspsa_variance_per_element_eps(eps, noise):
+  """n-SPSA with per-element ε: T_k = u_k Σ_j (ε_j/ε_k) u_j h_j, so
+  Var_k = h_k²(κ−1) + Σ_{j≠k} (ε_j/ε_k)² h_j²."""
+  h, e = np.asarray(flat(H), np.float64), np.asarray(eps, np.float64)
+  s = np.sum((e * h) ** 2)
+  return h ** 2 * (KURTOSIS[noise] - 1) + (s - (e * h) ** 2) / e ** 2
+
+
+def run(tx, g=G_STE, params=PARAMS, n_steps=1, **kw):
+  state = tx.init(params)
+  step = jax.jit(lambda g, s, p: tx.update(g, s, p, value_fn=quadratic, **kw))
+  for _ in range(n_steps):
+    out, state = step(g, state, params)
+  return out, state
+
+
+def assert_within(est, mean, var, n):
+  tol = Z * np.sqrt(var / n) + 1e-4
+  err = np.abs(np.asarray(flat(est)) - np.asarray(mean))
+  assert np.all(err <= tol), f"err {err} > tol {tol}"
+
+
+@pytest.mark.parametrize("noise", sorted(KURTOSIS))
+def test_nspsa_is_unbiased_for_every_noise_law(noise):
+  n = 4000
+  out, _ = run(fz.nspsa(n, epsilon=0.05, noise=noise, key=1))
+  assert_within(out, flat(H), term_variance(0.0, noise), n)
+
+
+def test_nspsa_above_8192_perturbations():
+  """Wide n goes through the internal chunking (vmap width capped): still unbiased."""
+  n = 12000
+  out, _ = run(fz.nspsa(n, epsilon=0.05, noise="uniform", key=2, chunk_size=n))
+  assert_within(out, flat(H), term_variance(0.0, "uniform"), n)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.9])
+def test_fogzo_expectation(beta):
+  n = 4000
+  out, _ = run(fz.fogzo(n, beta=beta, epsilon=0.05, noise="uniform", key=3))
+  assert_within(out, expected(beta), term_variance(beta, "uniform"), n)
+
+
+def test_fogzo_above_8192_perturbations():
+  n = 9000
+  out, _ = run(fz.fogzo(n, beta=0.6, epsilon=0.05, noise="logistic", key=4))
+  assert_within(out, expected(0.6), term_variance(0.6, "logistic"), n)
+
+
+def test_fogzo_chunked_wide_matches_per_sample_reference():
+  """n > 8192 against an unvectorised evaluation of the same formula."""
+  n = 8300
+  tx = fz.fogzo(n, beta=0.5, epsilon=0.05, key=5)
+  out, _ = run(tx)
+  # Reference: the same law, sampled independently, summed without vmap over n.
+  rng = np.random.default_rng(0)
+  h, gs = np.asarray(flat(H), np.float64), np.asarray(flat(G_STE), np.float64)
+  gh = gs / np.linalg.norm(gs)
+  s = rng.choice([-1.0, 1.0], size=(n, 1))
+  u = rng.uniform(-math.sqrt(3), math.sqrt(3), size=(n, 9))
+  v = math.sqrt(0.5) * s * gh + math.sqrt(0.5) * u
+  ref = (v * (v @ h)[:, None]).mean(0)
+  var = term_variance(0.5, "uniform")
+  # Two independent estimates of the same mean: their difference has variance 2·Var/n.
+  err = np.abs(np.asarray(flat(out)) - ref)
+  assert np.all(err <= Z * np.sqrt(2 * var / n) + 1e-4)
+
+
+def test_beta_one_is_exact_projection():
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=6))
+  np.testing.assert_allclose(flat(out), expected(1.0), rtol=2e-4, atol=2e-4)
+
+
+def test_per_element_epsilon_pytree_is_unbiased():
+  eps = {"w": jnp.full((2, 3), 0.02), "b": jnp.array([0.05, 0.1, 0.2])}
+  eps_flat = np.concatenate([[0.05, 0.1, 0.2], np.full(6, 0.02)])
+  n = 6000
+  out, _ = run(fz.nspsa(n, epsilon=eps, key=7))
+  var = nspsa_variance_per_element_eps(eps_flat, "uniform")
+  assert_within(out, flat(H), var, n)
+
+
+def test_callable_and_pytree_epsilon_match_scalar():
+  g1, _ = run(fz.fogzo(5, beta=0.5, epsilon=0.05, key=8))
+  tree = {"w": 0.05, "b": 0.05}
+  g2, _ = run(fz.fogzo(5, beta=0.5, epsilon=tree, key=8))
+  g3, _ = run(fz.fogzo(5, beta=0.5, epsilon=lambda p: jax.tree.map(lambda _: 0.05, p), key=8))
+  for other in (g2, g3):
+    np.testing.assert_allclose(flat(other), flat(g1), rtol=1e-6)
+
+
+def test_chunked_equals_unchunked_for_same_key():
+  g1, _ = run(fz.fogzo(50, beta=0.7, epsilon=0.05, key=9))
+  g2, _ = run(fz.fogzo(50, beta=0.7, epsilon=0.05, key=9, chunk_size=7))
+  np.testing.assert_allclose(flat(g2), flat(g1), rtol=1e-5, atol=1e-6)
+
+
+def test_same_key_same_estimate_and_state_advances():
+  tx = fz.fogzo(2, beta=0.5, epsilon=0.05, key=jax.random.key(10))
+  state0 = tx.init(PARAMS)
+  g1, s1 = tx.update(G_STE, state0, PARAMS, value_fn=quadratic)
+  g1b, _ = tx.update(G_STE, state0, PARAMS, value_fn=quadratic)
+  g2, s2 = tx.update(G_STE, s1, PARAMS, value_fn=quadratic)
+  np.testing.assert_array_equal(flat(g1), flat(g1b))
+  assert not np.allclose(flat(g1), flat(g2))
+  assert int(s1.count) == 1 and int(s2.count) == 2
+  assert not np.array_equal(s1.key, state0.key) and not np.array_equal(s2.key, s1.key)
+  assert s1.key.dtype == jnp.uint32 and s1.key.shape == (2,)
+
+
+def test_mask_passes_unmasked_leaves_and_excludes_them_from_norm():
+  mask = {"w": True, "b": False}
+  g_big_b = {"w": G_STE["w"], "b": jnp.full(3, 1e6)}
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=11, mask=mask), g=g_big_b)
+  np.testing.assert_array_equal(out["b"], g_big_b["b"])
+  # β = 1 on the w-leaf alone: ĝ_w ĝ_wᵀ h_w, unaffected by the huge b-gradient.
+  gw, hw = G_STE["w"].ravel(), H["w"].ravel()
+  ghat = gw / jnp.linalg.norm(gw)
+  np.testing.assert_allclose(out["w"].ravel(), ghat * (ghat @ hw), rtol=2e-4, atol=2e-4)
+  out2, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=11, mask=lambda p: mask), g=g_big_b)
+  np.testing.assert_array_equal(flat(out2), flat(out))
+
+
+def test_nspsa_ignores_incoming_updates():
+  g1, _ = run(fz.nspsa(4, epsilon=0.05, key=12), g=G_STE)
+  g2, _ = run(fz.nspsa(4, epsilon=0.05, key=12), g=jax.tree.map(jnp.zeros_like, G_STE))
+  np.testing.assert_array_equal(flat(g1), flat(g2))
+
+
+def test_zero_gradient_gives_no_nan():
+  zeros = jax.tree.map(jnp.zeros_like, G_STE)
+  for beta in (1.0, 0.5):
+    out, _ = run(fz.fogzo(3, beta=beta, epsilon=0.05, key=13), g=zeros)
+    assert np.all(np.isfinite(flat(out)))
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=13), g=zeros)
+  np.testing.assert_array_equal(flat(out), 0.0)
+
+
+def test_beta_schedule_is_followed():
+  """With β(0) = 1 the first update is the exact projection; later ones are not."""
+  sched = fz.linear_beta(beta_min=0.0, transition_steps=1)
+  tx = fz.fogzo(3, beta=sched, epsilon=0.05, key=14)
+  state = tx.init(PARAMS)
+  g0, state = tx.update(G_STE, state, PARAMS, value_fn=quadratic)
+  np.testing.assert_allclose(flat(g0), expected(1.0), rtol=2e-4, atol=2e-4)
+  g1, state = tx.update(G_STE, state, PARAMS, value_fn=quadratic)
+  assert not np.allclose(flat(g1), expected(1.0), rtol=1e-2)
+
+
+def test_extra_args_are_routed_to_value_fn_and_value_grad_consumed():
+  tx = fz.fogzo(3, beta=1.0, epsilon=0.05, key=15)
+  out, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic, scale=2.0,
+                     value=jnp.array(1.0), grad=G_STE)
+  np.testing.assert_allclose(flat(out), 2 * expected(1.0), rtol=2e-4, atol=2e-4)
+
+
+def test_callable_noise_is_used():
+  ones = lambda key, shape, dtype: jnp.ones(shape, dtype)
+  out, _ = run(fz.nspsa(2, epsilon=0.05, noise=ones, key=16))
+  v = jnp.ones(9)
+  np.testing.assert_allclose(flat(out), v * (v @ flat(H)), rtol=1e-4)
+
+
+def test_bfloat16_params():
+  params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), PARAMS)
+  g = jax.tree.map(lambda x: x.astype(jnp.bfloat16), G_STE)
+  out, _ = run(fz.fogzo(64, beta=0.5, epsilon=0.1, key=17), g=g, params=params)
+  assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(out))
+  assert np.all(np.isfinite(np.asarray(flat(out), np.float32)))
+  # Loose check: the estimate points along the expectation.
+  e, o = np.asarray(expected(0.5)), np.asarray(flat(out), np.float32)
+  assert e @ o / (np.linalg.norm(e) * np.linalg.norm(o)) > 0.5
+
+
+def test_chain_trains_quantized_model_in_jit():
+  """chain(fogzo, clip, adamw) lowers the loss of a 2-bit quantized linear classifier."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(256, 8)), jnp.float32)
+  w_true = rng.normal(size=(8, 3))
+  y = jnp.asarray(np.argmax(x @ w_true, 1))
+  alpha = 0.5
+
+  def loss_fn(params, x, y):
+    w = fz.quant.quantize(params["w"], 2, alpha, ste="identity")
+    logits = x @ w + params["b"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  params = {"w": jnp.asarray(rng.normal(size=(8, 3)) * 0.1, jnp.float32), "b": jnp.zeros(3)}
+  eps = fz.quant.quantizer_epsilon(alpha, "identity")
+  tx = optax.chain(
+      fz.fogzo(1, beta=fz.linear_beta(0.9, 100), epsilon=eps, noise="uniform", key=0),
+      optax.clip_by_global_norm(1.0),
+      optax.adamw(3e-2))
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state):
+    loss, g = jax.value_and_grad(loss_fn)(params, x, y)
+    updates, state = tx.update(g, state, params, value_fn=loss_fn, x=x, y=y)
+    return optax.apply_updates(params, updates), state, loss
+
+  first = float(loss_fn(params, x, y))
+  for _ in range(100):
+    params, state, _ = step(params, state)
+  last = float(loss_fn(params, x, y))
+  assert last < 0.6 * first, (first, last)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(beta=1.5), "beta"), (dict(beta=-0.1), "beta"),
+    (dict(num_perturbations=0), "num_perturbations"),
+    (dict(num_perturbations=1.5), "num_perturbations"),
+    (dict(epsilon=0.0), "epsilon"), (dict(epsilon=-1.0), "epsilon"),
+    (dict(epsilon={"w": 0.1, "b": 0.0}), "epsilon"),
+    (dict(noise="cauchy"), "noise"), (dict(chunk_size=0), "chunk_size"),
+])
+def test_bad_arguments_raise(kwargs, field):
+  with pytest.raises(ValueError, match=field) as info:
+    fz.fogzo(**kwargs)
+  if field == "noise":
+    assert "'uniform'" in str(info.value) and "'triangular'" in str(info.value)
+
+
+def test_bad_structure_and_missing_params_raise():
+  tx = fz.fogzo(1, epsilon={"w": 0.1})
+  with pytest.raises(ValueError, match="epsilon"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic)
+  tx = fz.nspsa(1)
+  with pytest.raises(ValueError, match="params"):
+    tx.update(G_STE, tx.init(PARAMS), None, value_fn=quadratic)
+
+
+def _split_quadratic(x):
+  """The known-issues repro's function: slices its input with jnp.split (as unravel does)."""
+  a = jnp.asarray([0.9, 1.2, 1.7]); b = jnp.asarray([[1.1, 0.6], [1.9, 1.4]])
+  xa, xb = jnp.split(x, [3])
+  return 0.5 * (jnp.sum(a * xa ** 2) + jnp.sum(b * xb.reshape(2, 2) ** 2))
+
+
+def test_wide_n_with_slicing_value_fn_is_unbiased():
+  """n = 10000 on the function that XLA:CPU miscompiles when vmapped wider than 8192."""
+  theta = jnp.asarray([0.3, -1.2, 0.8, 0.5, -0.4, 1.1, 0.2])
+  h = np.asarray(jax.grad(_split_quadratic)(theta), np.float64)
+  n = 10000
+  tx = fz.nspsa(n, epsilon=1e-2, noise="gaussian", key=18, chunk_size=n)
+  out, _ = jax.jit(lambda s: tx.update(theta, s, theta, value_fn=_split_quadratic))(
+      tx.init(theta))
+  var = h ** 2 * (KURTOSIS["gaussian"] - 1) + h @ h - h ** 2
+  assert np.all(np.abs(np.asarray(out) - h) <= Z * np.sqrt(var / n))
+
+
+@pytest.mark.parametrize("n, chunk_size", [(10000, None), (10000, 10000), (7960, 500), (3, 2)])
+def test_vmapped_width_is_bounded(n, chunk_size):
+  """No array in the traced update has a dimension above 2·MAX_CHUNK = 4096 (n ± pairs)."""
+  tx = fz.nspsa(n, epsilon=0.1, key=0, chunk_size=chunk_size)
+  theta = jnp.zeros(7)
+  jaxpr = jax.make_jaxpr(lambda s: tx.update(theta, s, theta, value_fn=_split_quadratic))(
+      tx.init(theta))
+  dims = [int(d) for shape in re.findall(r"\[(\d+(?:,\d+)*)\]", str(jaxpr))
+          for d in shape.split(",")]
+  assert max(dims) <= 2 * fz.estimators.MAX_CHUNK <= 4096
+  chunk, num_chunks = fz.estimators._chunking(n, chunk_size)
+  assert chunk * num_chunks - n < num_chunks  # least padding
+  assert chunk <= min(chunk_size or n, fz.estimators.MAX_CHUNK) and chunk in dims
