@@ -1,0 +1,56 @@
+"""Metrics to JSONL and TensorBoard, and the loss-curve plot.
+
+CLU's metric writers need TensorFlow, which this project does not require, so the TensorBoard
+side uses tensorboardX; the JSONL file is the machine-readable record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+  """Writes ``{"step": s, **scalars}`` lines to ``metrics.jsonl`` and TensorBoard scalars."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: dict) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n")
+    for name, value in scalars.items():
+      self._tb.add_scalar(name, float(value), int(step))
+    self._tb.flush()
+
+  def close(self) -> None:
+    self._tb.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_run(workdir: str, title: str = "") -> str:
+  """Saves ``curves.png``: train/test loss and test accuracy against the step."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "test_loss" in r]
+  steps = [r["step"] for r in rows]
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+  for key in ("train_loss", "test_loss"):
+    ax1.plot(steps, [r[key] for r in rows], marker="o", label=key)
+  ax1.set_xlabel("step"), ax1.set_ylabel("cross-entropy"), ax1.legend(), ax1.grid(alpha=0.3)
+  ax2.plot(steps, [100 * r["test_accuracy"] for r in rows], marker="o", color="C2")
+  ax2.set_xlabel("step"), ax2.set_ylabel("test accuracy (%)"), ax2.grid(alpha=0.3)
+  fig.suptitle(title)
+  fig.tight_layout()
+  path = os.path.join(workdir, "curves.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

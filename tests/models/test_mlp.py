@@ -1,0 +1,33 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fogzo_jax import models, quant
+
+
+def test_mlp_shapes_and_parameter_count():
+  model = models.get_model("mlp")
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 28, 28)))
+  assert sum(x.size for x in jax.tree.leaves(variables["params"])) == 7960  # 784-10-10
+  assert jax.tree.structure(variables["quant"]) == jax.tree.structure(variables["params"])
+  assert model.apply(variables, jnp.ones((5, 28, 28))).shape == (5, 10)
+
+
+def test_mlp_uses_quantized_weights():
+  model = models.get_model("mlp", bits=2)
+  x = jax.random.uniform(jax.random.key(1), (4, 28, 28))
+  v = model.init(jax.random.key(0), x)
+  p, q = v["params"], v["quant"]
+  qz = lambda name, leaf: quant.quantize(p[name][leaf], 2, q[name][leaf])
+  h = jax.nn.relu(x.reshape(4, -1) @ qz("Dense_0", "kernel") + qz("Dense_0", "bias"))
+  ref = h @ qz("Dense_1", "kernel") + qz("Dense_1", "bias")
+  np.testing.assert_allclose(model.apply(v, x), ref, rtol=1e-5, atol=1e-6)
+  full = models.get_model("mlp", bits=None)
+  vf = full.init(jax.random.key(0), x)
+  assert "quant" not in vf
+
+
+def test_unknown_model():
+  with pytest.raises(ValueError, match="model must be one of 'mlp'"):
+    models.get_model("resnet1000")
