@@ -18,6 +18,7 @@ def get_config():
   config.estimator = "fogzo"        # 'ste' | 'fogzo' | 'nspsa'
   config.num_perturbations = 1      # n
   config.beta_min = 0.999           # β decays linearly from 1 to beta_min over training
+  config.fogzo_start_fraction = 0.0  # > 0: plain STE for this fraction of steps, then FOGZO
   config.ste = "identity"           # 'identity' | 'hardtanh' | 'tanh' | 'approxsign'
   config.bits = 2
   config.batch_size = 512
@@ -30,5 +31,9 @@ def get_config():
   config.data_dir = ""              # folder with the IDX files; '' = tfds or the shipped copy
   config.data_source = "auto"       # 'auto' | 'idx' | 'tfds' | 'shipped'
   config.chunk_size = 1024          # perturbations vmapped at once (0 = all, capped at 2048)
-  config.log_every_steps = 20
+  config.log_every_steps = 20       # progress bar / NaN check interval
+  config.eval_every_steps = 0       # 0: evaluate at the end of every epoch
+  config.checkpoint_every_steps = 200  # 0: only at the end
+  config.keep_checkpoints = 2
+  config.distributed = False        # True: jax.distributed.initialize() (multi-host)
   return config

@@ -7,6 +7,10 @@ unbiased n-SPSA estimate: β(p) = (1 − p)(1 − β_min) + β_min, p = step / t
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -34,3 +38,36 @@ def linear_beta(beta_min: float, transition_steps: int,
   if transition_steps == 0:
     return optax.constant_schedule(float(beta_min))
   return optax.linear_schedule(float(beta_max), float(beta_min), int(transition_steps))
+
+
+class StartAtState(NamedTuple):
+  """count: int32 step counter; inner: the wrapped transformation's state."""
+  count: jax.Array
+  inner: Any
+
+
+def start_at(start_step: int, inner: optax.GradientTransformation
+             ) -> optax.GradientTransformationExtraArgs:
+  """Passes updates through unchanged (plain STE) for ``start_step`` steps, then applies ``inner``.
+
+  The paper's equal-time schedule (Table 4): STE for the first 70 % of training, FOGZO for the
+  rest, e.g. ``start_at(int(0.7 * T), fz.fogzo(beta=fz.linear_beta(b, T - int(0.7 * T)), ...))``.
+  ``inner``'s state (its step count, hence its β schedule, and its PRNG key) only advances once
+  it is active. Under ``jit`` the switch is a ``lax.cond``: the STE phase runs no perturbed
+  forwards.
+  """
+  if int(start_step) != start_step or start_step < 0:
+    raise ValueError(f"start_step must be an integer ≥ 0; got {start_step!r}")
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    return StartAtState(jnp.zeros([], jnp.int32), inner.init(params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    new_updates, inner_state = jax.lax.cond(
+        state.count >= start_step,
+        lambda: inner.update(updates, state.inner, params, **extra_args),
+        lambda: (updates, state.inner))
+    return new_updates, StartAtState(optax.safe_increment(state.count), inner_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

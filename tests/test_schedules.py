@@ -32,3 +32,30 @@ def test_linear_beta_matches_progress_formula():
 def test_bad_arguments(kwargs, field):
   with pytest.raises(ValueError, match=field):
     fz.linear_beta(**kwargs)
+
+
+def test_start_at_switches_from_ste_to_fogzo_at_the_right_step():
+  import jax
+  import jax.numpy as jnp
+  params = {"w": jnp.array([1.0, -2.0, 0.5])}
+  value_fn = lambda p: 0.5 * jnp.sum(3.0 * p["w"] ** 2)   # ∇ = 3w
+  g_ste = {"w": jnp.array([1.0, 1.0, 1.0])}                 # biased "STE" gradient
+  tx = fz.start_at(3, fz.fogzo(2, beta=1.0, epsilon=0.01, key=0))
+  state = tx.init(params)
+  step = jax.jit(lambda s: tx.update(g_ste, s, params, value_fn=value_fn))
+  outs = []
+  for _ in range(5):
+    out, state = step(state)
+    outs.append(np.asarray(out["w"]))
+  for k in range(3):   # STE phase: the incoming update, unchanged
+    np.testing.assert_array_equal(outs[k], g_ste["w"])
+  ghat = np.ones(3) / np.sqrt(3)
+  expected = ghat * (ghat @ (3 * np.asarray(params["w"])))  # β = 1: ĝĝᵀ∇f
+  for k in (3, 4):
+    np.testing.assert_allclose(outs[k], expected, rtol=1e-3, atol=1e-4)
+  assert int(state.count) == 5 and int(state.inner.count) == 2  # inner only ran twice
+
+
+def test_start_at_bad_step():
+  with pytest.raises(ValueError, match="start_step"):
+    fz.start_at(-1, fz.fogzo())

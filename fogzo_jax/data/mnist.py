@@ -146,14 +146,14 @@ def load_image_dataset(name: str = "mnist", data_dir: Optional[str] = None,
                   f"tensorflow-datasets, nothing in {local}). {_how_to_get(name)}")
 
 
-def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
+            first: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Shuffled full batches of one epoch (the last partial batch is dropped), images in [0, 1].
 
-  Yields float32 [batch_size, 28, 28] images and int32 [batch_size] labels; the order depends
-  only on (seed, epoch), so a run can resume at any step of an epoch.
+  Yields float32 [batch_size, 28, 28] images and int32 [batch_size] labels, starting at batch
+  ``first``; the order depends only on (seed, epoch), so a run resumes at any step of an epoch.
   """
   perm = np.random.default_rng([seed, epoch]).permutation(len(labels))
-  for start in range(0, len(perm) - batch_size + 1, batch_size):
+  for start in range(first * batch_size, len(perm) - batch_size + 1, batch_size):
     idx = perm[start:start + batch_size]
     yield images[idx].astype(np.float32) / 255.0, labels[idx]

@@ -8,7 +8,13 @@ One jitted ``train_step`` serves the three estimators (the choice is static):
 
 then θ ← AdamW(θ, G) with a cosine learning-rate schedule. ``forward_passes`` in the summary
 counts these costs with B = 2F (the forward that n-SPSA runs only to log its loss is not counted,
-as in the paper's accounting).
+as in the paper's accounting). With ``fogzo_start_fraction`` > 0 the first steps are plain STE.
+
+Runs are resumable: orbax checkpoints hold the whole train state (parameters, optimizer and
+estimator state with its PRNG key, step); the data order is a function of (seed, epoch), so the
+step fixes the data position, and a killed run restarted with the same command ends with the
+same parameters bit for bit (on CPU). SIGTERM saves a checkpoint before exiting; a NaN/Inf loss
+stops the run without writing a checkpoint, so the last good one stays.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import time
 from typing import Any, NamedTuple
 
@@ -26,6 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 import fogzo_jax as fz
@@ -43,22 +53,48 @@ class TrainState(NamedTuple):
   opt_state: Any       # estimator state (count, PRNG key) + AdamW state
 
 
-def forward_passes_per_step(config) -> int:
-  """Forward-pass equivalents of one step, counting a backward as 2."""
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint was saved and the run can resume."""
+
+
+class Diverged(Exception):
+  """The loss became NaN/Inf; no checkpoint was written from the bad state."""
+
+
+def fogzo_start_step(config, total_steps: int) -> int:
+  return int(round(config.fogzo_start_fraction * total_steps))
+
+
+def forward_passes(config, steps: int, total_steps: int) -> int:
+  """Forward-pass equivalents of ``steps`` steps, counting a backward as 2."""
   n = config.num_perturbations
-  return {"ste": 3, "fogzo": 3 + 2 * n, "nspsa": 2 * n}[config.estimator]
+  if config.estimator == "nspsa":
+    return 2 * n * steps
+  if config.estimator == "ste":
+    return 3 * steps
+  ste_steps = min(steps, fogzo_start_step(config, total_steps))
+  return 3 * steps + 2 * n * (steps - ste_steps)
+
+
+def forward_passes_per_step(config) -> int:
+  return forward_passes(config, 1, 1)
 
 
 def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformationExtraArgs:
   """chain(estimator, AdamW with cosine decay); the estimator is the identity for STE."""
   _, noise = fz.implicit_smoothing(config.ste)
-  zo_args = dict(num_perturbations=config.num_perturbations, epsilon=quant_epsilon(quant, config.ste),
-                 noise=noise, key=config.seed + 1, chunk_size=config.chunk_size or None)
-  estimator = {
-      "ste": optax.identity,
-      "fogzo": lambda: fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps), **zo_args),
-      "nspsa": lambda: fz.nspsa(**zo_args),
-  }[config.estimator]()
+  zo_args = dict(num_perturbations=config.num_perturbations,
+                 epsilon=quant_epsilon(quant, config.ste), noise=noise, key=config.seed + 1,
+                 chunk_size=config.chunk_size or None)
+  if config.estimator == "fogzo":
+    start = fogzo_start_step(config, total_steps)
+    estimator = fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps - start), **zo_args)
+    if start > 0:
+      estimator = fz.start_at(start, estimator)
+  elif config.estimator == "nspsa":
+    estimator = fz.nspsa(**zo_args)
+  else:
+    estimator = optax.identity()
   schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
   return optax.chain(estimator, optax.adamw(schedule, weight_decay=config.weight_decay))
 
@@ -81,8 +117,8 @@ def train_step(state: TrainState, images, labels, *, model, tx, estimator: str):
     return cross_entropy(model.apply({"params": params, "quant": state.quant}, images), labels)
 
   if estimator == "nspsa":
-    loss, grads = loss_fn(state.params, images, labels), jax.tree.map(jnp.zeros_like,
-                                                                        state.params)
+    loss = loss_fn(state.params, images, labels)
+    grads = jax.tree.map(jnp.zeros_like, state.params)
   else:
     loss, grads = jax.value_and_grad(loss_fn)(state.params, images, labels)
   updates, opt_state = tx.update(grads, state.opt_state, state.params, value_fn=loss_fn,
@@ -91,18 +127,21 @@ def train_step(state: TrainState, images, labels, *, model, tx, estimator: str):
   return state._replace(step=state.step + 1, params=params, opt_state=opt_state), loss
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_sums(model, variables, x, y):
+  logits = model.apply(variables, x)
+  return (optax.softmax_cross_entropy_with_integer_labels(logits, y).sum(),
+          (logits.argmax(-1) == y).sum())
+
+
 def evaluate(model, state: TrainState, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 10000) -> dict:
-  """Mean cross-entropy and accuracy over a whole split."""
-  @jax.jit
-  def sums(params, x, y):
-    logits = model.apply({"params": params, "quant": state.quant}, x)
-    return (optax.softmax_cross_entropy_with_integer_labels(logits, y).sum(),
-            (logits.argmax(-1) == y).sum())
+  """Mean cross-entropy and accuracy over a whole split (uint8 images)."""
+  variables = {"params": state.params, "quant": state.quant}
   loss = correct = 0.0
   for start in range(0, len(labels), batch_size):
     x = images[start:start + batch_size].astype(np.float32) / 255.0
-    l, c = sums(state.params, x, labels[start:start + batch_size])
+    l, c = _eval_sums(model, variables, x, labels[start:start + batch_size])
     loss, correct = loss + float(l), correct + float(c)
   return {"loss": loss / len(labels), "accuracy": correct / len(labels)}
 
@@ -117,71 +156,163 @@ def params_sha256(params) -> str:
   return h.hexdigest()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains per ``config``, writes metrics/summary/plot to ``workdir``, returns the summary."""
-  config_lib.validate(config)
+def _prepare_workdir(config, workdir: str, force: bool) -> None:
+  """Refuses a workdir that holds a run of an incompatible config (unless ``force``)."""
   os.makedirs(workdir, exist_ok=True)
-  data = data_lib.load_image_dataset(config.dataset, config.data_dir or None, config.data_source)
-  logging.info("Data: %s (%d train, %d test images)", data.source, len(data.train_labels),
-               len(data.test_labels))
-  print(f"data: {data.source}", flush=True)
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    bad = config_lib.incompatible_fields(old, new)
+    if bad and not force:
+      raise config_lib.ConfigError(
+          f"workdir {workdir} holds a run with a different config (fields: "
+          f"{', '.join(f'{k}: {old.get(k)!r} → {new.get(k)!r}' for k in bad)}); use another "
+          "workdir, or --force to start this config afresh there")
+    if bad:  # --force: the old run's checkpoints and metrics go
+      for name in ("checkpoints", "metrics.jsonl", "summary.json", "tensorboard"):
+        target = os.path.join(workdir, name)
+        shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else (
+            os.path.exists(target) and os.remove(target))
+  with open(path, "w") as f:
+    json.dump(new, f, indent=2)
 
+
+def _truncate_metrics(path: str, step: int) -> None:
+  """Drops rows written after the checkpoint a resumed run restarts from."""
+  if os.path.exists(path):
+    rows = [r for r in metrics_lib.read_jsonl(path) if r["step"] <= step]
+    with open(path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def _is_finite(loss, params) -> bool:
+  return bool(jnp.isfinite(loss)) and all(bool(jnp.all(jnp.isfinite(x)))
+                                          for x in jax.tree.leaves(params))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       force: bool = False) -> dict:
+  """Trains per ``config`` (resuming from ``workdir``'s latest checkpoint), writes metrics,
+  ``summary.json`` and ``curves.png`` to ``workdir``, returns the summary."""
+  config_lib.validate(config)
+  if config.distributed:
+    jax.distributed.initialize()
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  if config.batch_size % mesh.size:
+    raise config_lib.ConfigError(f"config.batch_size {config.batch_size} must be divisible by "
+                                 f"the number of devices ({mesh.size})")
+  data = data_lib.load_image_dataset(config.dataset, config.data_dir or None, config.data_source)
   steps_per_epoch = len(data.train_labels) // config.batch_size
   if steps_per_epoch == 0:
     raise config_lib.ConfigError(f"config.batch_size {config.batch_size} exceeds the "
                                  f"{len(data.train_labels)} training images")
+  lead = jax.process_index() == 0
+  _prepare_workdir(config, workdir, force) if lead else None
+  logging.info("Data: %s", data.source)
+  print(f"data: {data.source}", flush=True) if lead else None
+
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
   model = models.get_model(config.model, bits=config.bits, ste=config.ste)
-  state, tx = create_train_state(config, model,
-                                 functools.partial(make_optimizer, config,
-                                                   total_steps=total_steps),
-                                 jnp.zeros((1, 28, 28), jnp.float32))
+  state, tx = create_train_state(
+      config, model, functools.partial(make_optimizer, config, total_steps=total_steps),
+      jnp.zeros((1, 28, 28), jnp.float32))
+  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  state = jax.device_put(state, replicated)
   step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx,
                                       estimator=config.estimator), donate_argnums=0)
-  writer = metrics_lib.MetricWriter(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
 
-  start, step, epoch_losses = time.time(), 0, []
-  bar = tqdm(total=total_steps, desc=config.estimator, unit="step", dynamic_ncols=True)
-  epoch = 0
-  while step < total_steps:
-    for images, labels in data_lib.batches(data.train_images, data.train_labels,
-                                           config.batch_size, config.seed, epoch):
-      state, loss = step_fn(state, images, labels)
-      epoch_losses.append(loss)
-      step += 1
-      bar.update(1)
-      if step % config.log_every_steps == 0:
-        bar.set_postfix(loss=f"{float(loss):.4f}")
-      if step == total_steps:
-        break
-    epoch += 1
+  ckpt = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  if ckpt.latest_step() is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = ckpt.restore(ckpt.latest_step(), args=ocp.args.StandardRestore(abstract))
+    print(f"resumed from step {int(state.step)}", flush=True) if lead else None
+  step = int(state.step)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  _truncate_metrics(metrics_path, step) if lead else None
+  writer = metrics_lib.MetricWriter(workdir) if lead else None
+
+  def save(state, loss):
+    if not _is_finite(loss, state.params):
+      raise Diverged(f"loss is {float(loss)} at step {int(state.step)}: stopped; the last good "
+                     f"checkpoint (step {ckpt.latest_step()}) is intact")
+    ckpt.save(int(state.step), args=ocp.args.StandardSave(state))
+
+  preempted = []
+  previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+  start, losses, train, test = time.time(), [], None, None
+  bar = tqdm(total=total_steps, initial=step, desc=config.estimator, unit="step",
+             dynamic_ncols=True, disable=not lead)
+  try:
+    while step < total_steps:
+      epoch, first = divmod(step, steps_per_epoch)
+      for images, labels in data_lib.batches(data.train_images, data.train_labels,
+                                             config.batch_size, config.seed, epoch, first):
+        images, labels = (jax.make_array_from_process_local_data(batch_sharding, x)
+                          for x in (images, labels))
+        state, loss = step_fn(state, images, labels)
+        losses.append(loss)
+        step += 1
+        bar.update(1)
+        if step % config.log_every_steps == 0:
+          if not np.isfinite(float(loss)):
+            raise Diverged(f"loss is {float(loss)} at step {step}: stopped; the last good "
+                           f"checkpoint (step {ckpt.latest_step()}) is intact")
+          bar.set_postfix(loss=f"{float(loss):.4f}")
+        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+        if (config.eval_every_steps and step % config.eval_every_steps == 0) or (
+            not config.eval_every_steps and end_of_epoch):
+          train = evaluate(model, state, data.train_images, data.train_labels)
+          test = evaluate(model, state, data.test_images, data.test_labels)
+          if lead:
+            writer.write(step, {
+                "epoch": step / steps_per_epoch,
+                "step_loss": float(jnp.mean(jnp.stack(losses))),
+                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                "forward_passes": forward_passes(config, step, total_steps)})
+            bar.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): train_loss "
+                      f"{train['loss']:.4f}  test_loss {test['loss']:.4f}  test_accuracy "
+                      f"{100 * test['accuracy']:.2f}%")
+          losses = []
+        if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) \
+            or step == total_steps:
+          save(state, loss)
+        if preempted:
+          save(state, loss)
+          ckpt.wait_until_finished()
+          raise Preempted(f"SIGTERM at step {step}: checkpoint saved; rerun the same command "
+                          "to resume")
+        if step == total_steps:
+          break
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+    bar.close()
+    ckpt.wait_until_finished()
+    ckpt.close()
+    writer.close() if writer else None
+
+  if train is None:  # finished before this invocation: evaluate the restored state
     train = evaluate(model, state, data.train_images, data.train_labels)
     test = evaluate(model, state, data.test_images, data.test_labels)
-    writer.write(step, {"epoch": epoch, "step_loss": float(jnp.mean(jnp.stack(epoch_losses))),
-                        "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-                        "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                        "forward_passes": step * forward_passes_per_step(config)})
-    epoch_losses = []
-    bar.write(f"epoch {epoch}: train_loss {train['loss']:.4f}  test_loss {test['loss']:.4f}  "
-              f"test_accuracy {100 * test['accuracy']:.2f}%")
-  bar.close()
-  writer.close()
-
   summary = {
       "estimator": config.estimator, "steps": step, "final_train_loss": train["loss"],
       "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-      "forward_passes": step * forward_passes_per_step(config),
+      "forward_passes": forward_passes(config, step, total_steps),
       "wall_time_s": time.time() - start, "params_sha256": params_sha256(state.params),
       "num_perturbations": config.num_perturbations, "beta_min": config.beta_min,
-      "ste": config.ste, "bits": config.bits, "seed": config.seed, "dataset": config.dataset,
-      "data_source": data.source,
+      "fogzo_start_fraction": config.fogzo_start_fraction, "ste": config.ste,
+      "bits": config.bits, "seed": config.seed, "dataset": config.dataset,
+      "data_source": data.source, "devices": mesh.size,
   }
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
-  metrics_lib.plot_run(workdir, title=f"{config.dataset} {config.model} {config.estimator}")
-  print(f"test accuracy {100 * summary['test_accuracy']:.2f}%  test loss "
-        f"{summary['test_loss']:.4f}  ({step} steps, {summary['wall_time_s']:.1f} s) → "
-        f"{workdir}", flush=True)
+  if lead:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    metrics_lib.plot_run(workdir, title=f"{config.dataset} {config.model} {config.estimator}")
+    print(f"test accuracy {100 * summary['test_accuracy']:.2f}%  test loss "
+          f"{summary['test_loss']:.4f}  ({step} steps, {summary['wall_time_s']:.1f} s) → "
+          f"{workdir}", flush=True)
   return summary

@@ -1,0 +1,235 @@
+"""Resume after SIGKILL / SIGTERM, NaN stop, workdir safety, config validation, data parallel."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import mnist_mlp
+from fogzo_jax import plot
+from fogzo_jax.train import ConfigError, Diverged, loop, train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Slow enough steps (FOGZO with 300 perturbations, ~50 ms) that a run can be killed midway.
+RESUME_ARGS = ["--config.estimator=fogzo", "--config.num_perturbations=300",
+               "--config.num_train_steps=80", "--config.checkpoint_every_steps=5",
+               "--config.eval_every_steps=40", "--config.beta_min=0.5"]
+
+
+def overrides_to_config(args):
+  config = mnist_mlp.get_config()
+  for arg in args:
+    key, value = arg[len("--config."):].split("=")
+    config[key] = type(config[key])(value)
+  return config
+
+
+def start_train(workdir, args):
+  return subprocess.Popen(
+      [sys.executable, "train.py", "--config=configs/mnist_mlp.py", f"--workdir={workdir}",
+       *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(workdir, at_least, proc, timeout=240):
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) \
+        else []
+    if steps and max(steps) >= at_least:
+      return max(steps)
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.05)
+  raise TimeoutError("no checkpoint")
+
+
+@pytest.fixture(scope="module")
+def reference_sha(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("reference")
+  return train_and_evaluate(overrides_to_config(RESUME_ARGS), str(workdir))["params_sha256"]
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path, reference_sha):
+  proc = start_train(tmp_path, RESUME_ARGS)
+  wait_for_checkpoint(tmp_path, 15, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(tmp_path / "summary.json")  # it was killed midway
+  rerun = subprocess.run(
+      [sys.executable, "train.py", "--config=configs/mnist_mlp.py", f"--workdir={tmp_path}",
+       *RESUME_ARGS], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resumed from step" in rerun.stdout
+  summary = json.load(open(tmp_path / "summary.json"))
+  assert summary["steps"] == 80 and summary["params_sha256"] == reference_sha
+  steps = [r["step"] for r in map(json.loads, open(tmp_path / "metrics.jsonl"))]
+  assert steps == [40, 80]  # no duplicated metric rows after the resume
+
+
+def test_sigterm_saves_checkpoint_and_resumes_exactly(tmp_path, reference_sha):
+  proc = start_train(tmp_path, RESUME_ARGS)
+  wait_for_checkpoint(tmp_path, 10, proc)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-3000:]
+  assert "checkpoint saved" in err
+  saved = max(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert 10 <= saved < 80
+  rerun = subprocess.run(
+      [sys.executable, "train.py", "--config=configs/mnist_mlp.py", f"--workdir={tmp_path}",
+       *RESUME_ARGS], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert rerun.returncode == 0 and f"resumed from step {saved}" in rerun.stdout
+  assert json.load(open(tmp_path / "summary.json"))["params_sha256"] == reference_sha
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  """The loss turns NaN once it falls below 1.6; the run stops, checkpoints stay finite."""
+  real = loop.cross_entropy
+  monkeypatch.setattr(loop, "cross_entropy",
+                      lambda logits, labels: (lambda ce: jnp.where(ce < 1.6, jnp.nan, ce))(
+                          real(logits, labels)))
+  config = mnist_mlp.get_config()
+  config.update(estimator="ste", num_train_steps=200, checkpoint_every_steps=2,
+                log_every_steps=1)
+  with pytest.raises(Diverged, match="last good checkpoint .* is intact"):
+    train_and_evaluate(config, str(tmp_path))
+  mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
+  assert mngr.latest_step() is not None and mngr.latest_step() < 200
+  restored = mngr.restore(mngr.latest_step())
+  leaves = jax.tree.leaves(restored)
+  assert leaves and all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+  assert not os.path.exists(tmp_path / "summary.json")
+
+
+def test_incompatible_workdir_refused_unless_forced(tmp_path):
+  config = mnist_mlp.get_config()
+  config.update(estimator="ste", num_train_steps=4)
+  first = train_and_evaluate(config, str(tmp_path))
+  config.log_every_steps = 2  # resume-safe: accepted, the finished run is reported again
+  again = train_and_evaluate(config, str(tmp_path))
+  assert again["params_sha256"] == first["params_sha256"]
+  config.estimator = "fogzo"
+  with pytest.raises(ConfigError, match=r"different config \(fields: estimator: 'ste' → "
+                                        r"'fogzo'\).*--force"):
+    train_and_evaluate(config, str(tmp_path))
+  assert json.load(open(tmp_path / "summary.json"))["estimator"] == "ste"  # untouched
+  forced = train_and_evaluate(config, str(tmp_path), force=True)
+  assert forced["estimator"] == "fogzo" and forced["steps"] == 4
+
+
+BAD_CONFIGS = [
+    ("estimator", "adam", "config.estimator must be one of 'ste', 'fogzo', 'nspsa'"),
+    ("estimator", 3, "config.estimator must be one of"),
+    ("ste", "relu", "config.ste must be one of 'identity', 'hardtanh', 'tanh', 'approxsign'"),
+    ("dataset", "cifar10", "config.dataset must be one of 'mnist', 'fashion_mnist'"),
+    ("data_source", "web", "config.data_source must be one of 'auto', 'idx', 'tfds', 'shipped'"),
+    ("model", "gpt", "config.model must be one of 'mlp'"),
+    ("num_perturbations", 0, "config.num_perturbations must be an integer ≥ 1"),
+    ("num_perturbations", 2.5, "config.num_perturbations must be an integer ≥ 1"),
+    ("num_perturbations", True, "config.num_perturbations must be an integer ≥ 1"),
+    ("beta_min", 1.5, "config.beta_min must be a number ≥ 0.0 and ≤ 1.0"),
+    ("beta_min", -0.1, "config.beta_min must be a number ≥ 0.0 and ≤ 1.0"),
+    ("beta_min", "high", "config.beta_min must be a number"),
+    ("fogzo_start_fraction", 1.2, "config.fogzo_start_fraction must be a number ≥ 0.0 and ≤ 1.0"),
+    ("bits", 0, "config.bits must be an integer ≥ 1 and ≤ 16"),
+    ("bits", 32, "config.bits must be an integer ≥ 1 and ≤ 16"),
+    ("batch_size", 0, "config.batch_size must be an integer ≥ 1"),
+    ("learning_rate", 0.0, "config.learning_rate must be a number > 0.0"),
+    ("learning_rate", -1e-3, "config.learning_rate must be a number > 0.0"),
+    ("weight_decay", -0.1, "config.weight_decay must be a number ≥ 0.0"),
+    ("num_epochs", 0, "config.num_epochs must be an integer ≥ 1"),
+    ("num_train_steps", -5, "config.num_train_steps must be an integer ≥ 0"),
+    ("seed", -1, "config.seed must be an integer ≥ 0"),
+    ("chunk_size", -2, "config.chunk_size must be an integer ≥ 0"),
+    ("log_every_steps", 0, "config.log_every_steps must be an integer ≥ 1"),
+    ("eval_every_steps", -1, "config.eval_every_steps must be an integer ≥ 0"),
+    ("checkpoint_every_steps", -1, "config.checkpoint_every_steps must be an integer ≥ 0"),
+    ("keep_checkpoints", 0, "config.keep_checkpoints must be an integer ≥ 1"),
+    ("data_dir", 5, "config.data_dir must be a string path"),
+    ("distributed", "yes", "config.distributed must be True or False"),
+    ("lr", 0.1, "config.lr is not a known field; known fields: model, estimator"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD_CONFIGS)
+def test_malformed_configs(tmp_path, field, value, message):
+  config = mnist_mlp.get_config()
+  config.unlock() if hasattr(config, "unlock") else None
+  with config.ignore_type():
+    config[field] = value
+  with pytest.raises(ConfigError, match=message):
+    train_and_evaluate(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # refused before any work
+
+
+def test_missing_field_and_start_fraction_needs_fogzo(tmp_path):
+  config = mnist_mlp.get_config()
+  del config["seed"]
+  with pytest.raises(ConfigError, match="config.seed is missing"):
+    train_and_evaluate(config, str(tmp_path))
+  config = mnist_mlp.get_config()
+  config.update(estimator="ste", fogzo_start_fraction=0.5)
+  with pytest.raises(ConfigError, match="fogzo_start_fraction > 0 needs config.estimator"):
+    train_and_evaluate(config, str(tmp_path))
+
+
+def test_ste_then_fogzo_forward_passes(tmp_path):
+  config = mnist_mlp.get_config()
+  config.update(estimator="fogzo", num_perturbations=2, num_train_steps=10,
+                fogzo_start_fraction=0.7)
+  summary = train_and_evaluate(config, str(tmp_path))
+  assert summary["forward_passes"] == 7 * 3 + 3 * (3 + 2 * 2)
+
+
+DP_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+import jax
+from configs import mnist_mlp
+from fogzo_jax.train import train_and_evaluate
+config = mnist_mlp.get_config()
+config.update(estimator={est!r}, num_perturbations=4, num_train_steps=12, eval_every_steps=3,
+              checkpoint_every_steps=0, batch_size=256)
+s = train_and_evaluate(config, {workdir!r})
+rows = [json.loads(l) for l in open({workdir!r} + "/metrics.jsonl")]
+print("RESULT", json.dumps(dict(devices=len(jax.devices()), devices_used=s["devices"],
+                                curve=[r["train_loss"] for r in rows])))
+"""
+
+
+@pytest.mark.parametrize("estimator", ["ste", "fogzo"])
+def test_eight_device_data_parallel_matches_single_device(tmp_path, estimator):
+  curves = {}
+  for count in (1, 8):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+    code = DP_SCRIPT.format(root=ROOT, est=estimator, workdir=str(tmp_path / str(count)))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ")[-1])
+    assert result["devices"] == result["devices_used"] == count
+    curves[count] = result["curve"]
+  assert len(curves[1]) == 4
+  for a, b in zip(curves[1], curves[8]):
+    assert abs(a - b) <= 1e-4 * abs(a), (curves[1], curves[8])
+
+
+def test_plot_cli_overlays_runs(tmp_path):
+  for name in ("ste", "fogzo"):
+    config = mnist_mlp.get_config()
+    config.update(estimator=name, num_train_steps=6, eval_every_steps=3)
+    train_and_evaluate(config, str(tmp_path / name))
+  out = tmp_path / "cmp.png"
+  proc = subprocess.run([sys.executable, "-m", "fogzo_jax.plot", str(tmp_path / "ste"),
+                         str(tmp_path / "fogzo"), f"--out={out}", "--x=forward_passes"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert out.stat().st_size > 5000
+  assert plot.main([str(tmp_path / "nope")]) == 2
