@@ -219,6 +219,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       config, model, functools.partial(make_optimizer, config, total_steps=total_steps),
       jnp.zeros((1, 28, 28), jnp.float32))
   replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  # Every process draws the same global batch (same seed) and feeds its own contiguous rows.
+  per_process = config.batch_size // jax.process_count()
+  local = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
   state = jax.device_put(state, replicated)
   step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx,
                                       estimator=config.estimator), donate_argnums=0)
@@ -251,7 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       epoch, first = divmod(step, steps_per_epoch)
       for images, labels in data_lib.batches(data.train_images, data.train_labels,
                                              config.batch_size, config.seed, epoch, first):
-        images, labels = (jax.make_array_from_process_local_data(batch_sharding, x)
+        images, labels = (jax.make_array_from_process_local_data(batch_sharding, x[local])
                           for x in (images, labels))
         state, loss = step_fn(state, images, labels)
         losses.append(loss)
