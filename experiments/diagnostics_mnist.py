@@ -9,6 +9,7 @@ measures STE, FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``
 """
 
 import functools
+import itertools
 import os
 import sys
 
@@ -28,6 +29,8 @@ _OUT = flags.DEFINE_string("out", "docs/results", "Output folder.")
 _STE_STEPS = flags.DEFINE_integer("ste_steps", 200, "STE steps before measuring.")
 _REF_N = flags.DEFINE_integer("reference_n", 65536, "Perturbations of the n-SPSA reference.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+_LAYER = flags.DEFINE_string("layer", "Dense_1", "Layer whose parameters are measured ('all': "
+                             "every parameter; needs a far larger reference_n).")
 
 
 def main(argv):
@@ -40,24 +43,35 @@ def main(argv):
       config, model, functools.partial(loop.make_optimizer, config, total_steps=1170),
       jnp.zeros((1, 28, 28)))
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, estimator="ste"))
-  batches = data_lib.batches(data.train_images, data.train_labels, 512, _SEED.value, 0)
+  batches = itertools.chain.from_iterable(
+      data_lib.batches(data.train_images, data.train_labels, 512, _SEED.value, epoch)
+      for epoch in itertools.count())
   for _ in range(_STE_STEPS.value):
     images, labels = next(batches)
     state, _ = step(state, images, labels)
   images, labels = next(batches)
 
-  def value_fn(params, images, labels):
+  layer = _LAYER.value
+
+  def value_fn(sub, images, labels):
+    """The loss as a function of the measured layer's parameters (all others fixed)."""
+    params = sub if layer == "all" else {**state.params, layer: sub}
     logits = model.apply({"params": params, "quant": state.quant}, images)
     return loop.cross_entropy(logits, labels)
 
   eps = quant_epsilon(state.quant, config.ste)
+  params = state.params
+  if layer != "all":
+    params, eps = state.params[layer], eps[layer]
   noise = fz.implicit_smoothing(config.ste).noise
   betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), (1, 10, 100, 1000)
-  rows, self_cos = diagnostics.compare(value_fn, state.params, eps, noise,
+  rows, self_cos = diagnostics.compare(value_fn, params, eps, noise,
                                        jax.random.key(_SEED.value), betas=betas[:-1], ns=ns,
                                        num_keys=16, reference_n=_REF_N.value, images=images,
                                        labels=labels)
-  lines = [f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of 512; "
+  dim = sum(x.size for x in jax.tree.leaves(params))
+  lines = [f"Measured parameters: {layer} ({dim:,}). "
+           f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of 512; "
            f"reference: n-SPSA with {_REF_N.value:,} perturbations (cosine between its two "
            f"halves: {self_cos:.3f}); 16 keys per estimator.", "",
            "| estimator | cosine to ∇L_s | relative bias | relative variance | forward passes |",
@@ -88,7 +102,7 @@ def main(argv):
   ax2.set_ylabel("cosine to ∇L_s"), ax2.legend()
   for ax in (ax1, ax2):
     ax.grid(alpha=0.3)
-  fig.suptitle("2-bit MNIST MLP 784-10-10, identity STE")
+  fig.suptitle(f"2-bit MNIST MLP 784-10-10, identity STE; parameters of {layer} ({dim:,})")
   fig.tight_layout()
   fig.savefig(os.path.join(_OUT.value, "diagnostics_mnist.png"), dpi=110)
 
