@@ -18,6 +18,7 @@ def get_config():
   config.estimator = "fogzo"        # 'ste' | 'fogzo' | 'nspsa'
   config.num_perturbations = 1      # n
   config.beta_min = 0.999           # β decays linearly from 1 to beta_min over training
+  config.g_hat_norm = "unit"        # 'unit': ĝ = g/‖g‖ (paper as reconstructed); 'rms': √d·g/‖g‖
   config.fogzo_start_fraction = 0.0  # > 0: plain STE for this fraction of steps, then FOGZO
   config.ste = "identity"           # 'identity' | 'hardtanh' | 'tanh' | 'approxsign'
   config.bits = 2

@@ -30,6 +30,7 @@ _EPOCHS = flags.DEFINE_integer("num_epochs", 10, "Epochs per run.")
 _LR = flags.DEFINE_float("learning_rate", None, "Learning rate (default: the config's, "
                          "the paper's 2e-3·512/32).")
 _OUT = flags.DEFINE_string("out", "runs/mnist_compare", "Output folder.")
+_G_HAT_NORM = flags.DEFINE_string("g_hat_norm", "unit", "FOGZO's ĝ normalisation: unit | rms.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only aggregate existing runs.")
 
 
@@ -38,7 +39,8 @@ def runs():
   seeds = [int(s) for s in _SEEDS.value]
   out = [("ste", dict(estimator="ste"), seeds)]
   out += [(f"fogzo_n1_beta{b}", dict(estimator="fogzo", num_perturbations=1,
-                                     beta_min=float(b)), seeds) for b in _BETAS.value]
+                                     beta_min=float(b), g_hat_norm=_G_HAT_NORM.value), seeds)
+          for b in _BETAS.value]
   out += [(f"nspsa_n{n}", dict(estimator="nspsa", num_perturbations=int(n)),
            seeds[:1] if int(n) >= _BIG_N.value else seeds) for n in _NSPSA_N.value]
   return out
@@ -95,7 +97,8 @@ def report(results):
   fmt = lambda xs, scale=1.0, d=4: (f"{scale * np.mean(xs):.{d}f} ± {scale * np.std(xs):.{d}f}"
                                     if len(xs) > 1 else f"{scale * xs[0]:.{d}f}")
   lr = _LR.value if _LR.value is not None else mnist_mlp.get_config().learning_rate
-  lines = [f"Dataset: {_DATASET.value}; {_EPOCHS.value} epochs; learning rate {lr:g}; mean ± std "
+  lines = [f"Dataset: {_DATASET.value}; {_EPOCHS.value} epochs; learning rate {lr:g}; FOGZO "
+           f"g_hat_norm {_G_HAT_NORM.value!r}; mean ± std "
            "over seeds (population std).", "",
            "| run | seeds | final train loss | test loss | test acc (%) | forward passes | "
            "wall time (s) |", "|---|---|---|---|---|---|---|"]

@@ -45,6 +45,9 @@ from fogzo_jax import perturbations
 MAX_CHUNK = 2048
 """Most perturbations vmapped at once (each is a ± pair, so 4096 evaluations)."""
 
+G_HAT_NORMS = ("unit", "rms")
+"""How ĝ is normalised: "unit" ‖ĝ‖ = 1 (api.md, the paper as reconstructed); "rms" ‖ĝ‖ = √d."""
+
 Epsilon = Union[float, chex.ArrayTree, Callable[[chex.ArrayTree], chex.ArrayTree]]
 Beta = Union[float, optax.Schedule]
 
@@ -111,9 +114,13 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
 
 def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
                   noise: Union[str, perturbations.NoiseFn], key, chunk_size: Optional[int],
-                  mask, use_ste_direction: bool) -> optax.GradientTransformationExtraArgs:
+                  mask, use_ste_direction: bool, g_hat_norm: str = "unit"
+                  ) -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
   _check_args(num_perturbations, beta, epsilon, chunk_size)
+  if g_hat_norm not in G_HAT_NORMS:
+    raise ValueError(f"g_hat_norm must be one of {', '.join(map(repr, G_HAT_NORMS))}; "
+                     f"got {g_hat_norm!r}")
   noise_fn = perturbations.get_noise(noise)
   key0 = _key_data(key)
   n = int(num_perturbations)
@@ -144,6 +151,8 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
     g32 = [leaves_g[i].astype(jnp.float32) for i in idx]
     norm = jnp.sqrt(sum(jnp.sum(x * x) for x in g32))
     inv_norm = jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
+    if g_hat_norm == "rms":  # ‖ĝ‖ = √d: per-element RMS 1, the scale of u
+      inv_norm = inv_norm * math.sqrt(sum(x.size for x in g32))
     g_hat = [x * inv_norm for x in g32]
     b = jnp.clip(jnp.asarray(beta(state.count) if callable(beta) else beta, jnp.float32), 0, 1)
     sqrt_b, sqrt_1mb = (jnp.sqrt(b), jnp.sqrt(1.0 - b)) if use_ste_direction else (0.0, 1.0)
@@ -200,7 +209,7 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
 
 def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
           noise: Union[str, perturbations.NoiseFn] = "uniform", key=0,
-          chunk_size: Optional[int] = None, mask: Any = None
+          chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: str = "unit"
           ) -> optax.GradientTransformationExtraArgs:
   """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
 
@@ -224,6 +233,11 @@ def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
     mask: optax-style mask, a pytree of Python bools with the structure of params or a callable
       ``params -> mask``. Only ``True`` leaves are perturbed and enter ‖g‖; ``False`` leaves get
       their incoming update unchanged (e.g. learned scales keep their ordinary gradient).
+    g_hat_norm: "unit" (default): ĝ = g/‖g‖, so E[vvᵀ] = βĝĝᵀ + (1−β)I. "rms": ĝ = √d·g/‖g‖
+      (d = number of perturbed elements), the same per-element scale as u, so the ĝ part moves
+      each weight by ~ε as the noise does; an alternative reading of the paper, offered for
+      comparison (see docs/results/mnist.md): with "unit" and large d the noise part dominates
+      ‖v‖ even at β = 0.999.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
@@ -233,7 +247,7 @@ def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
     Training", NeurIPS 2025, arXiv:2510.23926.
   """
   return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
-                       use_ste_direction=True)
+                       use_ste_direction=True, g_hat_norm=g_hat_norm)
 
 
 def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,

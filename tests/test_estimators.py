@@ -330,3 +330,11 @@ def test_vmapped_width_is_bounded(n, chunk_size):
   chunk, num_chunks = fz.estimators._chunking(n, chunk_size)
   assert chunk * num_chunks - n < num_chunks  # least padding
   assert chunk <= min(chunk_size or n, fz.estimators.MAX_CHUNK) and chunk in dims
+
+
+def test_g_hat_norm_rms_scales_the_ste_part_by_sqrt_d():
+  """'rms': ĝ = √d·g/‖g‖, so β = 1 gives exactly d·ĝ₁ĝ₁ᵀ∇f (ĝ₁ the unit direction)."""
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=19, g_hat_norm="rms"))
+  np.testing.assert_allclose(flat(out), 9 * expected(1.0), rtol=2e-4, atol=2e-3)
+  with pytest.raises(ValueError, match="g_hat_norm must be one of 'unit', 'rms'"):
+    fz.fogzo(g_hat_norm="l2")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from fogzo_jax.data.mnist import DATASETS, SOURCES
+from fogzo_jax.estimators import G_HAT_NORMS
 from fogzo_jax.models import MODELS
 from fogzo_jax.quant.ste import STE_KINDS
 
@@ -33,7 +34,8 @@ def _number(config, field, kind, low, high=None, low_open=False):
     raise ConfigError(f"config.{field} must be {kind_name} {bound}; got {value!r}")
 
 
-FIELDS = ("model", "estimator", "num_perturbations", "beta_min", "fogzo_start_fraction", "ste",
+FIELDS = ("model", "estimator", "num_perturbations", "beta_min", "g_hat_norm",
+          "fogzo_start_fraction", "ste",
           "bits", "batch_size", "learning_rate", "weight_decay", "num_epochs", "num_train_steps",
           "seed", "dataset", "data_dir", "data_source", "chunk_size", "log_every_steps",
           "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "distributed")
@@ -56,6 +58,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "model", tuple(MODELS))
   _choice(config, "estimator", ESTIMATORS)
   _choice(config, "ste", STE_KINDS)
+  _choice(config, "g_hat_norm", G_HAT_NORMS)
   _choice(config, "dataset", DATASETS)
   _choice(config, "data_source", SOURCES)
   _number(config, "num_perturbations", int, 1)

@@ -88,7 +88,8 @@ def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformat
                  chunk_size=config.chunk_size or None)
   if config.estimator == "fogzo":
     start = fogzo_start_step(config, total_steps)
-    estimator = fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps - start), **zo_args)
+    estimator = fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps - start),
+                         g_hat_norm=config.g_hat_norm, **zo_args)
     if start > 0:
       estimator = fz.start_at(start, estimator)
   elif config.estimator == "nspsa":
