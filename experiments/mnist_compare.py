@@ -110,23 +110,24 @@ def report(results):
                  f"{s[0]['forward_passes']:,} | {fmt([x['wall_time_s'] for x in s], d=1)} |")
   # Compute ratio at equal final training loss: n-SPSA's total passes over the passes FOGZO
   # needs to first reach n-SPSA's final training loss.
-  lines += ["", "Compute ratio at equal final training loss: n-SPSA's total forward passes over "
-            "the passes FOGZO's mean curve needs to first reach n-SPSA's final training loss "
-            "(curves are evaluated once per epoch; '≥' where FOGZO is already there after "
-            "epoch 1).", "", "| n-SPSA run | its final train loss | its forward passes | FOGZO run | FOGZO "
-            "passes to that loss | ratio |", "|---|---|---|---|---|---|"]
-  fogzo = {k: mean_curve(v) for k, v in results.items() if k.startswith("fogzo")}
-  for name, seed_runs in results.items():
-    if not name.startswith("nspsa"):
-      continue
-    fp, loss = mean_curve(seed_runs)
-    for fname, (ffp, floss) in fogzo.items():
-      need = passes_to_reach(ffp, floss, loss[-1])
-      # Reached by FOGZO's first evaluation (end of epoch 1): the true ratio is at least this.
-      bound = "≥ " if need is not None and need == ffp[0] else ""
-      ratio = f"{bound}{fp[-1] / need:,.0f}×" if need else "FOGZO never reaches it"
-      lines.append(f"| {name} | {loss[-1]:.4f} | {fp[-1]:,.0f} | {fname} | "
-                   f"{'—' if need is None else f'{need:,.0f}'} | {ratio} |")
+  if any(k.startswith("nspsa") for k in results):
+    lines += ["", "Compute ratio at equal final training loss: n-SPSA's total forward passes over "
+              "the passes FOGZO's mean curve needs to first reach n-SPSA's final training loss "
+              "(curves are evaluated once per epoch; '≥' where FOGZO is already there after "
+              "epoch 1).", "", "| n-SPSA run | its final train loss | its forward passes | "
+              "FOGZO run | FOGZO passes to that loss | ratio |", "|---|---|---|---|---|---|"]
+    fogzo = {k: mean_curve(v) for k, v in results.items() if k.startswith("fogzo")}
+    for name, seed_runs in results.items():
+      if not name.startswith("nspsa"):
+        continue
+      fp, loss = mean_curve(seed_runs)
+      for fname, (ffp, floss) in fogzo.items():
+        need = passes_to_reach(ffp, floss, loss[-1])
+        # Reached by FOGZO's first evaluation (end of epoch 1): the true ratio is at least this.
+        bound = "≥ " if need is not None and need == ffp[0] else ""
+        ratio = f"{bound}{fp[-1] / need:,.0f}×" if need else "FOGZO never reaches it"
+        lines.append(f"| {name} | {loss[-1]:.4f} | {fp[-1]:,.0f} | {fname} | "
+                     f"{'—' if need is None else f'{need:,.0f}'} | {ratio} |")
   text = "\n".join(lines) + "\n"
   with open(os.path.join(_OUT.value, "results.md"), "w") as f:
     f.write(text)
