@@ -174,8 +174,10 @@ def _prepare_workdir(config, workdir: str, force: bool) -> None:
     if bad:  # --force: the old run's checkpoints and metrics go
       for name in ("checkpoints", "metrics.jsonl", "summary.json", "tensorboard"):
         target = os.path.join(workdir, name)
-        shutil.rmtree(target, ignore_errors=True) if os.path.isdir(target) else (
-            os.path.exists(target) and os.remove(target))
+        if os.path.isdir(target):
+          shutil.rmtree(target)
+        elif os.path.exists(target):
+          os.remove(target)
   with open(path, "w") as f:
     json.dump(new, f, indent=2)
 
@@ -210,9 +212,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise config_lib.ConfigError(f"config.batch_size {config.batch_size} exceeds the "
                                  f"{len(data.train_labels)} training images")
   lead = jax.process_index() == 0
-  _prepare_workdir(config, workdir, force) if lead else None
   logging.info("Data: %s", data.source)
-  print(f"data: {data.source}", flush=True) if lead else None
+  if lead:
+    _prepare_workdir(config, workdir, force)
+    print(f"data: {data.source}", flush=True)
 
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
   model = models.get_model(config.model, bits=config.bits, ste=config.ste)
@@ -233,11 +236,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if ckpt.latest_step() is not None:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = ckpt.restore(ckpt.latest_step(), args=ocp.args.StandardRestore(abstract))
-    print(f"resumed from step {int(state.step)}", flush=True) if lead else None
+    if lead:
+      print(f"resumed from step {int(state.step)}", flush=True)
   step = int(state.step)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  _truncate_metrics(metrics_path, step) if lead else None
-  writer = metrics_lib.MetricWriter(workdir) if lead else None
+  writer = None
+  if lead:
+    _truncate_metrics(metrics_path, step)
+    writer = metrics_lib.MetricWriter(workdir)
 
   def save(state, loss):
     if not _is_finite(loss, state.params):
@@ -297,7 +303,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     bar.close()
     ckpt.wait_until_finished()
     ckpt.close()
-    writer.close() if writer else None
+    if writer:
+      writer.close()
 
   if train is None:  # finished before this invocation: evaluate the restored state
     train = evaluate(model, state, data.train_images, data.train_labels)
