@@ -23,7 +23,6 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import mnist_mlp  # noqa: E402  (the repo's configs/ folder)
-from fogzo_jax import models
 from fogzo_jax.train import loop
 
 _MODELS = flags.DEFINE_list("models", ["mlp"], "Models to time (mlp).")
@@ -42,17 +41,18 @@ def peak_memory_mb() -> float:
 
 
 def time_step(config, images, labels, repeats: int) -> float:
-  model = models.get_model(config.model, bits=config.bits, ste=config.ste)
+  model = loop.build_model(config, {"num_classes": 10})
   state, tx = loop.create_train_state(
       config, model, functools.partial(loop.make_optimizer, config, total_steps=1000), images)
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx,
+  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="image",
                                    estimator=config.estimator), donate_argnums=0)
-  state, loss = step(state, images, labels)  # compile
+  batch = {"image": images, "label": labels}
+  state, loss = step(state, batch)  # compile
   jax.block_until_ready(loss)
   times = []
   for _ in range(max(5, repeats)):
     t = time.perf_counter()
-    state, loss = step(state, images, labels)
+    state, loss = step(state, batch)
     jax.block_until_ready((state, loss))
     times.append(time.perf_counter() - t)
   return statistics.median(times)

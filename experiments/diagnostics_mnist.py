@@ -9,20 +9,20 @@ measures STE, FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``
 """
 
 import functools
-import itertools
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import mnist_mlp  # noqa: E402
 import fogzo_jax as fz  # noqa: E402
-from fogzo_jax import data as data_lib, diagnostics, models  # noqa: E402
-from fogzo_jax.quant.layers import quant_epsilon  # noqa: E402
+from fogzo_jax import data as data_lib, diagnostics  # noqa: E402
+from fogzo_jax.quant.layers import epsilon_from_params  # noqa: E402
 from fogzo_jax.train import loop  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "docs/results", "Output folder.")
@@ -37,29 +37,26 @@ def main(argv):
   del argv
   config = mnist_mlp.get_config()
   config.update(estimator="ste", seed=_SEED.value)
-  data = data_lib.load_image_dataset("mnist")
-  model = models.get_model("mlp", bits=config.bits, ste=config.ste)
+  data = data_lib.make_pipeline(config)
+  model = loop.build_model(config, data.info)
   state, tx = loop.create_train_state(
       config, model, functools.partial(loop.make_optimizer, config, total_steps=1170),
-      jnp.zeros((1, 28, 28)))
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, estimator="ste"))
-  batches = itertools.chain.from_iterable(
-      data_lib.batches(data.train_images, data.train_labels, 512, _SEED.value, epoch)
-      for epoch in itertools.count())
-  for _ in range(_STE_STEPS.value):
-    images, labels = next(batches)
-    state, _ = step(state, images, labels)
-  images, labels = next(batches)
+      jnp.asarray(data.sample))
+  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, estimator="ste",
+                                   task="image"))
+  for i in range(_STE_STEPS.value):
+    state, _ = step(state, data.batch(i))
+  batch = data.batch(_STE_STEPS.value)
 
   layer = _LAYER.value
 
-  def value_fn(sub, images, labels):
+  def value_fn(sub, batch):
     """The loss as a function of the measured layer's parameters (all others fixed)."""
     params = sub if layer == "all" else {**state.params, layer: sub}
-    logits = model.apply({"params": params, "quant": state.quant}, images)
-    return loop.cross_entropy(logits, labels)
+    logits = model.apply({"params": params, "quant": state.quant}, batch["image"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
 
-  eps = quant_epsilon(state.quant, config.ste)
+  eps = epsilon_from_params(state.params, state.quant, loop.quant_spec(config))
   params = state.params
   if layer != "all":
     params, eps = state.params[layer], eps[layer]
@@ -67,8 +64,7 @@ def main(argv):
   betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), (1, 10, 100, 1000)
   rows, self_cos = diagnostics.compare(value_fn, params, eps, noise,
                                        jax.random.key(_SEED.value), betas=betas[:-1], ns=ns,
-                                       num_keys=16, reference_n=_REF_N.value, images=images,
-                                       labels=labels)
+                                       num_keys=16, reference_n=_REF_N.value, batch=batch)
   dim = sum(x.size for x in jax.tree.leaves(params))
   lines = [f"Measured parameters: {layer} ({dim:,}). "
            f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of 512; "

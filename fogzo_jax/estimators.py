@@ -146,6 +146,10 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
     idx = [i for i, on in enumerate(perturbed) if on]  # static: which leaves are perturbed
     theta = [leaves_p[i] for i in idx]
     eps = [jnp.asarray(leaves_eps[i], jnp.float32) for i in idx]
+    for i, e in zip(idx, eps):
+      if jnp.broadcast_shapes(e.shape, leaves_p[i].shape) != leaves_p[i].shape:
+        raise ValueError(f"epsilon leaf {i} has shape {e.shape}, which does not broadcast to its "
+                         f"parameter's shape {leaves_p[i].shape}")
 
     # Unit STE direction ĝ = g/‖g‖ over the perturbed leaves (0 when g = 0: no NaN).
     g32 = [leaves_g[i].astype(jnp.float32) for i in idx]

@@ -24,13 +24,21 @@ def plot_runs(run_dirs: list[str], out: str, x: str = "step") -> str:
     path = os.path.join(run, "metrics.jsonl")
     if not os.path.exists(path):
       raise FileNotFoundError(f"{run} has no metrics.jsonl")
-    rows = [r for r in read_jsonl(path) if "test_loss" in r]
+    rows = read_jsonl(path)
+    lm = any("val_loss" in r for r in rows)
+    rows = [r for r in rows if ("val_loss" if lm else "test_loss") in r]
     xs = [r[x] for r in rows]
     name = os.path.basename(os.path.normpath(run))
-    ax1.plot(xs, [r["train_loss"] for r in rows], "-", color=f"C{i}", label=f"{name} train")
+    if lm:
+      ax1.plot(xs, [r["val_loss"] for r in rows], "-", color=f"C{i}", label=f"{name} val")
+      ax2.plot(xs, [r["val_perplexity"] for r in rows], "-", color=f"C{i}", label=name)
+      continue
+    if rows and "train_loss" in rows[0]:
+      ax1.plot(xs, [r["train_loss"] for r in rows], "-", color=f"C{i}", label=f"{name} train")
     ax1.plot(xs, [r["test_loss"] for r in rows], ":", color=f"C{i}", label=f"{name} test")
     ax2.plot(xs, [100 * r["test_accuracy"] for r in rows], "-", color=f"C{i}", label=name)
-  for ax, label in ((ax1, "loss"), (ax2, "test accuracy (%)")):
+  for ax, label in ((ax1, "loss"), (ax2, "validation perplexity" if lm else
+                                     "test accuracy (%)")):
     ax.set_xlabel(x.replace("_", " ")), ax.set_ylabel(label), ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   if x == "forward_passes":

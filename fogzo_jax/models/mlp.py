@@ -5,20 +5,28 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fogzo_jax.quant.layers import QuantDense
+from fogzo_jax.quant.layers import QuantDense, QuantSpec
 
 
 class MLP(nn.Module):
-  """Images [B, H, W(, C)] → logits [B, features[-1]]; 784-10-10 has 7,960 parameters."""
+  """Images [B, H, W(, C)] → logits [B, features[-1]]; 784-10-10 has 7,960 parameters.
+
+  ``num_classes`` (when given) replaces the last width. Every layer is quantized with ``spec``
+  (the paper quantizes all of them, biases included: ``QuantSpec(bias=True)``).
+  """
   features: Sequence[int] = (10, 10)
-  bits: int | None = 2
-  ste: str = "identity"
+  num_classes: int | None = None
+  spec: QuantSpec = QuantSpec(kind="fixed", bits=2, bias=True)
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
+    del train  # no batch-dependent layers
+    widths = list(self.features)
+    if self.num_classes:
+      widths[-1] = self.num_classes
     x = jnp.reshape(x, (x.shape[0], -1))
-    for i, width in enumerate(self.features):
-      x = QuantDense(width, bits=self.bits, ste=self.ste, name=f"Dense_{i}")(x)
-      if i < len(self.features) - 1:
+    for i, width in enumerate(widths):  # static: two layers
+      x = QuantDense(width, spec=self.spec, name=f"Dense_{i}")(x)
+      if i < len(widths) - 1:
         x = nn.relu(x)
     return x

@@ -30,10 +30,12 @@ from fogzo_jax.quant import ste as ste_lib
 _REACH = {"hardtanh": 1, "approxsign": 1, "tanh": 8}
 
 
-def levels(bits: int) -> tuple[int, int]:
-  """(lo, hi) integer levels of a signed b-bit quantizer."""
-  if int(bits) != bits or bits < 1:
+def levels(bits: int, signed: bool = True) -> tuple[int, int]:
+  """(lo, hi) integer levels of a b-bit quantizer: signed −2^(b−1) … 2^(b−1)−1, else 0 … 2^b−1."""
+  if isinstance(bits, bool) or int(bits) != bits or bits < 1:
     raise ValueError(f"bits must be an integer ≥ 1; got {bits!r}")
+  if not signed:
+    return 0, 2 ** bits - 1
   return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
@@ -68,7 +70,8 @@ def _bwd(lo, hi, ste, y, g):
 _quantize_unit.defvjp(_fwd, _bwd)
 
 
-def quantize(x: jax.Array, bits: int, scale, ste: str = "identity") -> jax.Array:
+def quantize(x: jax.Array, bits: int, scale, ste: str = "identity",
+             signed: bool = True) -> jax.Array:
   """b-bit symmetric uniform quantization with step ``scale``.
 
   Args:
@@ -77,12 +80,13 @@ def quantize(x: jax.Array, bits: int, scale, ste: str = "identity") -> jax.Array
     scale: α > 0, a scalar or an array broadcastable to ``x`` (per-channel). Gradients flow
       to it as through any array (pass ``jax.lax.stop_gradient(scale)`` to fix it).
     ste: "identity" | "hardtanh" | "tanh" | "approxsign": the backward (module docstring).
+    signed: signed levels (default) or unsigned 0 … 2^b − 1 (post-ReLU activations).
 
   Returns:
     Array of ``x``'s shape whose values lie exactly on the grid α·{lo, …, hi}.
   """
   ste_lib.check_ste(ste)
-  lo, hi = levels(bits)
+  lo, hi = levels(bits, signed)
   return scale * _quantize_unit(x / scale, lo, hi, ste)
 
 

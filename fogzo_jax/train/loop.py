@@ -41,15 +41,16 @@ from tqdm import tqdm
 import fogzo_jax as fz
 from fogzo_jax import data as data_lib
 from fogzo_jax import models
-from fogzo_jax.quant.layers import quant_epsilon
+from fogzo_jax.quant.layers import QuantSpec, epsilon_from_params, quantized_mask
 from fogzo_jax.train import config as config_lib
 from fogzo_jax.train import metrics as metrics_lib
 
 
 class TrainState(NamedTuple):
   step: jax.Array
-  params: Any          # trainable latent weights θ
-  quant: Any           # fixed quantizer scales α, same structure as params
+  params: Any          # trainable latent weights θ (and learned LSQ steps, norms, …)
+  quant: Any           # quantizer records: frozen fixed-scale α, init steps (marks quantized θ)
+  batch_stats: Any     # BatchNorm running statistics ({} for models without BatchNorm)
   opt_state: Any       # estimator state (count, PRNG key) + AdamW state
 
 
@@ -80,12 +81,39 @@ def forward_passes_per_step(config) -> int:
   return forward_passes(config, 1, 1)
 
 
+def quant_spec(config) -> QuantSpec:
+  return QuantSpec(kind=config.quant, bits=config.bits, ste=config.ste,
+                   activations=config.quantize_activations, bias=config.quantize_bias)
+
+
+def build_model(config, info: dict):
+  """The model of ``config`` with the data's classes / vocabulary."""
+  fields = models.model_fields(config.model)
+  kwargs = dict(config.model_kwargs)
+  kwargs["spec"] = quant_spec(config)
+  if "num_classes" in fields:
+    kwargs.setdefault("num_classes", info["num_classes"])
+  if "vocab_size" in fields:
+    kwargs["vocab_size"] = info["vocab_size"]
+  if "quantize_first_last" in fields:
+    kwargs["quantize_first_last"] = config.quantize_first_last
+  if "dtype" in fields:
+    kwargs["dtype"] = jnp.dtype(config.dtype)
+  return models.get_model(config.model, **kwargs)
+
+
 def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformationExtraArgs:
-  """chain(estimator, AdamW with cosine decay); the estimator is the identity for STE."""
+  """chain(estimator, AdamW with (warm-up +) cosine decay); the estimator is the identity for STE.
+
+  FOGZO/n-SPSA perturb the quantized weights only (``quantized_mask``) with ε = α·ε̄(ste)
+  (``epsilon_from_params``: α read from the current parameters for LSQ and QuEST).
+  """
+  spec = quant_spec(config)
   _, noise = fz.implicit_smoothing(config.ste)
   zo_args = dict(num_perturbations=config.num_perturbations,
-                 epsilon=quant_epsilon(quant, config.ste), noise=noise, key=config.seed + 1,
-                 chunk_size=config.chunk_size or None)
+                 epsilon=functools.partial(epsilon_from_params, quant=quant, spec=spec),
+                 mask=functools.partial(quantized_mask, quant=quant), noise=noise,
+                 key=config.seed + 1, chunk_size=config.chunk_size or None)
   if config.estimator == "fogzo":
     start = fogzo_start_step(config, total_steps)
     estimator = fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps - start),
@@ -96,55 +124,95 @@ def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformat
     estimator = fz.nspsa(**zo_args)
   else:
     estimator = optax.identity()
-  schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
+  if config.warmup_steps:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate,
+                                                  config.warmup_steps, total_steps)
+  else:
+    schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
   return optax.chain(estimator, optax.adamw(schedule, weight_decay=config.weight_decay))
 
 
-def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
-def create_train_state(config, model, tx_fn, sample_images) -> tuple[TrainState, Any]:
-  variables = model.init(jax.random.key(config.seed), sample_images)
-  tx = tx_fn(variables["quant"])
-  state = TrainState(step=jnp.zeros([], jnp.int32), params=variables["params"],
-                     quant=variables["quant"], opt_state=tx.init(variables["params"]))
+def create_train_state(config, model, tx_fn, sample) -> tuple[TrainState, Any]:
+  variables = model.init(jax.random.key(config.seed), sample, train=False)
+  quant = variables.get("quant", {})
+  tx = tx_fn(quant)
+  state = TrainState(step=jnp.zeros([], jnp.int32), params=variables["params"], quant=quant,
+                     batch_stats=variables.get("batch_stats", {}),
+                     opt_state=tx.init(variables["params"]))
   return state, tx
 
 
-def train_step(state: TrainState, images, labels, *, model, tx, estimator: str):
-  """One optimisation step; returns the new state and the loss at θ (before the update)."""
-  def loss_fn(params, images, labels):
-    return cross_entropy(model.apply({"params": params, "quant": state.quant}, images), labels)
+def per_example_loss(task: str, logits, batch, label_smoothing: float = 0.0):
+  """(loss [B] or [B, T], correct [B] or [B, T], weights) for a batch dict."""
+  if task == "lm":
+    labels = batch["targets"]
+    weights = batch["weights"]
+  else:
+    labels = batch["label"]
+    weights = batch.get("weights", jnp.ones(labels.shape, jnp.float32))
+  if "label_probs" in batch or label_smoothing:
+    probs = batch.get("label_probs")
+    if probs is None:
+      probs = jax.nn.one_hot(labels, logits.shape[-1])
+    probs = probs * (1 - label_smoothing) + label_smoothing / logits.shape[-1]
+    loss = optax.softmax_cross_entropy(logits, probs)
+  else:
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return loss, (logits.argmax(-1) == labels), weights
+
+
+def apply_model(model, task, variables, batch, train: bool):
+  """Logits and the new BatchNorm statistics (train mode); {} when the model has none."""
+  mutable = ["batch_stats"] if train and variables.get("batch_stats") else False
+  args = (batch["inputs"], batch["segment_ids"]) if task == "lm" else (batch["image"],)
+  out = model.apply(variables, *args, train=train, mutable=mutable)
+  return out if mutable else (out, {"batch_stats": variables.get("batch_stats", {})})
+
+
+def train_step(state: TrainState, batch, *, model, tx, estimator: str, task: str,
+               label_smoothing: float = 0.0):
+  """One optimisation step; returns the new state and the loss at θ (before the update).
+
+  BatchNorm runs in training mode in every forward, but only the STE forward's batch
+  statistics update the running averages: the perturbed forwards of FOGZO/n-SPSA (``value_fn``)
+  discard theirs (the paper's rule).
+  """
+  def loss_fn(params, batch):
+    variables = {"params": params, "quant": state.quant, "batch_stats": state.batch_stats}
+    logits, new = apply_model(model, task, variables, batch, train=True)
+    loss, _, w = per_example_loss(task, logits, batch, label_smoothing)
+    return jnp.sum(loss * w) / jnp.maximum(jnp.sum(w), 1.0), new["batch_stats"]
+
+  def value_fn(params, batch):  # perturbed forwards: their batch statistics are dropped
+    return loss_fn(params, batch)[0]
 
   if estimator == "nspsa":
-    loss = loss_fn(state.params, images, labels)
+    loss, batch_stats = loss_fn(state.params, batch)
     grads = jax.tree.map(jnp.zeros_like, state.params)
   else:
-    loss, grads = jax.value_and_grad(loss_fn)(state.params, images, labels)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params, value_fn=loss_fn,
-                                 images=images, labels=labels)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params, value_fn=value_fn,
+                                 batch=batch)
   params = optax.apply_updates(state.params, updates)
-  return state._replace(step=state.step + 1, params=params, opt_state=opt_state), loss
+  return state._replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                        opt_state=opt_state), loss
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _eval_sums(model, variables, x, y):
-  logits = model.apply(variables, x)
-  return (optax.softmax_cross_entropy_with_integer_labels(logits, y).sum(),
-          (logits.argmax(-1) == y).sum())
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _eval_sums(model, task, variables, batch):
+  logits, _ = apply_model(model, task, variables, batch, train=False)
+  loss, correct, w = per_example_loss(task, logits, batch)
+  return jnp.sum(loss * w), jnp.sum(correct * w), jnp.sum(w)
 
 
-def evaluate(model, state: TrainState, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 10000) -> dict:
-  """Mean cross-entropy and accuracy over a whole split (uint8 images)."""
-  variables = {"params": state.params, "quant": state.quant}
-  loss = correct = 0.0
-  for start in range(0, len(labels), batch_size):
-    x = images[start:start + batch_size].astype(np.float32) / 255.0
-    l, c = _eval_sums(model, variables, x, labels[start:start + batch_size])
-    loss, correct = loss + float(l), correct + float(c)
-  return {"loss": loss / len(labels), "accuracy": correct / len(labels)}
+def evaluate(model, task: str, state: TrainState, eval_set, put=lambda b: b) -> dict:
+  """Weighted mean loss and accuracy (per example, or per token for LMs) over an eval set."""
+  variables = {"params": state.params, "quant": state.quant, "batch_stats": state.batch_stats}
+  loss = correct = count = 0.0
+  for batch, _ in eval_set():
+    l, c, n = _eval_sums(model, task, variables, put(batch))
+    loss, correct, count = loss + float(l), correct + float(c), count + float(n)
+  return {"loss": loss / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
 
 
 def params_sha256(params) -> str:
@@ -203,32 +271,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.distributed:
     jax.distributed.initialize()
   mesh = Mesh(np.array(jax.devices()), ("data",))
-  if config.batch_size % mesh.size:
-    raise config_lib.ConfigError(f"config.batch_size {config.batch_size} must be divisible by "
-                                 f"the number of devices ({mesh.size})")
-  data = data_lib.load_image_dataset(config.dataset, config.data_dir or None, config.data_source)
-  steps_per_epoch = len(data.train_labels) // config.batch_size
-  if steps_per_epoch == 0:
-    raise config_lib.ConfigError(f"config.batch_size {config.batch_size} exceeds the "
-                                 f"{len(data.train_labels)} training images")
+  for field in ("batch_size", "eval_batch_size"):
+    if config[field] % mesh.size:
+      raise config_lib.ConfigError(f"config.{field} {config[field]} must be divisible by the "
+                                   f"number of devices ({mesh.size})")
   lead = jax.process_index() == 0
-  logging.info("Data: %s", data.source)
+  data = data_lib.make_pipeline(config, jax.process_index(), jax.process_count())
+  task = data.task
+  logging.info("Data: %s", data.info["source"])
   if lead:
     _prepare_workdir(config, workdir, force)
-    print(f"data: {data.source}", flush=True)
+    print(f"data: {data.info['source']}", flush=True)
 
+  steps_per_epoch = data.steps_per_epoch
   total_steps = config.num_train_steps or config.num_epochs * steps_per_epoch
-  model = models.get_model(config.model, bits=config.bits, ste=config.ste)
+  model = build_model(config, data.info)
   state, tx = create_train_state(
       config, model, functools.partial(make_optimizer, config, total_steps=total_steps),
-      jnp.zeros((1, 28, 28), jnp.float32))
+      jnp.asarray(data.sample))
   replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  # Every process draws the same global batch (same seed) and feeds its own contiguous rows.
-  per_process = config.batch_size // jax.process_count()
-  local = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
   state = jax.device_put(state, replicated)
-  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx,
-                                      estimator=config.estimator), donate_argnums=0)
+
+  def put(batch):  # this process's rows → one global array sharded over the data axis
+    return {k: jax.make_array_from_process_local_data(batch_sharding, v)
+            for k, v in batch.items()}
+
+  step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, task=task,
+                                      estimator=config.estimator,
+                                      label_smoothing=config.label_smoothing),
+                    donate_argnums=0)
 
   ckpt = ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
@@ -251,53 +322,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      f"checkpoint (step {ckpt.latest_step()}) is intact")
     ckpt.save(int(state.step), args=ocp.args.StandardSave(state))
 
+  def run_eval() -> dict:
+    """{split: {loss, accuracy}} over every eval set."""
+    return {name: evaluate(model, task, state, eval_set, put)
+            for name, eval_set in data.eval_sets.items()}
+
+  def eval_metrics(results: dict) -> dict:
+    if task == "lm":
+      val = results["validation"]
+      return {"val_loss": val["loss"], "val_perplexity": float(np.exp(val["loss"])),
+              "val_accuracy": val["accuracy"],
+              "tokens_seen": step * data.info["tokens_per_batch"]}
+    out = {"test_loss": results["test"]["loss"], "test_accuracy": results["test"]["accuracy"]}
+    if "train" in results:
+      out.update(train_loss=results["train"]["loss"], train_accuracy=results["train"]["accuracy"])
+    return out
+
   preempted = []
   previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
-  start, losses, train, test = time.time(), [], None, None
+  start, losses, results = time.time(), [], None
   bar = tqdm(total=total_steps, initial=step, desc=config.estimator, unit="step",
              dynamic_ncols=True, disable=not lead)
   try:
-    while step < total_steps:
-      epoch, first = divmod(step, steps_per_epoch)
-      for images, labels in data_lib.batches(data.train_images, data.train_labels,
-                                             config.batch_size, config.seed, epoch, first):
-        images, labels = (jax.make_array_from_process_local_data(batch_sharding, x[local])
-                          for x in (images, labels))
-        state, loss = step_fn(state, images, labels)
-        losses.append(loss)
-        step += 1
-        bar.update(1)
-        if step % config.log_every_steps == 0:
-          if not np.isfinite(float(loss)):
-            raise Diverged(f"loss is {float(loss)} at step {step}: stopped; the last good "
-                           f"checkpoint (step {ckpt.latest_step()}) is intact")
-          bar.set_postfix(loss=f"{float(loss):.4f}")
-        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-        if (config.eval_every_steps and step % config.eval_every_steps == 0) or (
-            not config.eval_every_steps and end_of_epoch):
-          train = evaluate(model, state, data.train_images, data.train_labels)
-          test = evaluate(model, state, data.test_images, data.test_labels)
-          if lead:
-            writer.write(step, {
-                "epoch": step / steps_per_epoch,
-                "step_loss": float(jnp.mean(jnp.stack(losses))),
-                "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-                "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                "forward_passes": forward_passes(config, step, total_steps)})
-            bar.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): train_loss "
-                      f"{train['loss']:.4f}  test_loss {test['loss']:.4f}  test_accuracy "
-                      f"{100 * test['accuracy']:.2f}%")
-          losses = []
-        if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) \
-            or step == total_steps:
-          save(state, loss)
-        if preempted:
-          save(state, loss)
-          ckpt.wait_until_finished()
-          raise Preempted(f"SIGTERM at step {step}: checkpoint saved; rerun the same command "
-                          "to resume")
-        if step == total_steps:
-          break
+    for step_index, batch in data_lib.prefetch(data.batch, step, total_steps):
+      state, loss = step_fn(state, put(batch))
+      losses.append(loss)
+      step = step_index + 1
+      bar.update(1)
+      if step % config.log_every_steps == 0:
+        if not np.isfinite(float(loss)):
+          raise Diverged(f"loss is {float(loss)} at step {step}: stopped; the last good "
+                         f"checkpoint (step {ckpt.latest_step()}) is intact")
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+      end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+      if (config.eval_every_steps and step % config.eval_every_steps == 0) or (
+          not config.eval_every_steps and end_of_epoch):
+        results = run_eval()
+        row = {"epoch": step / steps_per_epoch,
+               "step_loss": float(jnp.mean(jnp.stack(losses))), **eval_metrics(results),
+               "forward_passes": forward_passes(config, step, total_steps)}
+        if lead:
+          writer.write(step, row)
+          bar.write(f"step {step} (epoch {step / steps_per_epoch:.2f}): " + "  ".join(
+              f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "forward_passes")))
+        losses = []
+      if (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0) \
+          or step == total_steps:
+        save(state, loss)
+      if preempted:
+        save(state, loss)
+        ckpt.wait_until_finished()
+        raise Preempted(f"SIGTERM at step {step}: checkpoint saved; rerun the same command "
+                        "to resume")
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
     bar.close()
@@ -306,24 +382,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if writer:
       writer.close()
 
-  if train is None:  # finished before this invocation: evaluate the restored state
-    train = evaluate(model, state, data.train_images, data.train_labels)
-    test = evaluate(model, state, data.test_images, data.test_labels)
+  if results is None:  # finished before this invocation: evaluate the restored state
+    results = run_eval()
+  final = eval_metrics(results)
+  if "train_loss" in final:
+    final["final_train_loss"] = final.pop("train_loss")
   summary = {
-      "estimator": config.estimator, "steps": step, "final_train_loss": train["loss"],
-      "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+      "estimator": config.estimator, "model": config.model, "steps": step, **final,
       "forward_passes": forward_passes(config, step, total_steps),
       "wall_time_s": time.time() - start, "params_sha256": params_sha256(state.params),
       "num_perturbations": config.num_perturbations, "beta_min": config.beta_min,
-      "fogzo_start_fraction": config.fogzo_start_fraction, "ste": config.ste,
-      "bits": config.bits, "seed": config.seed, "dataset": config.dataset,
-      "data_source": data.source, "devices": mesh.size,
+      "fogzo_start_fraction": config.fogzo_start_fraction, "quant": config.quant,
+      "ste": config.ste, "bits": config.bits, "seed": config.seed, "dataset": config.dataset,
+      "data_source": data.info["source"], "devices": mesh.size,
   }
   if lead:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
     metrics_lib.plot_run(workdir, title=f"{config.dataset} {config.model} {config.estimator}")
-    print(f"test accuracy {100 * summary['test_accuracy']:.2f}%  test loss "
-          f"{summary['test_loss']:.4f}  ({step} steps, {summary['wall_time_s']:.1f} s) → "
-          f"{workdir}", flush=True)
+    headline = (f"val perplexity {summary['val_perplexity']:.3f}" if task == "lm" else
+                f"test accuracy {100 * summary['test_accuracy']:.2f}%  test loss "
+                f"{summary['test_loss']:.4f}")
+    print(f"{headline}  ({step} steps, {summary['wall_time_s']:.1f} s) → {workdir}", flush=True)
   return summary

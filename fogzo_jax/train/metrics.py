@@ -36,18 +36,26 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def plot_run(workdir: str, title: str = "") -> str:
-  """Saves ``curves.png``: train/test loss and test accuracy against the step."""
+  """Saves ``curves.png``: losses, and test accuracy (images) or validation perplexity (LMs)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  rows = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "test_loss" in r]
+  rows = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  lm = any("val_loss" in r for r in rows)
+  rows = [r for r in rows if ("val_loss" if lm else "test_loss") in r]
   steps = [r["step"] for r in rows]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-  for key in ("train_loss", "test_loss"):
-    ax1.plot(steps, [r[key] for r in rows], marker="o", label=key)
+  for key in ("step_loss", "train_loss", "test_loss", "val_loss"):
+    if rows and key in rows[0]:
+      ax1.plot(steps, [r[key] for r in rows], marker="o", label=key)
   ax1.set_xlabel("step"), ax1.set_ylabel("cross-entropy"), ax1.legend(), ax1.grid(alpha=0.3)
-  ax2.plot(steps, [100 * r["test_accuracy"] for r in rows], marker="o", color="C2")
-  ax2.set_xlabel("step"), ax2.set_ylabel("test accuracy (%)"), ax2.grid(alpha=0.3)
+  if lm:
+    ax2.plot(steps, [r["val_perplexity"] for r in rows], marker="o", color="C2")
+    ax2.set_ylabel("validation perplexity")
+  else:
+    ax2.plot(steps, [100 * r["test_accuracy"] for r in rows], marker="o", color="C2")
+    ax2.set_ylabel("test accuracy (%)")
+  ax2.set_xlabel("step"), ax2.grid(alpha=0.3)
   fig.suptitle(title)
   fig.tight_layout()
   path = os.path.join(workdir, "curves.png")

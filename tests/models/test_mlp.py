@@ -15,19 +15,22 @@ def test_mlp_shapes_and_parameter_count():
 
 
 def test_mlp_uses_quantized_weights():
-  model = models.get_model("mlp", bits=2)
+  model = models.get_model("mlp", spec=quant.QuantSpec(kind="fixed", bits=2, bias=True))
   x = jax.random.uniform(jax.random.key(1), (4, 28, 28))
   v = model.init(jax.random.key(0), x)
   p, q = v["params"], v["quant"]
   qz = lambda name, leaf: quant.quantize(p[name][leaf], 2, q[name][leaf])
+  assert q["Dense_0"]["kernel"].shape == (1, 1) and q["Dense_0"]["bias"].shape == (1,)
   h = jax.nn.relu(x.reshape(4, -1) @ qz("Dense_0", "kernel") + qz("Dense_0", "bias"))
   ref = h @ qz("Dense_1", "kernel") + qz("Dense_1", "bias")
   np.testing.assert_allclose(model.apply(v, x), ref, rtol=1e-5, atol=1e-6)
-  full = models.get_model("mlp", bits=None)
+  full = models.get_model("mlp", spec=quant.NO_QUANT)
   vf = full.init(jax.random.key(0), x)
   assert "quant" not in vf
 
 
 def test_unknown_model():
-  with pytest.raises(ValueError, match="model must be one of 'mlp'"):
+  with pytest.raises(ValueError, match="model must be one of 'mlp', 'resnet18'"):
     models.get_model("resnet1000")
+  with pytest.raises(ValueError, match="model 'mlp' has no option 'bits'"):
+    models.get_model("mlp", bits=2)

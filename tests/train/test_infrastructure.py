@@ -91,10 +91,13 @@ def test_sigterm_saves_checkpoint_and_resumes_exactly(tmp_path, reference_sha):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   """The loss turns NaN once it falls below 1.6; the run stops, checkpoints stay finite."""
-  real = loop.cross_entropy
-  monkeypatch.setattr(loop, "cross_entropy",
-                      lambda logits, labels: (lambda ce: jnp.where(ce < 1.6, jnp.nan, ce))(
-                          real(logits, labels)))
+  real = loop.per_example_loss
+
+  def poisoned(*args, **kwargs):
+    loss, correct, weights = real(*args, **kwargs)
+    return jnp.where(jnp.mean(loss) < 1.6, jnp.nan, loss), correct, weights
+
+  monkeypatch.setattr(loop, "per_example_loss", poisoned)
   config = mnist_mlp.get_config()
   config.update(estimator="ste", num_train_steps=200, checkpoint_every_steps=2,
                 log_every_steps=1)
@@ -128,7 +131,7 @@ BAD_CONFIGS = [
     ("estimator", "adam", "config.estimator must be one of 'ste', 'fogzo', 'nspsa'"),
     ("estimator", 3, "config.estimator must be one of"),
     ("ste", "relu", "config.ste must be one of 'identity', 'hardtanh', 'tanh', 'approxsign'"),
-    ("dataset", "cifar10", "config.dataset must be one of 'mnist', 'fashion_mnist'"),
+    ("dataset", "cifar", "config.dataset must be one of 'mnist', 'fashion_mnist'"),
     ("data_source", "web", "config.data_source must be one of 'auto', 'idx', 'tfds', 'shipped'"),
     ("model", "gpt", "config.model must be one of 'mlp'"),
     ("num_perturbations", 0, "config.num_perturbations must be an integer ≥ 1"),
@@ -154,7 +157,7 @@ BAD_CONFIGS = [
     ("keep_checkpoints", 0, "config.keep_checkpoints must be an integer ≥ 1"),
     ("data_dir", 5, "config.data_dir must be a string path"),
     ("distributed", "yes", "config.distributed must be True or False"),
-    ("lr", 0.1, "config.lr is not a known field; known fields: model, estimator"),
+    ("lr", 0.1, "config.lr is not a known field; known fields: augment, batch_size"),
 ]
 
 

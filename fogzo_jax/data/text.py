@@ -1,0 +1,137 @@
+"""Language-model data: tokenizers, document sources and packing into fixed-length sequences.
+
+Tokenizers (``TOKENIZERS``): "byte" — UTF-8 bytes 0–255 plus EOS = 256 (vocabulary 257; needs
+no file); "sentencepiece" — a SentencePiece model file given by path (the LLaMA recipe), EOS
+from the model.
+
+Documents: the shipped Tiny Shakespeare (one document, split 90 % / 10 % into train/validation
+as usual), any UTF-8 text file or JSON Lines file with a "text" field (``data_dir`` / path), and
+tfds ``c4/en`` read with ``tfds.data_source`` (prepared as array_record; no TensorFlow).
+
+Packing: every document is tokenized and followed by EOS, documents are concatenated in order
+and cut into rows of ``seq_len + 1`` tokens. Each row carries ``segment_ids`` (which document a
+token belongs to, numbered within the row from 1), so attention never crosses documents
+(``pack`` → model mask) and a position whose next token starts a new document has weight 0:
+the EOS that ends a document is still predicted, nothing after it is predicted from it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from importlib import resources
+from typing import Iterable, Optional
+
+import numpy as np
+
+TOKENIZERS = ("byte", "sentencepiece")
+SHIPPED_SHAKESPEARE = str(resources.files("fogzo_jax.data") / "text" / "tiny_shakespeare.txt")
+
+
+class ByteTokenizer:
+  """UTF-8 bytes as tokens 0–255, EOS = 256."""
+  vocab_size = 257
+  eos_id = 256
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32)
+
+  def decode(self, ids) -> str:
+    return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model file (e.g. LLaMA's tokenizer.model)."""
+
+  def __init__(self, path: str):
+    from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+    if not path or not os.path.isfile(path):
+      raise DataError(f"tokenizer_path {path!r} is not a file: tokenizer='sentencepiece' needs "
+                      "a SentencePiece model file (e.g. the LLaMA tokenizer.model); use "
+                      "tokenizer='byte' to train without one")
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.sp = spm.SentencePieceProcessor(model_file=path)
+    self.vocab_size = self.sp.get_piece_size()
+    self.eos_id = self.sp.eos_id() if self.sp.eos_id() >= 0 else self.vocab_size - 1
+
+  def encode(self, text: str) -> np.ndarray:
+    return np.asarray(self.sp.encode(text), np.int32)
+
+  def decode(self, ids) -> str:
+    return self.sp.decode([int(i) for i in ids])
+
+
+def get_tokenizer(name: str, path: str = ""):
+  if name not in TOKENIZERS:
+    raise ValueError(f"tokenizer must be one of {', '.join(map(repr, TOKENIZERS))}; got {name!r}")
+  return ByteTokenizer() if name == "byte" else SentencePieceTokenizer(path)
+
+
+def pack(docs: Iterable[np.ndarray], seq_len: int, eos_id: int) -> dict[str, np.ndarray]:
+  """Packs token documents into rows of seq_len + 1 tokens (module docstring).
+
+  Returns dict of int32 arrays [rows, seq_len + 1]: ``tokens`` and ``segment_ids`` (≥ 1). The
+  last partial row is dropped.
+  """
+  tokens, segments = [], []
+  for d, doc in enumerate(docs):
+    tokens.append(np.append(np.asarray(doc, np.int32), np.int32(eos_id)))
+    segments.append(np.full(len(tokens[-1]), d, np.int32))
+  if not tokens:
+    raise ValueError("no documents to pack")
+  tokens, segments = np.concatenate(tokens), np.concatenate(segments)
+  rows = len(tokens) // (seq_len + 1)
+  tokens = tokens[:rows * (seq_len + 1)].reshape(rows, seq_len + 1)
+  segments = segments[:rows * (seq_len + 1)].reshape(rows, seq_len + 1)
+  segments = segments - segments[:, :1] + 1  # renumber within each row from 1
+  return {"tokens": tokens, "segment_ids": segments}
+
+
+def lm_example(row_tokens: np.ndarray, row_segments: np.ndarray) -> dict[str, np.ndarray]:
+  """Rows [..., T + 1] → model inputs/targets [..., T] with weights and segment ids."""
+  inputs, targets = row_tokens[..., :-1], row_tokens[..., 1:]
+  seg_in, seg_out = row_segments[..., :-1], row_segments[..., 1:]
+  return {"inputs": inputs, "targets": targets, "segment_ids": seg_in,
+          "weights": (seg_in == seg_out).astype(np.float32)}
+
+
+def read_documents(path: str) -> list[str]:
+  """A .txt file (one document), or .jsonl[.gz] with one {"text": ...} document a line."""
+  from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise DataError(f"text file {path!r} does not exist")
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8") as f:
+    if ".jsonl" in path:
+      return [json.loads(line)["text"] for line in f if line.strip()]
+    return [f.read()]
+
+
+def split_documents(docs: list[str], valid_fraction: float = 0.1) -> dict[str, list[str]]:
+  """train/validation split: by documents when there are ≥ 10, else by characters (the last
+  ``valid_fraction`` of the text, Tiny Shakespeare's usual 90/10 split)."""
+  if len(docs) >= 10:
+    n_valid = max(1, int(round(len(docs) * valid_fraction)))
+    return {"train": docs[:-n_valid], "validation": docs[-n_valid:]}
+  text = "\n".join(docs)
+  cut = int(len(text) * (1 - valid_fraction))
+  return {"train": [text[:cut]], "validation": [text[cut:]]}
+
+
+def tfds_documents(name: str, split: str, data_dir: Optional[str], limit: int):
+  """Up to ``limit`` documents of a prepared tfds text data set (c4/en: field "text")."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError(
+        f"tensorflow-datasets has no prepared {name!r} ({type(e).__name__}: {e}). Prepare it "
+        f"once with `tfds build {name} --data_dir=<data_dir> --file_format=array_record` "
+        f"(C4 is ~800 GB; a subset such as `c4/en` with `--max_examples_per_split` works) and "
+        f"pass config.data_dir=<data_dir>; or train on a local text file with "
+        f"config.dataset='text' and config.data_dir=<file>") from None
+  for i in range(min(limit, len(source))):
+    text = source[i]["text"]
+    yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
