@@ -169,40 +169,56 @@ def image_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pi
 # --------------------------------------------------------------------------------- text
 
 
-def _text_documents(config) -> tuple[dict, str]:
-  if config.dataset == "tiny_shakespeare":
-    path = config.data_dir or SHIPPED_SHAKESPEARE
-    return text_lib.split_documents(text_lib.read_documents(path)), f"Tiny Shakespeare ({path})"
-  if config.dataset == "text":
-    if not config.data_dir:
+def _packed_splits(config, tokenizer, total_steps: int) -> tuple[dict, str]:
+  """{"train", "validation"} → rows {"tokens", "segment_ids"} [N, seq_len + 1]."""
+  if config.dataset in ("tiny_shakespeare", "text"):
+    if config.dataset == "text" and not config.data_dir:
       raise DataError("dataset 'text' needs config.data_dir: a .txt or .jsonl[.gz] file")
-    return text_lib.split_documents(text_lib.read_documents(config.data_dir)), config.data_dir
-  return ({"train": list(text_lib.tfds_documents("c4/en", "train", config.data_dir or None,
-                                                 config.max_documents)),
-           "validation": list(text_lib.tfds_documents("c4/en", "validation",
-                                                      config.data_dir or None,
-                                                      max(1, config.max_documents // 100)))},
-          "tfds c4/en")
+    path = config.data_dir or SHIPPED_SHAKESPEARE
+    docs = text_lib.split_documents(text_lib.read_documents(path))
+    source = f"Tiny Shakespeare ({path})" if config.dataset == "tiny_shakespeare" else path
+    return {split: text_lib.pack((tokenizer.encode(d) for d in ds), config.seq_len,
+                                 tokenizer.eos_id) for split, ds in docs.items()}, source
+  # tfds (C4): stream documents once into a token cache on disk, then read it memory-mapped.
+  name = config.tfds_name or "c4/en"
+  cache_dir = os.path.join(config.data_dir or os.path.expanduser("~/tensorflow_datasets"),
+                           "fogzo_token_cache")
+  needed = {"train": total_steps * config.batch_size * (config.seq_len + 1),
+            "validation": config.eval_tokens}
+  out = {}
+  for split, tfds_split in (("train", "train"), ("validation", "validation")):
+    stem = os.path.join(cache_dir, f"{name.replace('/', '_')}_{config.tokenizer}_"
+                        f"{os.path.basename(config.tokenizer_path) or 'bytes'}_{tfds_split}")
+    cache = text_lib.TokenCache(stem)
+    if not cache.done:
+      cache.write(text_lib.tfds_documents(name, tfds_split, config.data_dir or None), tokenizer,
+                  needed[split])
+    rows = cache.rows(config.seq_len)
+    out[split] = rows
+  return out, f"tfds {name} (token cache {cache_dir})"
 
 
 SHIPPED_SHAKESPEARE = text_lib.SHIPPED_SHAKESPEARE
 
 
-def text_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pipeline:
+def text_pipeline(config, process_index: int = 0, process_count: int = 1,
+                  total_steps: int = 0) -> Pipeline:
   tokenizer = text_lib.get_tokenizer(config.tokenizer, config.tokenizer_path)
-  docs, source = _text_documents(config)
-  packed = {split: text_lib.pack((tokenizer.encode(d) for d in ds), config.seq_len,
-                                 tokenizer.eos_id) for split, ds in docs.items()}
+  packed, source = _packed_splits(config, tokenizer, total_steps or 10_000)
   train = packed["train"]
   steps_per_epoch = len(train["tokens"]) // config.batch_size
   if steps_per_epoch == 0:
     raise DataError(f"config.batch_size {config.batch_size} exceeds the "
                     f"{len(train['tokens'])} training sequences of {config.seq_len} tokens")
 
+  def example(rows, idx):
+    return text_lib.lm_example(np.asarray(rows["tokens"][idx]),
+                               text_lib.row_segments(np.asarray(rows["segment_ids"][idx])))
+
   def batch(step):
     _, idx = _rows(step, config.batch_size, steps_per_epoch, len(train["tokens"]), config.seed,
                    process_index, process_count)
-    return text_lib.lm_example(train["tokens"][idx], train["segment_ids"][idx])
+    return example(train, idx)
 
   def eval_set(rows):
     def run():
@@ -211,7 +227,7 @@ def text_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pip
       for start in range(0, n, config.eval_batch_size):
         lo = min(start + process_index * per, n)
         idx = np.arange(lo, min(lo + per, start + config.eval_batch_size, n))
-        ex = text_lib.lm_example(rows["tokens"][idx], rows["segment_ids"][idx])
+        ex = example(rows, idx)
         if len(idx) < per:
           ex = {k: np.concatenate([v, np.zeros((per - len(idx), *v.shape[1:]), v.dtype)])
                 for k, v in ex.items()}
@@ -226,9 +242,11 @@ def text_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pip
                    "validation_sequences": len(packed["validation"]["tokens"])})
 
 
-def make_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pipeline:
+def make_pipeline(config, process_index: int = 0, process_count: int = 1,
+                  total_steps: int = 0) -> Pipeline:
+  """The pipeline of ``config.dataset``; ``total_steps`` sizes the token cache of tfds text."""
   if config.dataset in TEXT_DATASETS:
-    return text_pipeline(config, process_index, process_count)
+    return text_pipeline(config, process_index, process_count, total_steps)
   return image_pipeline(config, process_index, process_count)
 
 

@@ -71,8 +71,9 @@ def get_tokenizer(name: str, path: str = ""):
 def pack(docs: Iterable[np.ndarray], seq_len: int, eos_id: int) -> dict[str, np.ndarray]:
   """Packs token documents into rows of seq_len + 1 tokens (module docstring).
 
-  Returns dict of int32 arrays [rows, seq_len + 1]: ``tokens`` and ``segment_ids`` (≥ 1). The
-  last partial row is dropped.
+  Returns dict of int32 arrays [rows, seq_len + 1]: ``tokens`` and ``segment_ids`` (the
+  document index of each token; ``row_segments`` renumbers them per row). The last partial row
+  is dropped.
   """
   tokens, segments = [], []
   for d, doc in enumerate(docs):
@@ -84,7 +85,6 @@ def pack(docs: Iterable[np.ndarray], seq_len: int, eos_id: int) -> dict[str, np.
   rows = len(tokens) // (seq_len + 1)
   tokens = tokens[:rows * (seq_len + 1)].reshape(rows, seq_len + 1)
   segments = segments[:rows * (seq_len + 1)].reshape(rows, seq_len + 1)
-  segments = segments - segments[:, :1] + 1  # renumber within each row from 1
   return {"tokens": tokens, "segment_ids": segments}
 
 
@@ -119,8 +119,11 @@ def split_documents(docs: list[str], valid_fraction: float = 0.1) -> dict[str, l
   return {"train": [text[:cut]], "validation": [text[cut:]]}
 
 
-def tfds_documents(name: str, split: str, data_dir: Optional[str], limit: int):
-  """Up to ``limit`` documents of a prepared tfds text data set (c4/en: field "text")."""
+def tfds_documents(name: str, split: str, data_dir: Optional[str]):
+  """Documents (field "text") of a prepared tfds data set, read in order with
+  ``tfds.data_source`` (array_record; a prepared data set is read from its files, so reading
+  needs no TensorFlow — preparing C4 does, through its builder code: ``pip install
+  tensorflow-cpu``)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
   try:
@@ -128,10 +131,56 @@ def tfds_documents(name: str, split: str, data_dir: Optional[str], limit: int):
   except Exception as e:  # pylint: disable=broad-except
     raise DataError(
         f"tensorflow-datasets has no prepared {name!r} ({type(e).__name__}: {e}). Prepare it "
-        f"once with `tfds build {name} --data_dir=<data_dir> --file_format=array_record` "
-        f"(C4 is ~800 GB; a subset such as `c4/en` with `--max_examples_per_split` works) and "
-        f"pass config.data_dir=<data_dir>; or train on a local text file with "
-        f"config.dataset='text' and config.data_dir=<file>") from None
-  for i in range(min(limit, len(source))):
+        f"once with `pip install tensorflow-cpu` and `tfds build {name.split('/')[0]} "
+        f"--config={name.split('/')[-1]} --data_dir=<data_dir> --file_format=array_record` "
+        f"(C4 en is ~800 GB; `--max_examples_per_split=N` prepares a part), then pass "
+        f"config.data_dir=<data_dir>; or train on a local text file with config.dataset='text' "
+        f"and config.data_dir=<file>") from None
+  for i in range(len(source)):
     text = source[i]["text"]
     yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+class TokenCache:
+  """A token stream on disk: ``<stem>.tokens`` (int32, documents each followed by EOS) and
+  ``<stem>.docs`` (int32 document index of every token), memory-mapped.
+
+  ``write`` streams documents through the tokenizer with bounded memory and stops after
+  ``max_tokens``; a finished cache is marked by ``<stem>.done`` and reused. Rows of
+  seq_len + 1 tokens are then random-access views (``rows``), like ``pack`` in memory.
+  """
+
+  def __init__(self, stem: str):
+    self.stem = stem
+
+  @property
+  def done(self) -> bool:
+    return os.path.exists(self.stem + ".done")
+
+  def write(self, docs: Iterable[str], tokenizer, max_tokens: int) -> None:
+    os.makedirs(os.path.dirname(self.stem) or ".", exist_ok=True)
+    count = 0
+    with open(self.stem + ".tokens.tmp", "wb") as ft, open(self.stem + ".docs.tmp", "wb") as fd:
+      for d, text in enumerate(docs):
+        ids = np.append(tokenizer.encode(text), np.int32(tokenizer.eos_id)).astype(np.int32)
+        ft.write(ids.tobytes())
+        fd.write(np.full(len(ids), d, np.int32).tobytes())
+        count += len(ids)
+        if count >= max_tokens:
+          break
+    for ext in (".tokens", ".docs"):  # atomic: a killed preparation leaves no half cache
+      os.replace(self.stem + ext + ".tmp", self.stem + ext)
+    with open(self.stem + ".done", "w") as f:
+      f.write(str(count))
+
+  def rows(self, seq_len: int) -> dict[str, np.ndarray]:
+    tokens = np.memmap(self.stem + ".tokens", np.int32, "r")
+    docs = np.memmap(self.stem + ".docs", np.int32, "r")
+    n = len(tokens) // (seq_len + 1) * (seq_len + 1)
+    return {"tokens": tokens[:n].reshape(-1, seq_len + 1),
+            "segment_ids": docs[:n].reshape(-1, seq_len + 1)}
+
+
+def row_segments(segment_ids: np.ndarray) -> np.ndarray:
+  """Document indices [..., T + 1] → segment ids numbered within each row from 1."""
+  return (segment_ids - segment_ids[..., :1] + 1).astype(np.int32)

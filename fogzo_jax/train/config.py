@@ -51,7 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 512
   c.learning_rate = 2e-3 * 512 / 32
   c.weight_decay = 0.01
-  c.warmup_steps = 0                # linear warm-up, then cosine decay
+  c.warmup_steps = 0                # linear warm-up (≤ half the steps), then cosine decay
   c.label_smoothing = 0.0
   c.num_epochs = 10
   c.num_train_steps = 0             # > 0 overrides num_epochs
@@ -69,7 +69,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.seq_len = 256                   # language models: tokens per sequence
   c.tokenizer = "byte"              # 'byte' | 'sentencepiece'
   c.tokenizer_path = ""             # SentencePiece model file
-  c.max_documents = 1_000_000       # c4: documents read from tfds for training
+  c.tfds_name = ""                  # dataset 'c4': the tfds name ('' = 'c4/en')
+  c.eval_tokens = 2_000_000         # dataset 'c4': validation tokens cached and evaluated
   # Loop.
   c.log_every_steps = 20
   c.eval_every_steps = 0            # 0: at the end of every epoch
@@ -160,7 +161,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "image_size", int, 0)
   _number(config, "eval_batch_size", int, 1)
   _number(config, "seq_len", int, 2)
-  _number(config, "max_documents", int, 1)
+  _number(config, "eval_tokens", int, 1)
   _number(config, "log_every_steps", int, 1)
   _number(config, "eval_every_steps", int, 0)
   _number(config, "checkpoint_every_steps", int, 0)
@@ -170,6 +171,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _bool(config, field)
   _string(config, "data_dir", "path ('' for none)")
   _string(config, "tokenizer_path", "path to a SentencePiece model ('' for none)")
+  _string(config, "tfds_name", "tensorflow-datasets name ('' for the default)")
   # Cross-field rules.
   if config.fogzo_start_fraction > 0 and config.estimator != "fogzo":
     raise ConfigError("config.fogzo_start_fraction > 0 needs config.estimator='fogzo'; got "

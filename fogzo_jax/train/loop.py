@@ -124,9 +124,10 @@ def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformat
     estimator = fz.nspsa(**zo_args)
   else:
     estimator = optax.identity()
-  if config.warmup_steps:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate,
-                                                  config.warmup_steps, total_steps)
+  warmup = min(config.warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
+  if warmup:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup,
+                                                  total_steps)
   else:
     schedule = optax.cosine_decay_schedule(config.learning_rate, total_steps)
   return optax.chain(estimator, optax.adamw(schedule, weight_decay=config.weight_decay))
@@ -276,7 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       raise config_lib.ConfigError(f"config.{field} {config[field]} must be divisible by the "
                                    f"number of devices ({mesh.size})")
   lead = jax.process_index() == 0
-  data = data_lib.make_pipeline(config, jax.process_index(), jax.process_count())
+  data = data_lib.make_pipeline(config, jax.process_index(), jax.process_count(),
+                                total_steps=config.num_train_steps)
   task = data.task
   logging.info("Data: %s", data.info["source"])
   if lead:

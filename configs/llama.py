@@ -1,0 +1,46 @@
+"""LLaMA 9M…300M causal language models with 2-bit quantized linear layers.
+
+The size is the config argument: ``--config=configs/llama.py:9m`` (9m, 20m, 30m, 95m, 200m,
+300m; table in fogzo_jax/models/llama.py). Defaults train offline on the shipped Tiny
+Shakespeare with the byte tokenizer; the paper's setting is C4 with the LLaMA SentencePiece
+tokenizer (``--config.dataset=c4 --config.data_dir=<tfds dir> --config.tokenizer=sentencepiece
+--config.tokenizer_path=<tokenizer.model>``). W+A QuEST: ``--config.quant=quest
+--config.quantize_activations=True``; LSQ: ``--config.quant=lsq``.
+
+  python train.py --config=configs/llama.py:9m --workdir=runs/llama9m
+"""
+
+from fogzo_jax.models.llama import LLAMA_SIZES
+from fogzo_jax.train.config import default_config
+
+# Per size: (batch, learning rate). AdamW, warm-up then cosine, weight decay 0.1, as in the
+# LLaMA QAT recipe, with the learning rate scaled down with width.
+RECIPE = {"9m": (64, 3e-3), "20m": (64, 3e-3), "30m": (64, 2e-3), "95m": (64, 1.5e-3),
+          "200m": (64, 1e-3), "300m": (64, 8e-4)}
+
+
+def get_config(size: str = "9m"):
+  if f"llama_{size}" not in LLAMA_SIZES:
+    raise ValueError(f"size must be one of {', '.join(RECIPE)}; got {size!r}")
+  batch, lr = RECIPE[size]
+  config = default_config()
+  config.model = f"llama_{size}"
+  config.quant = "fixed"             # 'fixed' | 'lsq' | 'quest'
+  config.bits = 2
+  config.ste = "identity"
+  config.estimator = "fogzo"
+  config.beta_min = 0.999
+  config.dataset = "tiny_shakespeare"
+  config.tokenizer = "byte"
+  config.seq_len = 256
+  config.batch_size = batch
+  config.learning_rate = lr
+  config.weight_decay = 0.1
+  config.warmup_steps = 100
+  config.num_epochs = 1
+  config.num_train_steps = 2000
+  config.eval_every_steps = 500
+  config.eval_batch_size = 64
+  config.checkpoint_every_steps = 500
+  config.log_every_steps = 20
+  return config

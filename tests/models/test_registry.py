@@ -1,0 +1,101 @@
+"""Every model: parameter counts, shapes, and one STE and one FOGZO step at a tiny width."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from fogzo_jax import models
+from fogzo_jax.train import config as config_lib, loop
+
+
+def count(name, shape, dtype=jnp.float32, **kwargs):
+  model = models.get_model(name, **kwargs)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape, dtype)))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("resnet18", 11_689_512), ("resnet50", 25_557_032), ("deit_tiny", 5_717_416),
+    ("deit_small", 22_050_664)])
+def test_reference_parameter_counts(name, expected):
+  """Unquantized, 1000 classes, 224×224×3: the torchvision / timm counts."""
+  assert count(name, (1, 224, 224, 3)) == expected
+
+
+TINY = {
+    "mlp": dict(features=(16, 10)),
+    "resnet18": dict(width=4),
+    "resnet50": dict(width=2),
+    "deit_tiny": dict(hidden=16, depth=2, heads=2),
+    "deit_small": dict(hidden=16, depth=2, heads=2),
+    "llama_9m": dict(dim=32, layers=2, heads=2),
+}
+
+
+def tiny_config(name, estimator, quant="fixed"):
+  config = config_lib.default_config()
+  config.model = name
+  config.model_kwargs = ml_collections.ConfigDict(TINY[name])
+  config.estimator, config.quant, config.num_perturbations = estimator, quant, 2
+  config.quantize_first_last = name == "mlp"
+  return config
+
+
+def tiny_batch(name):
+  rng = np.random.default_rng(0)
+  if name.startswith("llama"):
+    tokens = rng.integers(0, 257, (4, 17)).astype(np.int32)
+    return "lm", {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+                  "segment_ids": np.ones((4, 16), np.int32), "weights": np.ones((4, 16), np.float32)}
+  return "image", {"image": rng.random((4, 28, 28, 1), np.float32),
+                   "label": rng.integers(0, 10, 4).astype(np.int32)}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+@pytest.mark.parametrize("estimator", ["ste", "fogzo"])
+def test_one_step_of_every_model(name, estimator):
+  config = tiny_config(name, estimator, quant="lsq" if name == "deit_tiny" else "fixed")
+  task, batch = tiny_batch(name)
+  model = loop.build_model(config, {"num_classes": 10, "vocab_size": 257})
+  sample = batch["inputs"][:1] if task == "lm" else batch["image"][:1]
+  state, tx = loop.create_train_state(
+      config, model, functools.partial(loop.make_optimizer, config, total_steps=10),
+      jnp.asarray(sample))
+  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
+                                   estimator=estimator))
+  new, loss = step(state, batch)
+  assert np.isfinite(float(loss)) and int(new.step) == 1
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
+  assert all(jax.tree.leaves(changed)) or name != "mlp"
+  out = model.apply({"params": new.params, "quant": new.quant, "batch_stats": new.batch_stats},
+                    *((batch["inputs"],) if task == "lm" else (batch["image"],)), train=False)
+  assert out.shape == ((4, 16, 257) if task == "lm" else (4, 10))
+
+
+def test_batchnorm_statistics_come_from_the_ste_forward_only():
+  """The perturbed forwards of FOGZO run BatchNorm in train mode but do not update statistics."""
+  config = tiny_config("resnet18", "fogzo")
+  config.num_perturbations = 4
+  _, batch = tiny_batch("resnet18")
+  model = loop.build_model(config, {"num_classes": 10})
+  state, tx = loop.create_train_state(
+      config, model, functools.partial(loop.make_optimizer, config, total_steps=10),
+      jnp.asarray(batch["image"][:1]))
+  new, _ = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="image",
+                                     estimator="fogzo"))(state, batch)
+  _, updated = model.apply({"params": state.params, "quant": state.quant,
+                            "batch_stats": state.batch_stats}, batch["image"], train=True,
+                           mutable=["batch_stats"])
+  for a, b in zip(jax.tree.leaves(new.batch_stats), jax.tree.leaves(updated["batch_stats"])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.batch_stats, new.batch_stats)
+  assert any(jax.tree.leaves(moved))
+
+
+def test_unknown_model_option():
+  with pytest.raises(ValueError, match="model 'resnet18' has no option 'depth'"):
+    models.get_model("resnet18", depth=3)
