@@ -146,7 +146,9 @@ class QuantDense(nn.Module):
       kernel = _quantize_weight(self, "kernel", kernel, spec)
       if bias is not None and spec.bias:
         bias = _quantize_weight(self, "bias", bias, spec, share="kernel")
-    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
+    # jax.lax.dot_general (as nn.Dense): libraries that intercept it, e.g. Qwix, see this layer.
+    y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype),
+                            (((x.ndim - 1,), (0,)), ((), ())))
     return y if bias is None else y + bias.astype(self.dtype)
 
 
