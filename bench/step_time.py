@@ -1,10 +1,13 @@
 """Median jitted train-step time of STE vs FOGZO vs n-SPSA, measured side by side in one run.
 
   python bench/step_time.py --models=mlp [--fogzo_n=1,2,4,16] [--nspsa_n=1,100,7960]
+  python bench/step_time.py --models=mlp,resnet18,deit_tiny,llama_30m   # reduced widths on CPU
 
 Times the same ``train_step`` that ``train.py`` uses (compile excluded, ``block_until_ready``),
-on random MNIST-shaped batches, and prints a table with the ratio to STE plus a JSON file.
-Peak memory: process peak RSS on CPU (``ru_maxrss``, whole process), device peak bytes on GPU.
+on random batches of each model's input shape, and prints a table with the ratio to STE plus a
+JSON file. ``--size=auto`` uses reduced widths on CPU and the full models on an accelerator
+(``BENCH_MODELS`` says both). Peak memory: process peak RSS on CPU (``ru_maxrss``, whole
+process, so it only grows down the table), device peak bytes on GPU.
 """
 
 import functools
@@ -18,19 +21,34 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import mnist_mlp  # noqa: E402  (the repo's configs/ folder)
-from fogzo_jax.train import loop
+from fogzo_jax.train import loop  # noqa: E402
+from fogzo_jax.train.config import default_config  # noqa: E402
 
-_MODELS = flags.DEFINE_list("models", ["mlp"], "Models to time (mlp).")
+_MODELS = flags.DEFINE_list("models", ["mlp"], "Models: mlp, resnet18, deit_tiny, llama_30m.")
 _FOGZO_N = flags.DEFINE_list("fogzo_n", ["1", "2", "4", "16"], "FOGZO n values.")
-_NSPSA_N = flags.DEFINE_list("nspsa_n", ["1", "100", "1000", "7960"], "n-SPSA n values.")
-_BATCH = flags.DEFINE_integer("batch_size", 512, "Batch size.")
+_NSPSA_N = flags.DEFINE_list("nspsa_n", ["1", "100", "1000", "7960"],
+                             "n-SPSA n values (MLP; the other models use 1 and 16).")
+_SIZE = flags.DEFINE_enum("size", "auto", ["auto", "reduced", "full"],
+                          "Model size: reduced widths on CPU, full on GPU/TPU by default.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
+
+# model: (task, input shape without batch, batch, model_kwargs reduced, model_kwargs full)
+BENCH_MODELS = {
+    "mlp": ("image", (28, 28, 1), 512, {}, {}),
+    "resnet18": ("image", (32, 32, 3), 64, dict(width=16), {}),
+    "deit_tiny": ("image", (32, 32, 3), 64, dict(hidden=96, depth=4, heads=3), {}),
+    "llama_30m": ("lm", (128,), 16, dict(dim=128, layers=2, heads=2), {}),
+}
+FULL_INPUTS = {"resnet18": ((224, 224, 3), 128), "deit_tiny": ((224, 224, 3), 128),
+               "llama_30m": ((256,), 64)}
 
 
 def peak_memory_mb() -> float:
@@ -40,13 +58,41 @@ def peak_memory_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def time_step(config, images, labels, repeats: int) -> float:
-  model = loop.build_model(config, {"num_classes": 10})
+def bench_config(name: str, full: bool):
+  if name == "mlp":
+    config = mnist_mlp.get_config()
+  else:
+    config = default_config()
+    config.model = name
+    config.model_kwargs = ml_collections.ConfigDict(BENCH_MODELS[name][4 if full else 3])
+    config.quant, config.bits = "fixed", 2
+  config.dtype = _DTYPE.value
+  return config
+
+
+def make_batch(name: str, full: bool):
+  task, shape, batch, _, _ = BENCH_MODELS[name]
+  if full and name in FULL_INPUTS:
+    shape, batch = FULL_INPUTS[name]
+  rng = np.random.default_rng(0)
+  if task == "lm":
+    tokens = rng.integers(0, 257, (batch, shape[0] + 1)).astype(np.int32)
+    return task, {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+                  "segment_ids": np.ones((batch, shape[0]), np.int32),
+                  "weights": np.ones((batch, shape[0]), np.float32)}
+  return task, {"image": rng.random((batch, *shape), np.float32),
+                "label": rng.integers(0, 10, batch).astype(np.int32)}
+
+
+def time_step(config, task, batch, repeats: int) -> float:
+  model = loop.build_model(config, {"num_classes": 10, "vocab_size": 257})
+  sample = batch["inputs"][:1] if task == "lm" else batch["image"][:1]
   state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=1000), images)
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="image",
+      config, model, functools.partial(loop.make_optimizer, config, total_steps=1000),
+      jnp.asarray(sample))
+  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
                                    estimator=config.estimator), donate_argnums=0)
-  batch = {"image": images, "label": labels}
+  batch = jax.device_put(batch)
   state, loss = step(state, batch)  # compile
   jax.block_until_ready(loss)
   times = []
@@ -60,38 +106,44 @@ def time_step(config, images, labels, repeats: int) -> float:
 
 def main(argv):
   del argv
-  rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.random((_BATCH.value, 28, 28)), jnp.float32)
-  labels = jnp.asarray(rng.integers(0, 10, _BATCH.value), jnp.int32)
+  on_cpu = jax.devices()[0].platform == "cpu"
+  full = _SIZE.value == "full" or (_SIZE.value == "auto" and not on_cpu)
   rows = []
-  for model_name in _MODELS.value:
+  for name in _MODELS.value:
+    if name not in BENCH_MODELS:
+      raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
+    task, batch = make_batch(name, full)
+    nspsa_n = _NSPSA_N.value if name == "mlp" else ["1", "16"]
     runs = [("ste", 1)] + [("fogzo", int(n)) for n in _FOGZO_N.value] + \
-           [("nspsa", int(n)) for n in _NSPSA_N.value]
+           [("nspsa", int(n)) for n in nspsa_n]
     base = None
     for estimator, n in runs:
-      config = mnist_mlp.get_config()
-      config.model, config.estimator, config.num_perturbations = model_name, estimator, n
+      config = bench_config(name, full)
+      config.estimator, config.num_perturbations = estimator, n
       repeats = _REPEATS.value if n < 1000 else 5
-      t = time_step(config, images, labels, repeats)
+      t = time_step(config, task, batch, repeats)
       base = base or t
-      rows.append(dict(model=model_name, estimator=estimator, n=n, step_ms=1e3 * t,
+      rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
+                       batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
                        forward_passes=loop.forward_passes_per_step(config),
                        ideal_ratio=loop.forward_passes_per_step(config) / 3))
       r = rows[-1]
-      print(f"{model_name:6s} {estimator:6s} n={n:<5d} {r['step_ms']:9.3f} ms  "
+      print(f"{name:9s} {estimator:6s} n={n:<5d} {r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
   machine = dict(platform=platform.platform(), processor=platform.processor(),
                  device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-                 jax=jax.__version__, batch_size=_BATCH.value)
+                 cpu_count=os.cpu_count(), jax=jax.__version__, dtype=_DTYPE.value)
   with open(_OUT.value, "w") as f:
     json.dump(dict(machine=machine, rows=rows), f, indent=2)
-  print("\n| model | estimator | n | step (ms) | × STE | ideal × STE (F+B=3F) | peak mem (MB) |")
-  print("|---|---|---|---|---|---|---|")
+  print("\n| model | size | batch | estimator | n | step (ms) | × STE | ideal × STE (F+B=3F) "
+        "| peak mem (MB) |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['model']} | {r['estimator']} | {r['n']} | {r['step_ms']:.3f} | "
-          f"{r['ratio_to_ste']:.2f} | {r['ideal_ratio']:.2f} | {r['peak_mem_mb']:.0f} |")
+    print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['estimator']} | {r['n']} | "
+          f"{r['step_ms']:.3f} | {r['ratio_to_ste']:.2f} | {r['ideal_ratio']:.2f} | "
+          f"{r['peak_mem_mb']:.0f} |")
   print(f"\nmachine: {machine}")
 
 
