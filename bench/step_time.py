@@ -37,6 +37,8 @@ _NSPSA_N = flags.DEFINE_list("nspsa_n", ["1", "100", "1000", "7960"],
 _SIZE = flags.DEFINE_enum("size", "auto", ["auto", "reduced", "full"],
                           "Model size: reduced widths on CPU, full on GPU/TPU by default.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_EVALUATION = flags.DEFINE_list("evaluation", ["vmap"],
+                                "Perturbed-forward evaluation(s) to time: vmap, sequential.")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
 
@@ -114,22 +116,25 @@ def main(argv):
       raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
     task, batch = make_batch(name, full)
     nspsa_n = _NSPSA_N.value if name == "mlp" else ["1", "16"]
-    runs = [("ste", 1)] + [("fogzo", int(n)) for n in _FOGZO_N.value] + \
-           [("nspsa", int(n)) for n in nspsa_n]
+    runs = [("ste", 1, "vmap")] + [
+        (est, int(n), ev) for ev in _EVALUATION.value
+        for est, ns in (("fogzo", _FOGZO_N.value), ("nspsa", nspsa_n)) for n in ns]
     base = None
-    for estimator, n in runs:
+    for estimator, n, evaluation in runs:
       config = bench_config(name, full)
       config.estimator, config.num_perturbations = estimator, n
+      config.evaluation = evaluation
       repeats = _REPEATS.value if n < 1000 else 5
       t = time_step(config, task, batch, repeats)
       base = base or t
       rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
+                       evaluation=evaluation if estimator != "ste" else "",
                        batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
                        forward_passes=loop.forward_passes_per_step(config),
                        ideal_ratio=loop.forward_passes_per_step(config) / 3))
       r = rows[-1]
-      print(f"{name:9s} {estimator:6s} n={n:<5d} {r['step_ms']:9.3f} ms  "
+      print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
   machine = dict(platform=platform.platform(), processor=platform.processor(),
@@ -137,11 +142,12 @@ def main(argv):
                  cpu_count=os.cpu_count(), jax=jax.__version__, dtype=_DTYPE.value)
   with open(_OUT.value, "w") as f:
     json.dump(dict(machine=machine, rows=rows), f, indent=2)
-  print("\n| model | size | batch | estimator | n | step (ms) | × STE | ideal × STE (F+B=3F) "
-        "| peak mem (MB) |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("\n| model | size | batch | estimator | n | evaluation | step (ms) | × STE | "
+        "ideal × STE (F+B=3F) | peak mem (MB) |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['estimator']} | {r['n']} | "
+          f"{r['evaluation']} | "
           f"{r['step_ms']:.3f} | {r['ratio_to_ste']:.2f} | {r['ideal_ratio']:.2f} | "
           f"{r['peak_mem_mb']:.0f} |")
   print(f"\nmachine: {machine}")

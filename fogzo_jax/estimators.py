@@ -45,6 +45,11 @@ from fogzo_jax import perturbations
 MAX_CHUNK = 2048
 """Most perturbations vmapped at once (each is a ± pair, so 4096 evaluations)."""
 
+EVALUATIONS = ("vmap", "sequential")
+"""How the 2n perturbed losses are evaluated: batched with ``vmap`` (default), or one after the
+other (``lax.map``; the same G): faster where a vmapped forward with per-element weights is
+slow, e.g. convolutions on XLA:CPU (see docs/benchmarks.md)."""
+
 G_HAT_NORMS = ("unit", "rms")
 """How ĝ is normalised: "unit" ‖ĝ‖ = 1 (api.md, the paper as reconstructed); "rms" ‖ĝ‖ = √d."""
 
@@ -114,10 +119,13 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
 
 def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
                   noise: Union[str, perturbations.NoiseFn], key, chunk_size: Optional[int],
-                  mask, use_ste_direction: bool, g_hat_norm: str = "unit"
-                  ) -> optax.GradientTransformationExtraArgs:
+                  mask, use_ste_direction: bool, g_hat_norm: str = "unit",
+                  evaluation: str = "vmap") -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
   _check_args(num_perturbations, beta, epsilon, chunk_size)
+  if evaluation not in EVALUATIONS:
+    raise ValueError(f"evaluation must be one of {', '.join(map(repr, EVALUATIONS))}; "
+                     f"got {evaluation!r}")
   if g_hat_norm not in G_HAT_NORMS:
     raise ValueError(f"g_hat_norm must be one of {', '.join(map(repr, G_HAT_NORMS))}; "
                      f"got {g_hat_norm!r}")
@@ -184,14 +192,19 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
       """[f(θ + ε⊙v) − f(θ − ε⊙v)] / 2, the ± pair evaluated as one vmapped batch."""
       def at(sign):
         return value_at([x + (sign * e * vi).astype(x.dtype) for x, e, vi in zip(theta, eps, v)])
-      f_plus, f_minus = jax.vmap(at)(jnp.array([1.0, -1.0], jnp.float32))
+      if evaluation == "sequential":
+        f_plus, f_minus = at(1.0), at(-1.0)
+      else:
+        f_plus, f_minus = jax.vmap(at)(jnp.array([1.0, -1.0], jnp.float32))
       return 0.5 * (f_plus - f_minus)
 
     def chunk_sum(c):
       """Σ over the perturbations of chunk c of half_difference(v_i) · v_i ⊘ ε."""
       i = c * chunk + jnp.arange(chunk)
       v = jax.vmap(direction)(i)
-      d = jax.vmap(half_difference)(v) * (i < n)  # padded perturbations count 0
+      per_perturbation = jax.vmap if evaluation == "vmap" else (
+          lambda f: lambda v: jax.lax.map(f, v))
+      d = per_perturbation(half_difference)(v) * (i < n)  # padded perturbations count 0
       return [jnp.tensordot(d, vi, axes=1) / e for vi, e in zip(v, eps)]
 
     if num_chunks == 1:
@@ -213,8 +226,8 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
 
 def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
           noise: Union[str, perturbations.NoiseFn] = "uniform", key=0,
-          chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: str = "unit"
-          ) -> optax.GradientTransformationExtraArgs:
+          chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: str = "unit",
+          evaluation: str = "vmap") -> optax.GradientTransformationExtraArgs:
   """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
 
   ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
@@ -242,6 +255,9 @@ def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
       each weight by ~ε as the noise does; an alternative reading of the paper, offered for
       comparison (see docs/results/mnist.md): with "unit" and large d the noise part dominates
       ‖v‖ even at β = 0.999.
+    evaluation: "vmap" (default): the ± pair and the perturbations of a chunk in one batched
+      call; "sequential": one forward after the other (same G; faster for convolutions on
+      XLA:CPU, where a vmap over per-perturbation weights becomes a grouped convolution).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
@@ -251,12 +267,12 @@ def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
     Training", NeurIPS 2025, arXiv:2510.23926.
   """
   return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
-                       use_ste_direction=True, g_hat_norm=g_hat_norm)
+                       use_ste_direction=True, g_hat_norm=g_hat_norm, evaluation=evaluation)
 
 
 def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
           noise: Union[str, perturbations.NoiseFn] = "uniform", key=0,
-          chunk_size: Optional[int] = None, mask: Any = None
+          chunk_size: Optional[int] = None, mask: Any = None, evaluation: str = "vmap"
           ) -> optax.GradientTransformationExtraArgs:
   """n-SPSA: G = (1/n) Σ_i [f(θ+ε⊙u_i) − f(θ−ε⊙u_i)] / 2 · u_i ⊘ ε, unbiased for ∇ of the
   smoothed loss E_u[f(θ + ε⊙u)] (exactly ∇f on a quadratic).
@@ -266,4 +282,4 @@ def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
   leaves pass through unchanged. Costs 2n forward passes.
   """
   return _zeroth_order(num_perturbations, 0.0, epsilon, noise, key, chunk_size, mask,
-                       use_ste_direction=False)
+                       use_ste_direction=False, evaluation=evaluation)

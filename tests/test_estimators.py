@@ -163,6 +163,16 @@ def test_chunked_equals_unchunked_for_same_key():
   np.testing.assert_allclose(flat(g2), flat(g1), rtol=1e-5, atol=1e-6)
 
 
+def test_sequential_evaluation_equals_vmapped_for_same_key():
+  for make in (lambda **kw: fz.fogzo(50, beta=0.7, epsilon=0.05, key=9, chunk_size=16, **kw),
+               lambda **kw: fz.nspsa(20, epsilon=0.05, key=3, **kw)):
+    g1, _ = run(make())
+    g2, _ = run(make(evaluation="sequential"))
+    np.testing.assert_allclose(flat(g2), flat(g1), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="evaluation must be one of 'vmap', 'sequential'"):
+    fz.fogzo(1, evaluation="serial")
+
+
 def test_same_key_same_estimate_and_state_advances():
   tx = fz.fogzo(2, beta=0.5, epsilon=0.05, key=jax.random.key(10))
   state0 = tx.init(PARAMS)

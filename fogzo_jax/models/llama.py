@@ -59,10 +59,11 @@ def rope(x: jax.Array, base: float = 10000.0) -> jax.Array:
 class RMSNorm(nn.Module):
   eps: float = 1e-6
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    w = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+    w = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) + self.eps)
     return (y * w).astype(self.dtype)
@@ -74,20 +75,22 @@ class Block(nn.Module):
   ffn: int
   spec: QuantSpec
   dtype: Any
+  param_dtype: Any
 
   @nn.compact
   def __call__(self, x, mask):
     b, t, d = x.shape
-    dense = functools.partial(QuantDense, spec=self.spec, use_bias=False, dtype=self.dtype,
-                              kernel_init=nn.initializers.normal(0.02))
-    y = RMSNorm(dtype=self.dtype, name="attn_norm")(x)
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    dense = functools.partial(QuantDense, spec=self.spec, use_bias=False,
+                              kernel_init=nn.initializers.normal(0.02), **dtypes)
+    y = RMSNorm(name="attn_norm", **dtypes)(x)
     shape = (b, t, self.heads, d // self.heads)
     q = rope(dense(d, name="wq")(y).reshape(shape))
     k = rope(dense(d, name="wk")(y).reshape(shape))
     v = dense(d, name="wv")(y).reshape(shape)
     y = nn.dot_product_attention(q, k, v, mask=mask, dtype=self.dtype).reshape(b, t, d)
     x = x + dense(d, name="wo")(y)
-    y = RMSNorm(dtype=self.dtype, name="ffn_norm")(x)
+    y = RMSNorm(name="ffn_norm", **dtypes)(x)
     y = nn.silu(dense(self.ffn, name="w1")(y)) * dense(self.ffn, name="w3")(y)
     return x + dense(d, name="w2")(y), None
 
@@ -99,7 +102,8 @@ class Llama(nn.Module):
   heads: int = 5
   spec: QuantSpec = NO_QUANT
   quantize_first_last: bool = False
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32          # compute dtype (bfloat16 on accelerators)
+  param_dtype: Any = jnp.float32    # storage dtype of the parameters
 
   @nn.compact
   def __call__(self, tokens, segment_ids=None, train: bool = True):
@@ -109,15 +113,17 @@ class Llama(nn.Module):
     mask = nn.make_causal_mask(tokens)
     if segment_ids is not None:
       mask = nn.combine_masks(mask, nn.make_attention_mask(segment_ids, segment_ids, jnp.equal))
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02),
-                 name="embed")(tokens).astype(self.dtype)
+                 name="embed", **dtypes)(tokens).astype(self.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
                      split_rngs={"params": True}, in_axes=nn.broadcast, length=self.layers)
-    x, _ = blocks(self.heads, ffn_width(self.dim), self.spec, self.dtype, name="blocks")(x, mask)
-    x = RMSNorm(dtype=self.dtype, name="norm")(x)
+    x, _ = blocks(self.heads, ffn_width(self.dim), self.spec, self.dtype, self.param_dtype,
+                  name="blocks")(x, mask)
+    x = RMSNorm(name="norm", **dtypes)(x)
     head = QuantDense(self.vocab_size, spec=self.spec if self.quantize_first_last else NO_QUANT,
-                      use_bias=False, dtype=self.dtype,
-                      kernel_init=nn.initializers.normal(0.02), name="head")
+                      use_bias=False, kernel_init=nn.initializers.normal(0.02), name="head",
+                      **dtypes)
     return head(x).astype(jnp.float32)
 
 

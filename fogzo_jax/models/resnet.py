@@ -64,7 +64,8 @@ class ResNet(nn.Module):
   stem: str = "auto"
   spec: QuantSpec = NO_QUANT
   quantize_first_last: bool = False
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32          # compute dtype (bfloat16 on accelerators)
+  param_dtype: Any = jnp.float32    # storage dtype of the parameters
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -72,16 +73,17 @@ class ResNet(nn.Module):
       raise ValueError(f"stem must be one of {STEMS}; got {self.stem!r}")
     small = self.stem == "small" or (self.stem == "auto" and x.shape[1] <= 64)
     edge = self.spec if self.quantize_first_last else NO_QUANT
-    conv = functools.partial(QuantConv, spec=self.spec, dtype=self.dtype)
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    conv = functools.partial(QuantConv, spec=self.spec, **dtypes)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)
+                             epsilon=1e-5, **dtypes)
     x = x.astype(self.dtype)
     if small:
-      x = QuantConv(self.width, (3, 3), spec=edge, dtype=self.dtype, act_signed=True,
-                    name="stem")(x)
+      x = QuantConv(self.width, (3, 3), spec=edge, act_signed=True, name="stem",
+                    **dtypes)(x)
     else:
-      x = QuantConv(self.width, (7, 7), (2, 2), [(3, 3), (3, 3)], spec=edge, dtype=self.dtype,
-                    act_signed=True, name="stem")(x)
+      x = QuantConv(self.width, (7, 7), (2, 2), [(3, 3), (3, 3)], spec=edge,
+                    act_signed=True, name="stem", **dtypes)(x)
     x = nn.relu(norm(name="stem_bn")(x))
     if not small:
       x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)])
@@ -91,8 +93,7 @@ class ResNet(nn.Module):
         strides = 2 if i > 0 and j == 0 else 1
         x = block(self.width * 2 ** i, conv, norm, strides, name=f"stage{i + 1}_block{j + 1}")(x)
     x = jnp.mean(x, axis=(1, 2))
-    x = QuantDense(self.num_classes, spec=edge, act_signed=False, dtype=self.dtype,
-                   name="head")(x)
+    x = QuantDense(self.num_classes, spec=edge, act_signed=False, name="head", **dtypes)(x)
     return x.astype(jnp.float32)
 
 

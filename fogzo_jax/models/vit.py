@@ -27,12 +27,14 @@ class Block(nn.Module):
   mlp_ratio: int
   spec: QuantSpec
   dtype: Any
+  param_dtype: Any
 
   @nn.compact
   def __call__(self, x, _):
     b, n, d = x.shape
-    dense = functools.partial(QuantDense, spec=self.spec, dtype=self.dtype)
-    norm = functools.partial(nn.LayerNorm, epsilon=1e-6, dtype=self.dtype)
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    dense = functools.partial(QuantDense, spec=self.spec, **dtypes)
+    norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **dtypes)
     y = norm(name="norm1")(x)
     qkv = dense(3 * d, name="qkv")(y).reshape(b, n, 3, self.heads, d // self.heads)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
@@ -52,30 +54,34 @@ class ViT(nn.Module):
   num_classes: int = 1000
   spec: QuantSpec = NO_QUANT
   quantize_first_last: bool = False
-  dtype: Any = jnp.float32
+  dtype: Any = jnp.float32          # compute dtype (bfloat16 on accelerators)
+  param_dtype: Any = jnp.float32    # storage dtype of the parameters
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train  # no dropout, no batch statistics
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     patch = self.patch_size or (16 if x.shape[1] >= 128 else 4)
     if x.shape[1] % patch or x.shape[2] % patch:
       raise ValueError(f"image size {x.shape[1]}×{x.shape[2]} is not divisible by the patch "
                        f"size {patch}")
     edge = self.spec if self.quantize_first_last else NO_QUANT
     x = QuantConv(self.hidden, (patch, patch), (patch, patch), "VALID", spec=edge,
-                  use_bias=True, act_signed=True, dtype=self.dtype,
-                  kernel_init=nn.initializers.lecun_normal(), name="patch_embed")(x)
+                  use_bias=True, act_signed=True, kernel_init=nn.initializers.lecun_normal(),
+                  name="patch_embed", **dtypes)(x)
     b = x.shape[0]
     x = x.reshape(b, -1, self.hidden)
-    cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden))
+    cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden), self.param_dtype)
     x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, self.hidden)).astype(x.dtype), x], 1)
-    pos = self.param("pos_embed", nn.initializers.normal(0.02), (1, x.shape[1], self.hidden))
+    pos = self.param("pos_embed", nn.initializers.normal(0.02), (1, x.shape[1], self.hidden),
+                     self.param_dtype)
     x = x + pos.astype(x.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
                      split_rngs={"params": True}, length=self.depth)
-    x, _ = blocks(self.heads, self.mlp_ratio, self.spec, self.dtype, name="blocks")(x, None)
-    x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, name="norm")(x)
-    x = QuantDense(self.num_classes, spec=edge, dtype=self.dtype, name="head")(x[:, 0])
+    x, _ = blocks(self.heads, self.mlp_ratio, self.spec, self.dtype, self.param_dtype,
+                  name="blocks")(x, None)
+    x = nn.LayerNorm(epsilon=1e-6, name="norm", **dtypes)(x)
+    x = QuantDense(self.num_classes, spec=edge, name="head", **dtypes)(x[:, 0])
     return x.astype(jnp.float32)
 
 

@@ -13,7 +13,7 @@ from fogzo_jax.data.images import AUGMENTATIONS, NORMALIZATIONS
 from fogzo_jax.data.mnist import SOURCES
 from fogzo_jax.data.pipeline import DATASETS, TEXT_DATASETS
 from fogzo_jax.data.text import TOKENIZERS
-from fogzo_jax.estimators import G_HAT_NORMS
+from fogzo_jax.estimators import EVALUATIONS, G_HAT_NORMS
 from fogzo_jax.models import MODELS, TASKS, model_fields
 from fogzo_jax.quant.layers import QUANT_KINDS
 from fogzo_jax.quant.quest import GAUSSIAN_CLIP
@@ -40,6 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.quantize_bias = False           # quantize biases with the kernel's step (MNIST MLP: True)
   c.quantize_first_last = False     # LSQ recipe: first and last layers full precision
   c.dtype = "float32"               # compute dtype: 'float32' | 'bfloat16'
+  c.param_dtype = "float32"         # parameter storage dtype: 'float32' | 'bfloat16'
   # Estimator.
   c.estimator = "fogzo"             # 'ste' | 'fogzo' | 'nspsa'
   c.num_perturbations = 1           # n
@@ -47,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.g_hat_norm = "unit"             # 'unit': ĝ = g/‖g‖; 'rms': √d·g/‖g‖
   c.fogzo_start_fraction = 0.0      # > 0: plain STE for this fraction of steps, then FOGZO
   c.chunk_size = 1024               # perturbations vmapped at once (0 = all, capped at 2048)
+  c.evaluation = "vmap"             # perturbed forwards: 'vmap' (batched) | 'sequential'
   # Optimisation.
   c.batch_size = 512
   c.learning_rate = 2e-3 * 512 / 32
@@ -77,6 +79,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 200    # 0: only at the end
   c.keep_checkpoints = 2
   c.distributed = False             # True: jax.distributed.initialize() (multi-host)
+  c.fsdp = False                    # True: shard parameters and optimizer state over devices
   return c
 
 
@@ -84,7 +87,7 @@ FIELDS = tuple(default_config().keys())
 """Every field a training config has; anything else is refused."""
 
 RESUME_SAFE = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-               "data_source", "distributed", "eval_batch_size")
+               "data_source", "distributed", "eval_batch_size", "fsdp", "evaluation")
 """Fields that may change when a run resumes in the same workdir (they do not change results)."""
 
 
@@ -130,7 +133,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model_kwargs must be a dict of model options; got "
                       f"{config.model_kwargs!r}")
   allowed = set(model_fields(config.model)) - {"spec", "num_classes", "vocab_size",
-                                               "quantize_first_last", "dtype"}
+                                               "quantize_first_last", "dtype", "param_dtype"}
   for key in config.model_kwargs.keys():
     if key not in allowed:
       raise ConfigError(f"config.model_kwargs.{key} is not an option of model "
@@ -138,8 +141,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "quant", QUANT_KINDS)
   _choice(config, "ste", STE_KINDS)
   _choice(config, "dtype", DTYPES)
+  _choice(config, "param_dtype", DTYPES)
   _choice(config, "estimator", ESTIMATORS)
   _choice(config, "g_hat_norm", G_HAT_NORMS)
+  _choice(config, "evaluation", EVALUATIONS)
   _choice(config, "dataset", DATASETS)
   _choice(config, "data_source", SOURCES + ("folder",))
   _choice(config, "augment", AUGMENTATIONS)
@@ -167,7 +172,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "checkpoint_every_steps", int, 0)
   _number(config, "keep_checkpoints", int, 1)
   for field in ("quantize_activations", "quantize_bias", "quantize_first_last", "mixup",
-                "eval_train", "distributed"):
+                "eval_train", "distributed", "fsdp"):
     _bool(config, field)
   _string(config, "data_dir", "path ('' for none)")
   _string(config, "tokenizer_path", "path to a SentencePiece model ('' for none)")

@@ -99,7 +99,18 @@ def build_model(config, info: dict):
     kwargs["quantize_first_last"] = config.quantize_first_last
   if "dtype" in fields:
     kwargs["dtype"] = jnp.dtype(config.dtype)
-  return models.get_model(config.model, **kwargs)
+  if "param_dtype" in fields:
+    kwargs["param_dtype"] = jnp.dtype(config.param_dtype)
+  model = models.get_model(config.model, **kwargs)
+  size = info.get("image_size")
+  patch = getattr(model, "patch_size", None)
+  if size and patch is not None:
+    patch = patch or (16 if size >= 128 else 4)
+    if size % patch:
+      raise config_lib.ConfigError(
+          f"config.image_size {size} is not divisible by the patch size {patch} of "
+          f"{config.model}; use a multiple of {patch} (or set model_kwargs.patch_size)")
+  return model
 
 
 def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformationExtraArgs:
@@ -113,7 +124,8 @@ def make_optimizer(config, quant, total_steps: int) -> optax.GradientTransformat
   zo_args = dict(num_perturbations=config.num_perturbations,
                  epsilon=functools.partial(epsilon_from_params, quant=quant, spec=spec),
                  mask=functools.partial(quantized_mask, quant=quant), noise=noise,
-                 key=config.seed + 1, chunk_size=config.chunk_size or None)
+                 key=config.seed + 1, chunk_size=config.chunk_size or None,
+                 evaluation=config.evaluation)
   if config.estimator == "fogzo":
     start = fogzo_start_step(config, total_steps)
     estimator = fz.fogzo(beta=fz.linear_beta(config.beta_min, total_steps - start),
@@ -216,6 +228,19 @@ def evaluate(model, task: str, state: TrainState, eval_set, put=lambda b: b) -> 
   return {"loss": loss / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
 
 
+def state_shardings(state, mesh: Mesh, fsdp: bool):
+  """Replicated leaves, or with ``fsdp`` each leaf split along its largest axis that the device
+  count divides (parameters and optimizer moments alike; XLA inserts the all-gathers)."""
+  def sharding(x):
+    if fsdp:
+      for axis in sorted(range(jnp.ndim(x)), key=lambda a: -x.shape[a]):
+        if x.shape[axis] >= mesh.size and x.shape[axis] % mesh.size == 0:
+          return NamedSharding(mesh, P(*[("data" if a == axis else None)
+                                         for a in range(x.ndim)]))
+    return NamedSharding(mesh, P())
+  return jax.tree.map(sharding, state)
+
+
 def params_sha256(params) -> str:
   """SHA-256 of the parameters' bytes (leaves in tree order, with dtype and shape)."""
   h = hashlib.sha256()
@@ -292,7 +317,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       config, model, functools.partial(make_optimizer, config, total_steps=total_steps),
       jnp.asarray(data.sample))
   replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  state = jax.device_put(state, replicated)
+  shardings = state_shardings(state, mesh, config.fsdp)
+  state = jax.device_put(state, shardings)
 
   def put(batch):  # this process's rows → one global array sharded over the data axis
     return {k: jax.make_array_from_process_local_data(batch_sharding, v)
@@ -301,7 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, task=task,
                                       estimator=config.estimator,
                                       label_smoothing=config.label_smoothing),
-                    donate_argnums=0)
+                    donate_argnums=0, out_shardings=(shardings, replicated))
 
   ckpt = ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")),
@@ -346,8 +372,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   bar = tqdm(total=total_steps, initial=step, desc=config.estimator, unit="step",
              dynamic_ncols=True, disable=not lead)
   try:
-    for step_index, batch in data_lib.prefetch(data.batch, step, total_steps):
-      state, loss = step_fn(state, put(batch))
+    # The prefetch thread also copies each batch to the devices while the previous step runs.
+    for step_index, batch in data_lib.prefetch(lambda s: put(data.batch(s)), step, total_steps):
+      state, loss = step_fn(state, batch)
       losses.append(loss)
       step = step_index + 1
       bar.update(1)
@@ -397,6 +424,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       "fogzo_start_fraction": config.fogzo_start_fraction, "quant": config.quant,
       "ste": config.ste, "bits": config.bits, "seed": config.seed, "dataset": config.dataset,
       "data_source": data.info["source"], "devices": mesh.size,
+      "sharded_leaves": sum(not s.is_fully_replicated for s in jax.tree.leaves(shardings)),
   }
   if lead:
     with open(os.path.join(workdir, "summary.json"), "w") as f:

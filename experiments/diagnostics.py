@@ -1,11 +1,12 @@
-"""Estimator diagnostics on the 2-bit MNIST MLP: cosine to ∇L_s against β and against n.
+"""Estimator diagnostics: cosine to ∇L_s against β and against n, on the 2-bit MNIST MLP or a
+small 2-bit LLaMA on Tiny Shakespeare.
 
-  python experiments/diagnostics_mnist.py --out=docs/results [--ste_steps=200]
+  python experiments/diagnostics.py --model=mlp --out=docs/results      # → diagnostics_mnist.*
+  python experiments/diagnostics.py --model=llama --out=docs/results    # → diagnostics_llama.*
 
-Trains the paper's MLP with STE for --ste_steps steps (so θ is mid-training, not at init),
-takes one batch of 512, estimates ∇L_s with a 65,536-perturbation n-SPSA reference, then
-measures STE, FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``). Writes
-``diagnostics_mnist.md`` and ``diagnostics_mnist.png`` in --out.
+Trains the model with STE for --ste_steps steps (so θ is mid-training, not at init), takes one
+batch, estimates ∇L_s of the measured layer with a large-n n-SPSA reference, then measures STE,
+FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``). Writes a table and a plot.
 """
 
 import functools
@@ -15,11 +16,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import mnist_mlp  # noqa: E402
+import ml_collections  # noqa: E402
+from configs import llama as llama_config, mnist_mlp  # noqa: E402
 import fogzo_jax as fz  # noqa: E402
 from fogzo_jax import data as data_lib, diagnostics  # noqa: E402
 from fogzo_jax.quant.layers import epsilon_from_params  # noqa: E402
@@ -29,13 +30,37 @@ _OUT = flags.DEFINE_string("out", "docs/results", "Output folder.")
 _STE_STEPS = flags.DEFINE_integer("ste_steps", 200, "STE steps before measuring.")
 _REF_N = flags.DEFINE_integer("reference_n", 65536, "Perturbations of the n-SPSA reference.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
-_LAYER = flags.DEFINE_string("layer", "Dense_1", "Layer whose parameters are measured ('all': "
-                             "every parameter; needs a far larger reference_n).")
+_MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "llama"], "MNIST MLP or a small LLaMA.")
+_LAYER = flags.DEFINE_string("layer", "", "Layer (path a/b) whose quantized parameters are "
+                             "measured; default Dense_1 (MLP) or blocks/wo (LLaMA).")
+
+
+def experiment_config():
+  """(config, layer, name, title) of the measured model."""
+  if _MODEL.value == "mlp":
+    config = mnist_mlp.get_config()
+    return config, _LAYER.value or "Dense_1", "mnist", "2-bit MNIST MLP 784-10-10, identity STE"
+  config = llama_config.get_config("9m")
+  config.model_kwargs = ml_collections.ConfigDict(dict(dim=64, layers=2, heads=2))
+  config.update(batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=20)
+  return (config, _LAYER.value or "blocks/wo", "llama",
+          "2-bit LLaMA (d 64, 2 layers) on Tiny Shakespeare, identity STE")
+
+
+def get_path(tree, path):
+  for key in path.split("/"):
+    tree = tree[key]
+  return tree
+
+
+def set_path(tree, path, value):
+  head, _, rest = path.partition("/")
+  return {**tree, head: set_path(tree[head], rest, value) if rest else value}
 
 
 def main(argv):
   del argv
-  config = mnist_mlp.get_config()
+  config, layer, name, title = experiment_config()
   config.update(estimator="ste", seed=_SEED.value)
   data = data_lib.make_pipeline(config)
   model = loop.build_model(config, data.info)
@@ -43,23 +68,21 @@ def main(argv):
       config, model, functools.partial(loop.make_optimizer, config, total_steps=1170),
       jnp.asarray(data.sample))
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, estimator="ste",
-                                   task="image"))
+                                   task=data.task))
   for i in range(_STE_STEPS.value):
     state, _ = step(state, data.batch(i))
-  batch = data.batch(_STE_STEPS.value)
-
-  layer = _LAYER.value
+  batch = jax.tree.map(jnp.asarray, data.batch(_STE_STEPS.value))
 
   def value_fn(sub, batch):
     """The loss as a function of the measured layer's parameters (all others fixed)."""
-    params = sub if layer == "all" else {**state.params, layer: sub}
-    logits = model.apply({"params": params, "quant": state.quant}, batch["image"])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+    variables = {"params": set_path(state.params, layer, sub), "quant": state.quant,
+                 "batch_stats": state.batch_stats}
+    logits, _ = loop.apply_model(model, data.task, variables, batch, train=True)
+    loss, _, w = loop.per_example_loss(data.task, logits, batch)
+    return jnp.sum(loss * w) / jnp.sum(w)
 
   eps = epsilon_from_params(state.params, state.quant, loop.quant_spec(config))
-  params = state.params
-  if layer != "all":
-    params, eps = state.params[layer], eps[layer]
+  params, eps = get_path(state.params, layer), get_path(eps, layer)
   noise = fz.implicit_smoothing(config.ste).noise
   betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), (1, 10, 100, 1000)
   rows, self_cos = diagnostics.compare(value_fn, params, eps, noise,
@@ -67,7 +90,8 @@ def main(argv):
                                        num_keys=16, reference_n=_REF_N.value, batch=batch)
   dim = sum(x.size for x in jax.tree.leaves(params))
   lines = [f"Measured parameters: {layer} ({dim:,}). "
-           f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of 512; "
+           f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of "
+           f"{config.batch_size}; "
            f"reference: n-SPSA with {_REF_N.value:,} perturbations (cosine between its two "
            f"halves: {self_cos:.3f}); 16 keys per estimator.", "",
            "| estimator | cosine to ∇L_s | relative bias | relative variance | forward passes |",
@@ -75,7 +99,7 @@ def main(argv):
   lines += [f"| {r.name} | {r.cosine:.3f} | {r.bias:.3f} | {r.variance:.3g} | {r.forward_passes:,} |"
             for r in rows]
   os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, "diagnostics_mnist.md"), "w") as f:
+  with open(os.path.join(_OUT.value, f"diagnostics_{name}.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))
 
@@ -98,9 +122,9 @@ def main(argv):
   ax2.set_ylabel("cosine to ∇L_s"), ax2.legend()
   for ax in (ax1, ax2):
     ax.grid(alpha=0.3)
-  fig.suptitle(f"2-bit MNIST MLP 784-10-10, identity STE; parameters of {layer} ({dim:,})")
+  fig.suptitle(f"{title}; parameters of {layer} ({dim:,})")
   fig.tight_layout()
-  fig.savefig(os.path.join(_OUT.value, "diagnostics_mnist.png"), dpi=110)
+  fig.savefig(os.path.join(_OUT.value, f"diagnostics_{name}.png"), dpi=110)
 
 
 if __name__ == "__main__":
