@@ -41,10 +41,10 @@ def experiment_config():
     config = mnist_mlp.get_config()
     return config, _LAYER.value or "Dense_1", "mnist", "2-bit MNIST MLP 784-10-10, identity STE"
   config = llama_config.get_config("9m")
-  config.model_kwargs = ml_collections.ConfigDict(dict(dim=64, layers=2, heads=2))
+  config.model_kwargs = ml_collections.ConfigDict(dict(dim=32, layers=2, heads=2))
   config.update(batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=20)
   return (config, _LAYER.value or "blocks/wo", "llama",
-          "2-bit LLaMA (d 64, 2 layers) on Tiny Shakespeare, identity STE")
+          "2-bit LLaMA (d 32, 2 layers) on Tiny Shakespeare, identity STE")
 
 
 def get_path(tree, path):

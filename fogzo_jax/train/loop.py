@@ -294,8 +294,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains per ``config`` (resuming from ``workdir``'s latest checkpoint), writes metrics,
   ``summary.json`` and ``curves.png`` to ``workdir``, returns the summary."""
   config_lib.validate(config)
-  if config.distributed:
-    jax.distributed.initialize()
+  if config.distributed and not jax.distributed.is_initialized():
+    jax.distributed.initialize()  # cluster auto-detection (SLURM, TPU pods, env variables)
   mesh = Mesh(np.array(jax.devices()), ("data",))
   for field in ("batch_size", "eval_batch_size"):
     if config[field] % mesh.size:
