@@ -31,6 +31,7 @@ _STE_STEPS = flags.DEFINE_integer("ste_steps", 200, "STE steps before measuring.
 _REF_N = flags.DEFINE_integer("reference_n", 65536, "Perturbations of the n-SPSA reference.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 _MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "llama"], "MNIST MLP or a small LLaMA.")
+_NS = flags.DEFINE_list("ns", ["1", "10", "100", "1000"], "Numbers of perturbations n.")
 _LAYER = flags.DEFINE_string("layer", "", "Layer (path a/b) whose quantized parameters are "
                              "measured; default Dense_1 (MLP) or blocks/wo (LLaMA).")
 
@@ -84,7 +85,7 @@ def main(argv):
   eps = epsilon_from_params(state.params, state.quant, loop.quant_spec(config))
   params, eps = get_path(state.params, layer), get_path(eps, layer)
   noise = fz.implicit_smoothing(config.ste).noise
-  betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), (1, 10, 100, 1000)
+  betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), tuple(int(n) for n in _NS.value)
   rows, self_cos = diagnostics.compare(value_fn, params, eps, noise,
                                        jax.random.key(_SEED.value), betas=betas[:-1], ns=ns,
                                        num_keys=16, reference_n=_REF_N.value, batch=batch)
