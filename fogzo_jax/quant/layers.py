@@ -47,12 +47,15 @@ class QuantSpec:
       LSQ and QuEST have their own backward and need "identity" (ε̄ of the identity STE).
     activations: also quantize each quantized layer's input (W+A).
     bias: also quantize biases with the kernel's step (the paper's MNIST MLP).
+    per_channel: fixed / LSQ weight steps per output channel instead of per tensor (QuEST is
+      always per output column).
   """
   kind: str = "fixed"
   bits: int = 2
   ste: str = "identity"
   activations: bool = False
   bias: bool = False
+  per_channel: bool = False
 
   def __post_init__(self):
     if self.kind not in QUANT_KINDS:
@@ -80,26 +83,32 @@ NO_QUANT = QuantSpec(kind="none")
 
 def _quantize_weight(module: nn.Module, name: str, w: jax.Array, spec: QuantSpec,
                      share: Optional[str] = None) -> jax.Array:
-  """Fixed or LSQ fake quantization of parameter ``name`` (``share``: use that one's step)."""
-  ones = (1,) * w.ndim
+  """Fixed or LSQ fake quantization of parameter ``name``.
+
+  Its step has shape [1, …, 1] (per tensor) or [1, …, 1, out] (per channel). ``share`` names the
+  kernel [..., in, out] whose step a bias [..., out] uses (its "in" axis dropped).
+  """
+  def init():
+    return jnp.reshape(lsq_lib.lsq_init_step(w, spec.bits, per_channel=spec.per_channel),
+                       (1,) * (w.ndim - 1) + (-1,))
+
+  def shared(step):  # kernel step [..., 1, out] → bias step [..., out]
+    return jnp.squeeze(step, axis=-2)
+
   if spec.kind == "fixed":
-    source = share or name
-    alpha = module.get_variable("quant", source) if share else None
-    if alpha is None:
-      alpha = jnp.reshape(lsq_lib.lsq_init_step(w, spec.bits), ones)
-    alpha = module.variable("quant", name,
-                            lambda: jnp.array(jnp.reshape(alpha, ones), copy=True)).value
+    if share:
+      alpha = shared(module.get_variable("quant", share))
+    else:
+      alpha = init()
+    alpha = module.variable("quant", name, lambda: jnp.array(alpha, copy=True)).value
     return fixed_lib.quantize(w, spec.bits, jax.lax.stop_gradient(alpha), spec.ste)
   if spec.kind == "lsq":
-    scale_name = f"{share or name}_scale"
     if share:
-      step = module.get_variable("params", scale_name)
+      step = shared(module.get_variable("params", f"{share}_scale"))
     else:
-      step = module.param(scale_name, lambda _: jnp.reshape(lsq_lib.lsq_init_step(w, spec.bits),
-                                                            ones))
-    module.variable("quant", name, lambda: jnp.abs(jnp.reshape(step, ones)))
-    return lsq_lib.lsq_quantize(w, jnp.reshape(step, ones), spec.bits,
-                                num_elements=w.size if not share else None)
+      step = module.param(f"{name}_scale", lambda _: init())
+    module.variable("quant", name, lambda: jnp.abs(step))
+    return lsq_lib.lsq_quantize(w, step, spec.bits, num_elements=w.size // step.size)
   raise ValueError(f"no weight quantizer for quant={spec.kind!r}")
 
 
@@ -212,8 +221,9 @@ def weight_step_sizes(params, quant, spec: QuantSpec):
     if spec.kind == "fixed":
       return q
     if spec.kind == "lsq":
-      s = jnp.abs(layer.get(f"{name}_scale", layer.get("kernel_scale")))
-      return s.reshape(s.shape[:layer[name].ndim])  # a bias sharing the kernel's [..., 1, 1] step
+      if f"{name}_scale" in layer:
+        return jnp.abs(layer[f"{name}_scale"])
+      return jnp.squeeze(jnp.abs(layer["kernel_scale"]), axis=-2)  # a bias sharing the kernel's
 
     return quest_lib.quest_weight_step(layer[name], spec.bits)
   return _walk(params, quant, step)

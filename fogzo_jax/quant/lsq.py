@@ -38,10 +38,16 @@ def grad_scale(x: jax.Array, scale) -> jax.Array:
   return jax.lax.stop_gradient(x - x * scale) + x * scale
 
 
-def lsq_init_step(x: jax.Array, bits: int, signed: bool = True) -> jax.Array:
-  """s₀ = 2·mean|x| / √Q_P (LSQ's initialisation); 1.0 where x is all zeros."""
+def lsq_init_step(x: jax.Array, bits: int, signed: bool = True,
+                  per_channel: bool = False) -> jax.Array:
+  """s₀ = 2·mean|x| / √Q_P (LSQ's initialisation); 1.0 where x is all zeros.
+
+  ``per_channel``: one step per index of the last axis (output channel), mean over the others;
+  shape [1, …, 1, C]. Otherwise a scalar.
+  """
   q_p = max(1, lsq_levels(bits, signed)[1])
-  s = 2 * jnp.mean(jnp.abs(x)) / math.sqrt(q_p)
+  axes = tuple(range(x.ndim - 1)) if per_channel else None
+  s = 2 * jnp.mean(jnp.abs(x), axis=axes, keepdims=per_channel) / math.sqrt(q_p)
   return jnp.where(s > 0, s, 1.0)
 
 

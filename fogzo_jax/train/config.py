@@ -38,6 +38,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.ste = "identity"                # 'identity' | 'hardtanh' | 'tanh' | 'approxsign'
   c.quantize_activations = False    # W+A: also quantize each quantized layer's input
   c.quantize_bias = False           # quantize biases with the kernel's step (MNIST MLP: True)
+  c.quantize_per_channel = False    # fixed / LSQ: one weight step per output channel
   c.quantize_first_last = False     # LSQ recipe: first and last layers full precision
   c.dtype = "float32"               # compute dtype: 'float32' | 'bfloat16'
   c.param_dtype = "float32"         # parameter storage dtype: 'float32' | 'bfloat16'
@@ -171,7 +172,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _number(config, "eval_every_steps", int, 0)
   _number(config, "checkpoint_every_steps", int, 0)
   _number(config, "keep_checkpoints", int, 1)
-  for field in ("quantize_activations", "quantize_bias", "quantize_first_last", "mixup",
+  for field in ("quantize_activations", "quantize_bias", "quantize_per_channel",
+                "quantize_first_last", "mixup",
                 "eval_train", "distributed", "fsdp"):
     _bool(config, field)
   _string(config, "data_dir", "path ('' for none)")

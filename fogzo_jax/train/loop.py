@@ -83,7 +83,8 @@ def forward_passes_per_step(config) -> int:
 
 def quant_spec(config) -> QuantSpec:
   return QuantSpec(kind=config.quant, bits=config.bits, ste=config.ste,
-                   activations=config.quantize_activations, bias=config.quantize_bias)
+                   activations=config.quantize_activations, bias=config.quantize_bias,
+                   per_channel=config.quantize_per_channel)
 
 
 def build_model(config, info: dict):

@@ -76,3 +76,21 @@ def test_conv_quantized_kernel_and_unsigned_input():
 def test_quant_spec_errors(kwargs, message):
   with pytest.raises(ValueError, match=message):
     quant.QuantSpec(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["fixed", "lsq"])
+def test_per_channel_steps(kind):
+  spec = quant.QuantSpec(kind=kind, bits=3, per_channel=True, bias=True)
+  layer = quant.QuantDense(5, spec=spec)
+  x = jax.random.normal(jax.random.key(3), (4, 7))
+  v = layer.init(jax.random.key(0), x)
+  k = v["params"]["kernel"]
+  expected = 2 * jnp.mean(jnp.abs(k), axis=0, keepdims=True) / math.sqrt(3)  # [1, 5]
+  step = v["quant"]["kernel"] if kind == "fixed" else v["params"]["kernel_scale"]
+  np.testing.assert_allclose(step, expected, rtol=1e-6)
+  w = quant.quantize(k, 3, expected)
+  np.testing.assert_allclose(layer.apply(v, x), x @ w + quant.quantize(
+      v["params"]["bias"], 3, expected[0]), rtol=1e-5, atol=1e-6)
+  eps = quant.epsilon_from_params(v["params"], v["quant"], spec)
+  assert eps["kernel"].shape == (1, 5) and eps["bias"].shape == (5,)
+  np.testing.assert_allclose(eps["bias"], expected[0] / (2 * math.sqrt(3)), rtol=1e-6)
