@@ -115,9 +115,9 @@ def main(argv):
               for b in betas], marker="o", label=f"n = {n}")
   ax1.axhline(by["ste"].cosine, color="k", ls="--", label="STE")
   ax1.set_xlabel("β (0 = n-SPSA)"), ax1.set_ylabel("cosine to ∇L_s"), ax1.legend()
-  for name in ("fogzo beta=0.999", "fogzo beta=0.9", "nspsa"):
-    ax2.plot([by[f"{name} n={n}"].forward_passes for n in ns],
-             [by[f"{name} n={n}"].cosine for n in ns], marker="o", label=name)
+  for estimator in ("fogzo beta=0.999", "fogzo beta=0.9", "nspsa"):
+    ax2.plot([by[f"{estimator} n={n}"].forward_passes for n in ns],
+             [by[f"{estimator} n={n}"].cosine for n in ns], marker="o", label=estimator)
   ax2.axhline(by["ste"].cosine, color="k", ls="--", label="STE (3 passes)")
   ax2.set_xscale("log"), ax2.set_xlabel("forward passes per estimate")
   ax2.set_ylabel("cosine to ∇L_s"), ax2.legend()
