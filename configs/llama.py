@@ -13,8 +13,9 @@ tokenizer (``--config.dataset=c4 --config.data_dir=<tfds dir> --config.tokenizer
 from fogzo_jax.models.llama import LLAMA_SIZES
 from fogzo_jax.train.config import default_config
 
-# Per size: (batch, learning rate). AdamW, warm-up then cosine, weight decay 0.1, as in the
-# LLaMA QAT recipe, with the learning rate scaled down with width.
+# Per size: (batch, learning rate). AdamW, warm-up then cosine, weight decay 0.1; these numbers
+# are our starting points (lr lowered with width), not values from the paper or its LLaMA QAT
+# recipe, which are not in our notes.
 RECIPE = {"9m": (64, 3e-3), "20m": (64, 3e-3), "30m": (64, 2e-3), "95m": (64, 1.5e-3),
           "200m": (64, 1e-3), "300m": (64, 8e-4)}
 

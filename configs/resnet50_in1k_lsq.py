@@ -1,8 +1,9 @@
 """ResNet-50 on ImageNet-1k with 2-bit LSQ weights (the paper's LSQ table).
 
 LSQ recipe (Esser et al.; pytorch/examples imagenet): learned step sizes with gradient scale
-1/√(N·Q_P), first and last layers full precision, random-resized crop + flip. W+A by
-``--config.quantize_activations=True``.
+1/√(N·Q_P), first and last layers full precision, random-resized crop + flip, weight decay 1e-4,
+90 epochs; AdamW + cosine as the paper says, with lr 1e-3 and 2500 warm-up steps our choice. W+A
+by ``--config.quantize_activations=True``.
 
   python train.py --config=configs/resnet50_in1k_lsq.py --config.data_dir=/data/tfds \
       --workdir=runs/r50_lsq

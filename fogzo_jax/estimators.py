@@ -155,7 +155,11 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
     theta = [leaves_p[i] for i in idx]
     eps = [jnp.asarray(leaves_eps[i], jnp.float32) for i in idx]
     for i, e in zip(idx, eps):
-      if jnp.broadcast_shapes(e.shape, leaves_p[i].shape) != leaves_p[i].shape:
+      try:
+        fits = jnp.broadcast_shapes(e.shape, leaves_p[i].shape) == leaves_p[i].shape
+      except ValueError:
+        fits = False
+      if not fits:
         raise ValueError(f"epsilon leaf {i} has shape {e.shape}, which does not broadcast to its "
                          f"parameter's shape {leaves_p[i].shape}")
 

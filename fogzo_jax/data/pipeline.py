@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
 import queue
 import threading
@@ -34,6 +35,7 @@ IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet100", "imagenet2
 TEXT_DATASETS = ("tiny_shakespeare", "text", "c4")
 DATASETS = IMAGE_DATASETS + TEXT_DATASETS
 NATIVE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32}
+SHIPPED_SHAKESPEARE = text_lib.SHIPPED_SHAKESPEARE
 
 
 @dataclasses.dataclass
@@ -56,8 +58,28 @@ class Pipeline:
   info: dict
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_indices(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+  """The example order of one epoch (computed once per epoch, not per batch; read-only)."""
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  order.flags.writeable = False
+  return order
+
+
+def padded_eval_batches(num_examples: int, batch_size: int, make: Callable[[np.ndarray], dict],
+                        process_index: int = 0, process_count: int = 1):
+  """Yields (batch, real rows): this process's rows of consecutive eval batches, padded to a fixed
+  shape with zero rows that get weight 0 (``weights`` per row, added when ``make`` has none)."""
+  per = batch_size // process_count
+  for start in range(0, num_examples, batch_size):
+    lo = min(start + process_index * per, num_examples)
+    idx = np.arange(lo, min(lo + per, start + batch_size, num_examples))
+    real = len(idx)
+    example = make(idx if real else np.zeros(1, np.int64))  # empty share: one dummy row
+    example.setdefault("weights", np.ones(len(example["image" if "image" in example else
+                                                         "inputs"]), np.float32))
+    yield {k: np.concatenate([v[:real], np.zeros((per - real, *v.shape[1:]), v.dtype)])
+           for k, v in example.items()}, real
 
 
 def _rows(step, batch_size, steps_per_epoch, num_examples, seed, process_index, process_count):
@@ -134,28 +156,17 @@ def image_pipeline(config, process_index: int = 0, process_count: int = 1) -> Pi
           np.random.default_rng([config.seed, epoch, step, process_index]))
     return out
 
-  def eval_set(src, batch_size=config.eval_batch_size):
-    def run():
-      per = batch_size // process_count
-      for start in range(0, len(src), batch_size):
-        lo = min(start + process_index * per, len(src))
-        idx = np.arange(lo, min(lo + per, start + batch_size, len(src)))
-        if isinstance(src, images_lib.ArraySource) and src.images.shape[1] == size:
-          x = images_lib.normalize(src.images[idx], config.normalize)
-          y = src.labels[idx]
-        else:
-          items = list(pool.map(lambda i: src[i], idx))
-          x = np.stack([images_lib.normalize(images_lib.eval_transform(np.asarray(im), size),
-                                             config.normalize) for im, _ in items]) \
-              if items else np.zeros((0, size, size, first.shape[-1] if first.ndim == 3 else 1))
-          y = np.asarray([l for _, l in items], np.int32)
-        real = len(idx)
-        if real < per:  # pad to a fixed shape; padded rows get weight 0
-          x = np.concatenate([x, np.zeros((per - real, *x.shape[1:]), x.dtype)])
-          y = np.concatenate([y, np.zeros(per - real, np.int32)])
-        yield {"image": x.astype(np.float32), "label": y,
-               "weights": (np.arange(per) < real).astype(np.float32)}, real
-    return run
+  def eval_set(src):
+    def make(idx):
+      if isinstance(src, images_lib.ArraySource) and src.images.shape[1] == size:
+        x = images_lib.normalize(src.images[idx], config.normalize)
+        return {"image": x.astype(np.float32), "label": src.labels[idx]}
+      items = list(pool.map(lambda i: src[i], idx))
+      x = np.stack([images_lib.normalize(images_lib.eval_transform(np.asarray(im), size),
+                                         config.normalize) for im, _ in items])
+      return {"image": x.astype(np.float32), "label": np.asarray([l for _, l in items], np.int32)}
+    return lambda: padded_eval_batches(len(src), config.eval_batch_size, make, process_index,
+                                       process_count)
 
   # Small in-memory data: also evaluate on the training set (the paper's MNIST curves).
   sets = {k: eval_set(v) for k, v in evals.items()
@@ -198,9 +209,6 @@ def _packed_splits(config, tokenizer, total_steps: int) -> tuple[dict, str]:
   return out, f"tfds {name} (token cache {cache_dir})"
 
 
-SHIPPED_SHAKESPEARE = text_lib.SHIPPED_SHAKESPEARE
-
-
 def text_pipeline(config, process_index: int = 0, process_count: int = 1,
                   total_steps: int = 0) -> Pipeline:
   tokenizer = text_lib.get_tokenizer(config.tokenizer, config.tokenizer_path)
@@ -221,18 +229,9 @@ def text_pipeline(config, process_index: int = 0, process_count: int = 1,
     return example(train, idx)
 
   def eval_set(rows):
-    def run():
-      per = config.eval_batch_size // process_count
-      n = len(rows["tokens"])
-      for start in range(0, n, config.eval_batch_size):
-        lo = min(start + process_index * per, n)
-        idx = np.arange(lo, min(lo + per, start + config.eval_batch_size, n))
-        ex = example(rows, idx)
-        if len(idx) < per:
-          ex = {k: np.concatenate([v, np.zeros((per - len(idx), *v.shape[1:]), v.dtype)])
-                for k, v in ex.items()}
-        yield ex, len(idx)
-    return run
+    return lambda: padded_eval_batches(len(rows["tokens"]), config.eval_batch_size,
+                                       lambda idx: example(rows, idx), process_index,
+                                       process_count)
 
   return Pipeline("lm", batch, steps_per_epoch, {"validation": eval_set(packed["validation"])},
                   np.zeros((1, config.seq_len), np.int32),

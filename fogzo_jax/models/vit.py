@@ -21,6 +21,11 @@ import jax.numpy as jnp
 from fogzo_jax.quant.layers import NO_QUANT, QuantConv, QuantDense, QuantSpec
 
 
+def resolve_patch_size(patch_size: int, image_size: int) -> int:
+  """``patch_size``, or for 0 the automatic choice: 16 for inputs ≥ 128 px, else 4."""
+  return patch_size or (16 if image_size >= 128 else 4)
+
+
 class Block(nn.Module):
   """x [B, N, D] → x [B, N, D]; the scan carry."""
   heads: int
@@ -61,7 +66,7 @@ class ViT(nn.Module):
   def __call__(self, x, train: bool = True):
     del train  # no dropout, no batch statistics
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    patch = self.patch_size or (16 if x.shape[1] >= 128 else 4)
+    patch = resolve_patch_size(self.patch_size, x.shape[1])
     if x.shape[1] % patch or x.shape[2] % patch:
       raise ValueError(f"image size {x.shape[1]}×{x.shape[2]} is not divisible by the patch "
                        f"size {patch}")

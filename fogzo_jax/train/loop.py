@@ -41,6 +41,7 @@ from tqdm import tqdm
 import fogzo_jax as fz
 from fogzo_jax import data as data_lib
 from fogzo_jax import models
+from fogzo_jax.models.vit import ViT, resolve_patch_size
 from fogzo_jax.quant.layers import QuantSpec, epsilon_from_params, quantized_mask
 from fogzo_jax.train import config as config_lib
 from fogzo_jax.train import metrics as metrics_lib
@@ -104,9 +105,8 @@ def build_model(config, info: dict):
     kwargs["param_dtype"] = jnp.dtype(config.param_dtype)
   model = models.get_model(config.model, **kwargs)
   size = info.get("image_size")
-  patch = getattr(model, "patch_size", None)
-  if size and patch is not None:
-    patch = patch or (16 if size >= 128 else 4)
+  if size and isinstance(model, ViT):
+    patch = resolve_patch_size(model.patch_size, size)
     if size % patch:
       raise config_lib.ConfigError(
           f"config.image_size {size} is not divisible by the patch size {patch} of "
@@ -222,10 +222,10 @@ def _eval_sums(model, task, variables, batch):
 def evaluate(model, task: str, state: TrainState, eval_set, put=lambda b: b) -> dict:
   """Weighted mean loss and accuracy (per example, or per token for LMs) over an eval set."""
   variables = {"params": state.params, "quant": state.quant, "batch_stats": state.batch_stats}
-  loss = correct = count = 0.0
-  for batch, _ in eval_set():
-    l, c, n = _eval_sums(model, task, variables, put(batch))
-    loss, correct, count = loss + float(l), correct + float(c), count + float(n)
+  sums = [jnp.zeros([], jnp.float32)] * 3
+  for batch, _ in eval_set():  # sums stay on the device; one host transfer at the end
+    sums = [a + b for a, b in zip(sums, _eval_sums(model, task, variables, put(batch)))]
+  loss, correct, count = (float(x) for x in sums)
   return {"loss": loss / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
 
 
