@@ -18,12 +18,11 @@ import statistics
 import sys
 
 import jax
-import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fogzo_jax.train import train_and_evaluate  # noqa: E402
+from fogzo_jax.train import sweep  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:arg]).")
 _ESTIMATORS = flags.DEFINE_list("estimators", ["ste", "fogzo"], "Estimators to compare.")
@@ -35,46 +34,15 @@ _TITLE = flags.DEFINE_string("title", "", "Title of the results page.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild results.md.")
 
 
-def apply_overrides(config, overrides):
-  for item in overrides:
-    key, _, raw = item.partition("=")
-    try:
-      value = json.loads(raw)
-    except json.JSONDecodeError:
-      value = raw
-    if isinstance(value, dict):
-      value = ml_collections.ConfigDict(value)
-    config[key] = value
-  return config
-
-
-def mean_std(values):
-  if not values:
-    return "–"
-  if len(values) == 1:
-    return f"{values[0]:.4g}"
-  return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
-
-
 def main(argv):
   del argv
-  base = apply_overrides(_CONFIG.value, _SET.value)
+  base = sweep.apply_overrides(_CONFIG.value, _SET.value)
   os.makedirs(_OUT.value, exist_ok=True)
-  runs = {}
-  for estimator in _ESTIMATORS.value:
-    for seed in map(int, _SEEDS.value):
-      workdir = os.path.join(_OUT.value, f"{estimator}_s{seed}")
-      path = os.path.join(workdir, "summary.json")
-      if not _REPORT_ONLY.value and not os.path.exists(path):
-        config = ml_collections.ConfigDict(base.to_dict())
-        config.estimator, config.seed = estimator, seed
-        train_and_evaluate(config, workdir)
-      if os.path.exists(path):
-        with open(path) as f:
-          runs.setdefault(estimator, []).append(json.load(f))
-
-  lm = any("val_perplexity" in r for rs in runs.values() for r in rs)
-  metric, loss = ("val_perplexity", "val_loss") if lm else ("test_accuracy", "test_loss")
+  variants = {e: [f"estimator={e}"] for e in _ESTIMATORS.value}
+  runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
+                            report_only=_REPORT_ONLY.value)
+  metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])
+  loss = "val_loss" if metric == "val_perplexity" else "test_loss"
   lines = [f"# {_TITLE.value or base.model}", "",
            "Command: `python " + " ".join(shlex.quote(a) for a in sys.argv) + "`", "",
            f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, device "
@@ -82,10 +50,10 @@ def main(argv):
            f"| estimator | seeds | {metric} | {loss} | steps | wall time per run (s) |",
            "|---|---|---|---|---|---|"]
   for estimator, rs in runs.items():
-    scale = 100 if metric == "test_accuracy" else 1
     lines.append(
         f"| {estimator} | {', '.join(str(r['seed']) for r in rs)} | "
-        f"{mean_std([scale * r[metric] for r in rs])} | {mean_std([r[loss] for r in rs])} | "
+        f"{sweep.mean_std([scale * r[metric] for r in rs])} | "
+        f"{sweep.mean_std([r[loss] for r in rs])} | "
         f"{rs[0]['steps']} | {statistics.mean(r['wall_time_s'] for r in rs):.0f} |")
   lines += ["", "Config (after overrides):", "", "```json",
             json.dumps(base.to_dict(), indent=1, sort_keys=True), "```"]

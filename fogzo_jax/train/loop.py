@@ -385,8 +385,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                          f"checkpoint (step {ckpt.latest_step()}) is intact")
         bar.set_postfix(loss=f"{float(loss):.4f}")
       end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-      if (config.eval_every_steps and step % config.eval_every_steps == 0) or (
-          not config.eval_every_steps and end_of_epoch):
+      if (config.eval_every_steps and (step % config.eval_every_steps == 0
+                                       or step == total_steps)) or (
+          not config.eval_every_steps and end_of_epoch):  # the last step is always evaluated
         results = run_eval()
         row = {"epoch": step / steps_per_epoch,
                "step_loss": float(jnp.mean(jnp.stack(losses))), **eval_metrics(results),

@@ -32,15 +32,17 @@ def test_every_config_file_validates(path):
 
 def test_llama_config_trains_offline_and_reports_perplexity(tmp_path):
   config = load_config("llama", "9m")
-  config.update(num_train_steps=6, eval_every_steps=3, batch_size=8, seq_len=32,
+  config.update(num_train_steps=7, eval_every_steps=3, batch_size=8, seq_len=32,
                 eval_batch_size=512, warmup_steps=2)
   config.model_kwargs = ml_collections.ConfigDict(dict(dim=32, layers=2, heads=2))
   summary = train_and_evaluate(config, str(tmp_path))
   assert {"val_loss", "val_perplexity", "tokens_seen"} <= set(summary)
-  assert summary["tokens_seen"] == 6 * 8 * 32
+  assert summary["tokens_seen"] == 7 * 8 * 32
   assert summary["val_perplexity"] < 257  # below a uniform guess over the byte vocabulary
   rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
-  assert [r["step"] for r in rows] == [3, 6] and "val_perplexity" in rows[0]
+  # The last step is evaluated even off the eval grid, and the summary reports that evaluation.
+  assert [r["step"] for r in rows] == [3, 6, 7] and "val_perplexity" in rows[0]
+  assert summary["val_perplexity"] == pytest.approx(rows[-1]["val_perplexity"])
   assert (tmp_path / "curves.png").exists()
 
 

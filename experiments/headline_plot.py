@@ -1,0 +1,87 @@
+"""The README's headline figure: FOGZO's gain over STE, the paper's beside ours, per table row.
+
+  python experiments/headline_plot.py runs/tables/*/table.json --out=docs/results/headline.png
+
+Gain, positive when FOGZO is better: accuracy points (FOGZO − STE) for image models, relative
+perplexity reduction in % ((STE − FOGZO)/STE) for language models. Ours is the mean over seeds of
+the per-seed gain (runs paired by seed) with its standard deviation as the error bar; rows whose
+FOGZO variant is not named "fogzo" (equal-time) pair the second variant with "ste".
+"""
+
+import argparse
+import json
+import statistics
+
+
+def gain(ste: float, fogzo: float, perplexity: bool) -> float:
+  """FOGZO's gain over STE: accuracy points, or % perplexity reduction (positive = better)."""
+  return 100.0 * (ste - fogzo) / ste if perplexity else fogzo - ste
+
+
+def row_gains(records: list[dict]) -> list[dict]:
+  """Pairs each row's STE record with its FOGZO record → paper gain and our per-seed gains."""
+  by_row = {}
+  for r in records:
+    if not r["reason"]:
+      by_row.setdefault(r["row"], []).append(r)
+  out = []
+  for recs in by_row.values():
+    named = {r["variant"]: r for r in recs}
+    ste = named.get("ste")
+    fogzo = named.get("fogzo") or next((r for r in recs if r["variant"] != "ste"), None)
+    if ste is None or fogzo is None or not ste["values"] or not fogzo["values"]:
+      continue
+    ppl = ste["metric"] == "val_perplexity"
+    seeds = sorted(set(ste["seeds"]) & set(fogzo["seeds"]))
+    s_of = dict(zip(ste["seeds"], ste["values"]))
+    f_of = dict(zip(fogzo["seeds"], fogzo["values"]))
+    ours = [gain(s_of[k], f_of[k], ppl) for k in seeds]
+    paper = None
+    if ste["paper_value"] is not None and fogzo["paper_value"] is not None:
+      paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
+    out.append(dict(label=ste["paper"], ours=ours, paper=paper, perplexity=ppl))
+  return out
+
+
+def plot(gains: list[dict], out: str) -> None:
+  import matplotlib  # noqa: PLC0415
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, ax = plt.subplots(figsize=(9, 0.55 * len(gains) + 1.4))
+  ys = range(len(gains))
+  paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
+  mean = [statistics.mean(g["ours"]) for g in gains]
+  err = [statistics.stdev(g["ours"]) if len(g["ours"]) > 1 else 0.0 for g in gains]
+  ax.barh([y + 0.2 for y in ys], paper, height=0.4, color="#999999", label="paper (its scale)")
+  ax.barh([y - 0.2 for y in ys], mean, height=0.4, xerr=err, color="#1f77b4",
+          label="ours (reduced scale, mean ± std over seeds)")
+  ax.axvline(0.0, color="black", linewidth=0.8)
+  ax.set_yticks(list(ys))
+  ax.set_yticklabels([g["label"] for g in gains], fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlabel("FOGZO gain over STE: accuracy points, or % lower perplexity (> 0: FOGZO better)")
+  ax.legend(fontsize=8, loc="lower left")
+  fig.tight_layout()
+  fig.savefig(out, dpi=120)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("tables", nargs="+", help="table.json files written by the table scripts")
+  parser.add_argument("--out", default="headline.png")
+  args = parser.parse_args()
+  gains = []
+  for path in args.tables:
+    with open(path) as f:
+      gains += row_gains(json.load(f)["records"])
+  for g in gains:
+    paper = "–" if g["paper"] is None else f"{g['paper']:+.2f}"
+    print(f"{g['label']:60s} paper {paper:>7s}   ours "
+          f"{statistics.mean(g['ours']):+.2f} (per seed {', '.join(f'{v:+.2f}' for v in g['ours'])})")
+  plot(gains, args.out)
+  print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,157 @@
+"""Shared runner for the paper-table scripts: fixed_scale.py, lsq.py, quest.py, equal_time.py.
+
+A table is a list of ``Row``s. Each row names the paper's setting and numbers, our stated
+(reduced) scale, the config and overrides, and the variants to run (STE, FOGZO, ablations);
+or, when it cannot run here, the one-line reason. ``main`` trains what is missing (runs go to
+``<out>/<row>/<variant>_s<seed>``, finished runs are reused, killed ones resume) and writes
+``<out>/table.md`` and ``<out>/table.json``: paper's number beside ours (mean ± std over seeds,
+every seed's value, steps, wall time), the exact command and the machine.
+
+Each table script only defines its rows and calls ``main``; see fixed_scale.py. (Not named
+``tables`` so it cannot shadow the PyTables package on sys.path.)
+"""
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import types
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fogzo_jax.train import sweep  # noqa: E402
+
+
+class Row(NamedTuple):
+  """One line of a paper table and our counterpart.
+
+  key: folder name under --out and the --rows selector.
+  paper: the paper's setting in words ("LLaMA-9M, C4, identity STE").
+  paper_values: variant name → the paper's number (only for variants the paper reports).
+  scale: our setting in words (what actually runs here), or "" when not run.
+  config: config spec ("configs/llama.py:9m"); overrides: shared ``key=value`` strings.
+  variants: variant name → (label, extra overrides).
+  reason: non-empty when the row does not run here: the one-line reason.
+  """
+  key: str
+  paper: str
+  paper_values: Mapping[str, float]
+  scale: str = ""
+  config: str = ""
+  overrides: tuple = ()
+  variants: Mapping[str, tuple] = types.MappingProxyType({})
+  reason: str = ""
+
+
+STE = ("STE", ("estimator=ste",))
+FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator=fogzo",))
+
+
+def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: bool = False,
+              train_fn: Callable | None = None) -> list[dict]:
+  """Trains the rows' missing runs; returns one record per (row, variant) for ``format_table``."""
+  records = []
+  for row in rows:
+    if row.reason:
+      records.append(dict(row=row.key, paper=row.paper, variant="", label="",
+                          paper_value=None, reason=row.reason))
+      continue
+    base = sweep.apply_overrides(sweep.load_config(row.config), row.overrides)
+    variants = {name: extra for name, (_, extra) in row.variants.items()}
+    runs = sweep.run_variants(base, variants, seeds, os.path.join(out, row.key),
+                              report_only=report_only, train_fn=train_fn)
+    for name, (label, _) in row.variants.items():
+      summaries = runs.get(name, [])
+      metric, scale = sweep.headline_metric(summaries)
+      records.append(dict(
+          row=row.key, paper=row.paper, scale=row.scale, variant=name, label=label,
+          paper_value=row.paper_values.get(name), metric=metric,
+          values=[scale * s[metric] for s in summaries],
+          seeds=[s["seed"] for s in summaries],
+          steps=[s["steps"] for s in summaries],
+          tokens=[s.get("tokens_seen") for s in summaries],
+          wall_time_s=[s["wall_time_s"] for s in summaries], reason=""))
+  return records
+
+
+def format_table(title: str, records: Sequence[dict], command: str, machine: str) -> str:
+  """Markdown: one line per (row, variant), the paper's number beside ours."""
+  lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+           "| paper setting | our scale | estimator | paper | ours (mean ± std) | per seed "
+           "| steps | wall time per run (s) |", "|---|---|---|---|---|---|---|---|"]
+  previous = None
+  for r in records:
+    if r["reason"]:
+      lines.append(f"| {r['paper']} | not run here: {r['reason']} | | | | | | |")
+      continue
+    first = r["row"] != previous  # the setting and scale are written once per row
+    previous = r["row"]
+    paper = "–" if r["paper_value"] is None else f"{r['paper_value']:g}"
+    per_seed = ", ".join(f"{v:.2f}" for v in r["values"]) or "not run yet"
+    wall = f"{statistics.mean(r['wall_time_s']):.0f}" if r["wall_time_s"] else "–"
+    steps = ", ".join(sorted({str(s) for s in r["steps"]})) or "–"
+    lines.append(f"| {r['paper'] if first else ''} | {r['scale'] if first else ''} | "
+                 f"{r['label']} | {paper} | {sweep.mean_std(r['values'])} | {per_seed} | "
+                 f"{steps} | {wall} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
+  """absl entry point shared by the table scripts (flags --rows, --seeds, --out, --report_only)."""
+  from absl import app, flags  # noqa: PLC0415
+
+  rows_flag = flags.DEFINE_list("rows", [], "Row keys to run (default: all).")
+  seeds_flag = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+  out_flag = flags.DEFINE_string("out", default_out, "Output folder.")
+  report_flag = flags.DEFINE_bool("report_only", False, "Only rebuild table.md from the runs.")
+
+  def run(argv):
+    del argv
+    import jax  # noqa: PLC0415
+
+    rows = list(make_rows())
+    keys = [r.key for r in rows]
+    unknown = sorted(set(rows_flag.value) - set(keys))
+    if unknown:
+      raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
+    if rows_flag.value:
+      rows = [r for r in rows if r.key in rows_flag.value]
+    os.makedirs(out_flag.value, exist_ok=True)
+    records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
+                        report_only=report_flag.value)
+    machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
+               f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    text = format_table(title, records, command, machine)
+    with open(os.path.join(out_flag.value, "table.md"), "w") as f:
+      f.write(text)
+    with open(os.path.join(out_flag.value, "table.json"), "w") as f:
+      json.dump(dict(title=title, command=command, machine=machine, records=records), f,
+                indent=1)
+    print(text)
+
+  app.run(run)
+
+
+# Reduced scales that run on the project's 2-core CPU (shared by the table scripts; every
+# table states them). Overrides on top of the paper-scale config named in each row.
+LLAMA_TINY = (  # LLaMA-9M layout shrunk to d 64, 2 layers; byte-level Tiny Shakespeare.
+    "num_train_steps=300", "batch_size=16", "seq_len=64", "eval_every_steps=100",
+    "checkpoint_every_steps=0", "warmup_steps=30", "eval_batch_size=256",
+    'model_kwargs={"dim": 64, "layers": 2, "heads": 2}')
+LLAMA_TINY_SCALE = ("LLaMA-9M layout at d 64, 2 layers (106k quantized weights), Tiny Shakespeare bytes, "
+                    "300 steps × 16 × 64 tokens")
+DEIT_FASHION = (  # DeiT-Tiny layout at width 96, depth 4, patch 4 on 28-px Fashion-MNIST.
+    "dataset=fashion_mnist", "normalize=unit", "augment=crop_flip", "mixup=false",
+    "label_smoothing=0.0", "num_train_steps=300", "batch_size=128", "learning_rate=0.001",
+    "warmup_steps=20", "eval_batch_size=2000", "checkpoint_every_steps=0",
+    'model_kwargs={"hidden": 96, "depth": 4, "heads": 3}')
+DEIT_FASHION_SCALE = ("DeiT width 96, depth 4, patch 4, Fashion-MNIST, 300 steps × 128 "
+                      "(0.64 epoch)")
+RESNET_FASHION = (  # ResNet-18 layout at width 8 (8-16-32-64 channels), small-image stem.
+    "dataset=fashion_mnist", "normalize=unit", "num_epochs=1", "batch_size=128",
+    "learning_rate=0.001", "warmup_steps=20", "eval_batch_size=2000",
+    "checkpoint_every_steps=0", 'model_kwargs={"width": 8}')
+RESNET_FASHION_SCALE = "ResNet-18 width 8, Fashion-MNIST, 1 epoch (468 steps × 128)"

@@ -1,0 +1,111 @@
+"""Run one config under several variants × seeds and summarise: the engine of experiments/.
+
+A *variant* is a named list of ``key=value`` overrides (``estimator=fogzo``,
+``beta_min=0.9999``…). Every (variant, seed) run trains in ``<out>/<variant>_s<seed>`` through
+``train_and_evaluate``; a finished run (its ``summary.json`` exists) is reused and a killed one
+resumes from its checkpoint, so a sweep can be stopped and restarted at any time.
+
+  base = load_config("configs/llama.py:9m")
+  apply_overrides(base, ["num_train_steps=300", 'model_kwargs={"dim": 64}'])
+  runs = run_variants(base, {"ste": ["estimator=ste"], "fogzo": ["estimator=fogzo"]},
+                      seeds=[0, 1, 2], out="runs/llama")
+  headline_metric(runs["ste"])   # ("val_perplexity", 1.0): what to report and its scale
+"""
+
+import ast
+import importlib.util
+import json
+import os
+import statistics
+from typing import Callable, Mapping, Sequence
+
+import ml_collections
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """``path/to/config.py[:arg]`` → ``get_config([arg])``, as ``--config`` does on the command line."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist (spec {spec!r})")
+  module_spec = importlib.util.spec_from_file_location("_sweep_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def parse_override(item: str):
+  """``"key=value"`` → (key, value).
+
+  The value is parsed as JSON (``0.1``, ``true``, ``{"dim": 64}``), else as a Python literal
+  (``True``, ``None``, ``(1, 2)``), else kept as the string (``ste=tanh``).
+  """
+  key, sep, raw = item.partition("=")
+  if not sep or not key:
+    raise ValueError(f"override must look like key=value; got {item!r}")
+  try:
+    value = json.loads(raw)
+  except json.JSONDecodeError:
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+  if isinstance(value, dict):
+    value = ml_collections.ConfigDict(value)
+  return key, value
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[str]) -> ml_collections.ConfigDict:
+  """Sets each ``key=value`` on ``config`` (in place; returned). Unknown keys are refused."""
+  for item in overrides:
+    key, value = parse_override(item)
+    if key not in config:
+      raise KeyError(f"override {item!r}: config has no field {key!r}")
+    config[key] = value
+  return config
+
+
+def run_variants(base: ml_collections.ConfigDict, variants: Mapping[str, Sequence[str]],
+                 seeds: Sequence[int], out: str, report_only: bool = False,
+                 train_fn: Callable | None = None) -> dict:
+  """Trains every (variant, seed) not finished yet; returns {variant: [summary, …]} in seed order.
+
+  Args:
+    base: the shared config (not modified).
+    variants: name → overrides applied on top of ``base`` (the name is the folder prefix).
+    seeds: ``config.seed`` values.
+    out: parent folder of the run folders.
+    report_only: only read the summaries already there.
+    train_fn: ``(config, workdir) -> summary``; ``train_and_evaluate`` by default.
+  """
+  if train_fn is None:
+    from fogzo_jax.train import train_and_evaluate as train_fn  # noqa: PLC0415 (heavy import)
+  runs = {}
+  for name, overrides in variants.items():
+    for seed in seeds:
+      workdir = os.path.join(out, f"{name}_s{seed}")
+      path = os.path.join(workdir, "summary.json")
+      if not report_only and not os.path.exists(path):
+        config = apply_overrides(ml_collections.ConfigDict(base.to_dict()), overrides)
+        config.seed = int(seed)
+        train_fn(config, workdir)
+      if os.path.exists(path):
+        with open(path) as f:
+          runs.setdefault(name, []).append(json.load(f))
+  return runs
+
+
+def headline_metric(summaries: Sequence[Mapping]) -> tuple[str, float]:
+  """(metric key, display scale): validation perplexity for LMs, test accuracy in % otherwise."""
+  if any("val_perplexity" in s for s in summaries):
+    return "val_perplexity", 1.0
+  return "test_accuracy", 100.0
+
+
+def mean_std(values: Sequence[float], digits: int = 4) -> str:
+  """"m ± s" (sample std over seeds); one value alone; "–" for none."""
+  if not values:
+    return "–"
+  if len(values) == 1:
+    return f"{values[0]:.{digits}g}"
+  return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.2g}"

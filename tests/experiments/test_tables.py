@@ -1,0 +1,89 @@
+"""experiments/: every table row is a valid config, and the table runner/writer works."""
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import equal_time  # noqa: E402
+import fixed_scale  # noqa: E402
+import headline_plot  # noqa: E402
+import lsq  # noqa: E402
+import quest  # noqa: E402
+import table_runner as tables  # noqa: E402
+
+from fogzo_jax.train import sweep  # noqa: E402
+from fogzo_jax.train.config import validate  # noqa: E402
+
+ALL_ROWS = (fixed_scale.make_rows() + lsq.make_rows() + quest.make_rows()
+            + equal_time.make_rows(step_ratio=1.29))
+
+
+@pytest.mark.parametrize("row", [r for r in ALL_ROWS if not r.reason], ids=lambda r: r.key)
+def test_every_row_and_variant_is_a_valid_config(row, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  assert set(row.paper_values) <= set(row.variants), "paper numbers need a variant to sit beside"
+  base = sweep.apply_overrides(sweep.load_config(row.config), row.overrides)
+  for _, extra in row.variants.values():
+    validate(sweep.apply_overrides(sweep.load_config(row.config), row.overrides + extra))
+  assert base.dataset in ("fashion_mnist", "tiny_shakespeare")  # runs offline here
+
+
+def test_rows_not_run_say_why():
+  skipped = [r for r in ALL_ROWS if r.reason]
+  assert {r.key for r in skipped} >= {"deit_small", "quest_200m", "quest_300m"}
+  assert all(len(r.reason) > 40 and not r.variants for r in skipped)
+
+
+def test_equal_time_step_count():
+  assert equal_time.mixed_steps(300, 1.0) == 300
+  assert equal_time.mixed_steps(300, 1.29) == 276  # 300 / (0.7 + 0.3·1.29)
+  assert equal_time.mixed_steps(300, 5 / 3) == 250
+  with pytest.raises(ValueError, match="step_ratio"):
+    equal_time.mixed_steps(300, 0.5)
+  (row,) = equal_time.make_rows(step_ratio=5 / 3)
+  assert "ste70_fogzo30_m250" in row.variants
+
+
+def test_run_table_and_format(tmp_path):
+  def train(config, workdir):
+    os.makedirs(workdir)
+    ppl = 10.0 + config.seed + (config.estimator == "fogzo")
+    summary = dict(seed=config.seed, steps=config.num_train_steps, wall_time_s=2.0,
+                   val_perplexity=ppl, val_loss=1.0, tokens_seen=100)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f)
+
+  rows = [tables.Row("tiny", "LLaMA-9M (ppl)", {"ste": 109.95, "fogzo": 105.64}, "tiny scale",
+                     os.path.join(ROOT, "configs/llama.py:9m"), ("num_train_steps=7",),
+                     {"ste": tables.STE, "fogzo": tables.FOGZO}),
+          tables.Row("big", "LLaMA-300M (ppl)", {"ste": 22.9}, reason="needs a GPU")]
+  records = tables.run_table(rows, [0, 1], str(tmp_path), train_fn=train)
+  assert [r["values"] for r in records[:2]] == [[10.0, 11.0], [11.0, 12.0]]
+  text = tables.format_table("T", records, "python x.py", "cpu")
+  lines = text.splitlines()
+  assert "| LLaMA-9M (ppl) | tiny scale | STE | 109.95 | 10.5 ± 0.71 | 10.00, 11.00 | 7 | 2 |" \
+      in lines
+  assert "|  |  | FOGZO n = 1, β 1 → 0.999 | 105.64 | 11.5 ± 0.71 | 11.00, 12.00 | 7 | 2 |" in lines
+  assert "| LLaMA-300M (ppl) | not run here: needs a GPU | | | | | | |" in lines
+
+
+def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
+  ppl = dict(row="lm", paper="LM", reason="", metric="val_perplexity")
+  acc = dict(row="img", paper="IMG", reason="", metric="test_accuracy")
+  records = [
+      dict(ppl, variant="ste", paper_value=100.0, seeds=[0, 1], values=[10.0, 20.0]),
+      dict(ppl, variant="fogzo", paper_value=95.0, seeds=[1, 0], values=[19.0, 11.0]),
+      dict(acc, variant="ste", paper_value=70.0, seeds=[0], values=[80.0]),
+      dict(acc, variant="ste70_fogzo30_m276", paper_value=None, seeds=[0], values=[78.5]),
+      dict(row="gpu", paper="GPU", reason="needs a GPU", variant="", paper_value=None)]
+  lm, img = headline_plot.row_gains(records)
+  assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
+  assert lm["ours"] == pytest.approx([-10.0, 5.0])     # seed 0: 10 → 11 worse; seed 1 better
+  assert img["paper"] is None and img["ours"] == pytest.approx([-1.5])
+  headline_plot.plot([lm, img], str(tmp_path / "h.png"))
+  assert (tmp_path / "h.png").stat().st_size > 1000
