@@ -5,12 +5,13 @@
   python experiments/fixed_scale.py --report_only        # rebuild runs/tables/fixed_scale/table.md
 
 Rows at a reduced scale on the CPU (table_runner.py states each); the LLaMA identity row adds
-ablations: β held at 1 (a pure line search along ±ĝ), β_min = 0.9999 and 0.99999, and ĝ at
-unit RMS.
+ablations: β held at 1 (a pure line search along ±ĝ), β_min = 0.9999 and 0.99999, ĝ at
+unit RMS, and ĝ of unit norm per tensor.
 """
 
 import table_runner
-from table_runner import DEIT_FASHION, DEIT_FASHION_SCALE, FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE
+from table_runner import DEIT_FASHION, DEIT_FASHION_SCALE, FOGZO, LLAMA_9M, LLAMA_9M_SCALE
+from table_runner import LLAMA_TINY, LLAMA_TINY_SCALE
 from table_runner import RESNET_FASHION, RESNET_FASHION_SCALE, STE, Row
 
 
@@ -23,6 +24,8 @@ def make_rows():
       "fogzo_beta0.9999": ("FOGZO, β 1 → 0.9999", ("estimator=fogzo", "beta_min=0.9999")),
       "fogzo_beta0.99999": ("FOGZO, β 1 → 0.99999", ("estimator=fogzo", "beta_min=0.99999")),
       "fogzo_rms": ("FOGZO, β → 0.999, ĝ at unit RMS", ("estimator=fogzo", "g_hat_norm=rms")),
+      "fogzo_tensor": ("FOGZO, β → 0.999, ĝ unit per tensor",
+                       ("estimator=fogzo", "g_hat_norm=tensor")),
   }
   both = {"ste": STE, "fogzo": FOGZO}
   tanh = ("ste=tanh",)
@@ -34,6 +37,8 @@ def make_rows():
       Row("llama_identity", "LLaMA-9M, C4, identity STE (ppl)",
           {"ste": 109.95, "fogzo": 105.64}, LLAMA_TINY_SCALE, llama, LLAMA_TINY,
           llama_variants),
+      Row("llama9m_identity", "LLaMA-9M, C4, identity STE (ppl)",
+          {"ste": 109.95, "fogzo": 105.64}, LLAMA_9M_SCALE, llama, LLAMA_9M, both),
       Row("llama_tanh", "LLaMA-9M, C4, tanh STE (ppl)",
           {"ste": 123.97, "fogzo": 121.51}, LLAMA_TINY_SCALE, llama, LLAMA_TINY + tanh, both),
       Row("resnet18_identity", "ResNet-18, ImageNet-100, identity STE (acc %)",

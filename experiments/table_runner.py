@@ -143,6 +143,11 @@ LLAMA_TINY = (  # LLaMA-9M layout shrunk to d 64, 2 layers; byte-level Tiny Shak
     'model_kwargs={"dim": 64, "layers": 2, "heads": 2}')
 LLAMA_TINY_SCALE = ("LLaMA-9M layout at d 64, 2 layers (106k quantized weights), Tiny Shakespeare bytes, "
                     "300 steps × 16 × 64 tokens")
+LLAMA_9M = (  # LLaMA-9M at its real size (8.9M quantized weights), short sequences, few steps.
+    "num_train_steps=200", "batch_size=16", "seq_len=64", "eval_every_steps=100",
+    "checkpoint_every_steps=100", "warmup_steps=20", "eval_batch_size=256")
+LLAMA_9M_SCALE = ("LLaMA-9M, real size (8.9M quantized weights), Tiny Shakespeare bytes, "
+                  "200 steps × 16 × 64 tokens")
 DEIT_FASHION = (  # DeiT-Tiny layout at width 96, depth 4, patch 4 on 28-px Fashion-MNIST.
     "dataset=fashion_mnist", "normalize=unit", "augment=crop_flip", "mixup=false",
     "label_smoothing=0.0", "num_train_steps=300", "batch_size=128", "learning_rate=0.001",

@@ -50,8 +50,9 @@ EVALUATIONS = ("vmap", "sequential")
 other (``lax.map``; the same G): faster where a vmapped forward with per-element weights is
 slow, e.g. convolutions on XLA:CPU (see docs/benchmarks.md)."""
 
-G_HAT_NORMS = ("unit", "rms")
-"""How ĝ is normalised: "unit" ‖ĝ‖ = 1 (api.md, the paper as reconstructed); "rms" ‖ĝ‖ = √d."""
+G_HAT_NORMS = ("unit", "rms", "tensor")
+"""How ĝ is normalised: "unit" ‖ĝ‖ = 1 (api.md, the paper as reconstructed); "rms" ‖ĝ‖ = √d;
+"tensor" each perturbed leaf's part of ĝ has norm 1 (as a per-parameter loop would do it)."""
 
 Epsilon = Union[float, chex.ArrayTree, Callable[[chex.ArrayTree], chex.ArrayTree]]
 Beta = Union[float, optax.Schedule]
@@ -117,6 +118,11 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
   return math.ceil(n / num_chunks), num_chunks
 
 
+def _inverse(norm):
+  """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
+  return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
+
+
 def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
                   noise: Union[str, perturbations.NoiseFn], key, chunk_size: Optional[int],
                   mask, use_ste_direction: bool, g_hat_norm: str = "unit",
@@ -165,11 +171,13 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
 
     # Unit STE direction ĝ = g/‖g‖ over the perturbed leaves (0 when g = 0: no NaN).
     g32 = [leaves_g[i].astype(jnp.float32) for i in idx]
-    norm = jnp.sqrt(sum(jnp.sum(x * x) for x in g32))
-    inv_norm = jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
-    if g_hat_norm == "rms":  # ‖ĝ‖ = √d: per-element RMS 1, the scale of u
-      inv_norm = inv_norm * math.sqrt(sum(x.size for x in g32))
-    g_hat = [x * inv_norm for x in g32]
+    if g_hat_norm == "tensor":  # ĝ_t = g_t/‖g_t‖ for each perturbed leaf t
+      g_hat = [x * _inverse(jnp.sqrt(jnp.sum(x * x))) for x in g32]
+    else:
+      inv_norm = _inverse(jnp.sqrt(sum(jnp.sum(x * x) for x in g32)))
+      if g_hat_norm == "rms":  # ‖ĝ‖ = √d: per-element RMS 1, the scale of u
+        inv_norm = inv_norm * math.sqrt(sum(x.size for x in g32))
+      g_hat = [x * inv_norm for x in g32]
     b = jnp.clip(jnp.asarray(beta(state.count) if callable(beta) else beta, jnp.float32), 0, 1)
     sqrt_b, sqrt_1mb = (jnp.sqrt(b), jnp.sqrt(1.0 - b)) if use_ste_direction else (0.0, 1.0)
 
@@ -258,7 +266,9 @@ def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
       (d = number of perturbed elements), the same per-element scale as u, so the ĝ part moves
       each weight by ~ε as the noise does; an alternative reading of the paper, offered for
       comparison (see docs/results/mnist.md): with "unit" and large d the noise part dominates
-      ‖v‖ even at β = 0.999.
+      ‖v‖ even at β = 0.999. "tensor": each perturbed leaf's ĝ_t = g_t/‖g_t‖ (‖ĝ‖² = number of
+      perturbed leaves), the normalisation a per-parameter PyTorch loop would give (a leaf of
+      an nn.scan model stacks all its layers' copies).
     evaluation: "vmap" (default): the ± pair and the perturbations of a chunk in one batched
       call; "sequential": one forward after the other (same G; faster for convolutions on
       XLA:CPU, where a vmap over per-perturbation weights becomes a grouped convolution).

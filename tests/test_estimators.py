@@ -346,5 +346,15 @@ def test_g_hat_norm_rms_scales_the_ste_part_by_sqrt_d():
   """'rms': ĝ = √d·g/‖g‖, so β = 1 gives exactly d·ĝ₁ĝ₁ᵀ∇f (ĝ₁ the unit direction)."""
   out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=19, g_hat_norm="rms"))
   np.testing.assert_allclose(flat(out), 9 * expected(1.0), rtol=2e-4, atol=2e-3)
-  with pytest.raises(ValueError, match="g_hat_norm must be one of 'unit', 'rms'"):
+  with pytest.raises(ValueError, match="g_hat_norm must be one of 'unit', 'rms', 'tensor'"):
     fz.fogzo(g_hat_norm="l2")
+
+
+def test_g_hat_norm_tensor_normalises_each_leaf():
+  """'tensor': ĝ_t = g_t/‖g_t‖ per leaf, so β = 1 gives exactly ĝ(ĝᵀ∇f) with that ĝ."""
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=19, g_hat_norm="tensor"))
+  g_hat = jnp.concatenate([G_STE["b"].ravel() / jnp.linalg.norm(G_STE["b"]),
+                           G_STE["w"].ravel() / jnp.linalg.norm(G_STE["w"])])
+  want = g_hat * (g_hat @ flat(H))
+  np.testing.assert_allclose(flat(out), want, rtol=2e-4, atol=2e-3)
+  assert not np.allclose(flat(out), expected(1.0), rtol=1e-2)  # differs from the global norm

@@ -46,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.estimator = "fogzo"             # 'ste' | 'fogzo' | 'nspsa'
   c.num_perturbations = 1           # n
   c.beta_min = 0.999                # β decays linearly from 1 to beta_min over the FOGZO steps
-  c.g_hat_norm = "unit"             # 'unit': ĝ = g/‖g‖; 'rms': √d·g/‖g‖
+  c.g_hat_norm = "unit"             # 'unit': ĝ = g/‖g‖; 'rms': √d·g/‖g‖; 'tensor': per leaf
   c.fogzo_start_fraction = 0.0      # > 0: plain STE for this fraction of steps, then FOGZO
   c.chunk_size = 1024               # perturbations vmapped at once (0 = all, capped at 2048)
   c.evaluation = "vmap"             # perturbed forwards: 'vmap' (batched) | 'sequential'
