@@ -40,6 +40,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute
 _EVALUATION = flags.DEFINE_list("evaluation", ["vmap"],
                                 "Perturbed-forward evaluation(s) to time: vmap, sequential.")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
+_CHUNK = flags.DEFINE_integer("chunk_size", 0, "Perturbations vmapped at once (0: the config's).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
 
 # model: (task, input shape without batch, batch, model_kwargs reduced, model_kwargs full)
@@ -124,11 +125,14 @@ def main(argv):
       config = bench_config(name, full)
       config.estimator, config.num_perturbations = estimator, n
       config.evaluation = evaluation
+      if _CHUNK.value:
+        config.chunk_size = _CHUNK.value
       repeats = _REPEATS.value if n < 1000 else 5
       t = time_step(config, task, batch, repeats)
       base = base or t
       rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
                        evaluation=evaluation if estimator != "ste" else "",
+                       chunk_size=config.chunk_size,
                        batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
                        forward_passes=loop.forward_passes_per_step(config),

@@ -6,7 +6,7 @@
 
 Rows at a reduced scale on the CPU (table_runner.py states each); the LLaMA identity row adds
 ablations: β held at 1 (a pure line search along ±ĝ), β_min = 0.9999 and 0.99999, ĝ at
-unit RMS, and ĝ of unit norm per tensor.
+unit RMS, ĝ of unit norm per tensor, and STE and FOGZO at learning rates 1e-2 and 3e-2.
 """
 
 import table_runner
@@ -27,6 +27,10 @@ def make_rows():
       "fogzo_tensor": ("FOGZO, β → 0.999, ĝ unit per tensor",
                        ("estimator=fogzo", "g_hat_norm=tensor")),
   }
+  for lr in ("0.01", "0.03"):  # is STE's default lr (3e-3) simply too low for FOGZO?
+    llama_variants[f"ste_lr{lr}"] = (f"STE, lr {lr}", ("estimator=ste", f"learning_rate={lr}"))
+    llama_variants[f"fogzo_lr{lr}"] = (f"FOGZO, β → 0.999, lr {lr}",
+                                       ("estimator=fogzo", f"learning_rate={lr}"))
   both = {"ste": STE, "fogzo": FOGZO}
   tanh = ("ste=tanh",)
   return [

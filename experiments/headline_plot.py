@@ -1,6 +1,7 @@
 """The README's headline figure: FOGZO's gain over STE, the paper's beside ours, per table row.
 
-  python experiments/headline_plot.py runs/tables/*/table.json --out=docs/results/headline.png
+  python experiments/headline_plot.py runs/tables/*/table.json --out=docs/results/headline.png \
+      --markdown=docs/results/headline.md
 
 Gain, positive when FOGZO is better: accuracy points (FOGZO − STE) for image models, relative
 perplexity reduction in % ((STE − FOGZO)/STE) for language models. Ours is the mean over seeds of
@@ -39,8 +40,32 @@ def row_gains(records: list[dict]) -> list[dict]:
     paper = None
     if ste["paper_value"] is not None and fogzo["paper_value"] is not None:
       paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
-    out.append(dict(label=ste["paper"], ours=ours, paper=paper, perplexity=ppl))
+    ours_at = ste.get("scale", "").split(",")[0]  # two rows may share one paper setting
+    label = f"{ste['paper']}\nours: {ours_at}" if ours_at else ste["paper"]
+    out.append(dict(label=label, ours=ours, paper=paper, perplexity=ppl,
+                    paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
+                    ours_ste=[s_of[k] for k in seeds], ours_fogzo=[f_of[k] for k in seeds]))
   return out
+
+
+def _mean_std(values: list[float]) -> str:
+  if len(values) < 2:
+    return f"{values[0]:.2f}"
+  return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def markdown(gains: list[dict]) -> str:
+  """The README's compact table: paper STE → FOGZO beside ours, and both gains."""
+  lines = ["| paper setting (metric) / our scale | paper STE → FOGZO | ours STE → FOGZO "
+           "| gain paper | gain ours |", "|---|---|---|---|---|"]
+  for g in gains:
+    unit = "%" if g["perplexity"] else " pt"
+    paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
+    paper_gain = "–" if g["paper"] is None else f"{g['paper']:+.2f}{unit}"
+    lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | "
+                 f"{_mean_std(g['ours_ste'])} → {_mean_std(g['ours_fogzo'])} | {paper_gain} | "
+                 f"{statistics.mean(g['ours']):+.2f}{unit} |")
+  return "\n".join(lines) + "\n"
 
 
 def plot(gains: list[dict], out: str) -> None:
@@ -48,7 +73,7 @@ def plot(gains: list[dict], out: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # noqa: PLC0415
 
-  fig, ax = plt.subplots(figsize=(9, 0.55 * len(gains) + 1.4))
+  fig, ax = plt.subplots(figsize=(10, 0.75 * len(gains) + 1.4))
   ys = range(len(gains))
   paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
   mean = [statistics.mean(g["ours"]) for g in gains]
@@ -70,6 +95,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("tables", nargs="+", help="table.json files written by the table scripts")
   parser.add_argument("--out", default="headline.png")
+  parser.add_argument("--markdown", default="", help="also write the compact table here")
   args = parser.parse_args()
   gains = []
   for path in args.tables:
@@ -77,8 +103,12 @@ def main():
       gains += row_gains(json.load(f)["records"])
   for g in gains:
     paper = "–" if g["paper"] is None else f"{g['paper']:+.2f}"
-    print(f"{g['label']:60s} paper {paper:>7s}   ours "
+    print(f"{g['label'].replace(chr(10), ' | '):90s} paper {paper:>7s}   ours "
           f"{statistics.mean(g['ours']):+.2f} (per seed {', '.join(f'{v:+.2f}' for v in g['ours'])})")
+  if args.markdown:
+    with open(args.markdown, "w") as f:
+      f.write(markdown(gains))
+    print(f"wrote {args.markdown}")
   plot(gains, args.out)
   print(f"wrote {args.out}")
 

@@ -73,7 +73,7 @@ def test_run_table_and_format(tmp_path):
 
 
 def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
-  ppl = dict(row="lm", paper="LM", reason="", metric="val_perplexity")
+  ppl = dict(row="lm", paper="LM", reason="", metric="val_perplexity", scale="tiny LM, 300 steps")
   acc = dict(row="img", paper="IMG", reason="", metric="test_accuracy")
   records = [
       dict(ppl, variant="ste", paper_value=100.0, seeds=[0, 1], values=[10.0, 20.0]),
@@ -85,5 +85,9 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
   assert lm["ours"] == pytest.approx([-10.0, 5.0])     # seed 0: 10 → 11 worse; seed 1 better
   assert img["paper"] is None and img["ours"] == pytest.approx([-1.5])
+  assert lm["label"] == "LM\nours: tiny LM" and img["label"] == "IMG"  # scale's first part
+  lines = headline_plot.markdown([lm, img]).splitlines()
+  assert lines[2] == "| LM / ours: tiny LM | 100 → 95 | 15.00 ± 7.07 → 15.00 ± 5.66 | +5.00% | -2.50% |"
+  assert lines[3] == "| IMG | – | 80.00 → 78.50 | – | -1.50 pt |"
   headline_plot.plot([lm, img], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000

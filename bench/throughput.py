@@ -1,0 +1,174 @@
+"""LLaMA training throughput (tokens/s), model FLOPs utilisation, and data-parallel scaling.
+
+  python bench/throughput.py --size=95m --devices=1,2,4,8            # GPUs / TPUs (bf16)
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 \\
+      python bench/throughput.py --devices=1,2,4,8                    # fake CPU devices
+
+Times ``train.py``'s own ``train_step`` (compile excluded, ``block_until_ready``) on a mesh of
+the first k devices, the state replicated (or split with ``--fsdp``) and the batch split over
+the ``data`` axis exactly as ``train_and_evaluate`` does; weak scaling: the global batch is
+``per_device_batch × k``. Fake CPU devices share the same cores, so there the table checks that
+the sharded step runs and says what the partitioning costs, not real speed-up.
+
+Model FLOPs per token and forward pass (PaLM's accounting, causal attention not halved):
+    F = 2·N + 4·L·d·S        N = non-embedding parameters (blocks, norm and the head matmul),
+                             L layers, d width, S sequence length;
+a step costs F·T·P with T tokens and P the forward-pass equivalents of the estimator
+(``loop.forward_passes_per_step``: STE 3 = forward + backward, FOGZO n adds 2n), so STE gives
+the usual 6N + 12·L·d·S per token. MFU = model FLOP/s ÷ (k × the device's peak), the peak
+read from ``PEAK_TFLOPS`` by device kind (dense bf16) or given with ``--peak_tflops``; on CPU it
+is left out unless given.
+"""
+
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import llama as llama_config  # noqa: E402  (the repo's configs/ folder)
+from fogzo_jax.models.llama import LLAMA_SIZES  # noqa: E402
+from fogzo_jax.train import loop  # noqa: E402
+
+_SIZE = flags.DEFINE_string("size", "95m", "LLaMA size (configs/llama.py): 9m … 300m.")
+_REDUCED = flags.DEFINE_enum("reduced", "auto", ["auto", "yes", "no"],
+                             "Shrink to d 128, 2 layers (auto: on CPU only).")
+_ESTIMATORS = flags.DEFINE_list("estimators", ["ste"], "Estimators: ste, fogzo (n = 1).")
+_DEVICES = flags.DEFINE_list("devices", ["1"], "Device counts k (the first k devices).")
+_PER_DEVICE_BATCH = flags.DEFINE_integer("per_device_batch", 16, "Sequences per device.")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", 256, "Tokens per sequence.")
+_DTYPE = flags.DEFINE_enum("dtype", "auto", ["auto", "float32", "bfloat16"],
+                           "Compute dtype (auto: bfloat16 on accelerators, float32 on CPU).")
+_FSDP = flags.DEFINE_bool("fsdp", False, "Split parameters and optimizer state over devices.")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the table).")
+_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed steps per row (min 3).")
+_OUT = flags.DEFINE_string("out", "bench_throughput.json", "JSON output path.")
+
+# Dense bf16 peak per device (vendor data sheets), matched as a substring of device_kind.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "TPU v5p": 459.0,
+               "TPU v5 lite": 197.0, "TPU v4": 275.0}
+
+
+def peak_tflops(device_kind: str) -> float:
+  """Dense bf16 TFLOP/s of one device (``--peak_tflops`` wins); 0 when unknown (CPU)."""
+  if _PEAK.value:
+    return _PEAK.value
+  return next((v for k, v in PEAK_TFLOPS.items() if k in device_kind), 0.0)
+
+
+def model_flops_per_token(params, layers: int, dim: int, seq_len: int) -> float:
+  """F = 2·N + 4·L·d·S for one forward pass of one token (N without the embedding table)."""
+  n = sum(x.size for path, x in jax.tree_util.tree_leaves_with_path(params)
+          if "embed" not in jax.tree_util.keystr(path))
+  return 2.0 * n + 4.0 * layers * dim * seq_len
+
+
+def bench_config(estimator: str, reduced: bool, dtype: str) -> ml_collections.ConfigDict:
+  config = llama_config.get_config(_SIZE.value)
+  if reduced:
+    config.model_kwargs = ml_collections.ConfigDict(dict(dim=128, layers=2, heads=2))
+  config.estimator, config.num_perturbations = estimator, 1
+  config.seq_len, config.fsdp, config.dtype = _SEQ_LEN.value, _FSDP.value, dtype
+  return config
+
+
+def time_row(config, k: int, repeats: int) -> dict:
+  """Median step time of ``config`` on the first k devices, and the model's FLOP count."""
+  mesh = Mesh(np.array(jax.devices()[:k]), ("data",))
+  batch_size = _PER_DEVICE_BATCH.value * k
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, 257, (batch_size, config.seq_len + 1)).astype(np.int32)
+  batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+           "segment_ids": np.ones((batch_size, config.seq_len), np.int32),
+           "weights": np.ones((batch_size, config.seq_len), np.float32)}
+  model = loop.build_model(config, {"vocab_size": 257})
+  state, tx = loop.create_train_state(
+      config, model, functools.partial(loop.make_optimizer, config, total_steps=1000),
+      jnp.asarray(batch["inputs"][:1]))
+  shardings = loop.state_shardings(state, mesh, config.fsdp)
+  state = jax.device_put(state, shardings)
+  batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
+  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="lm",
+                                   estimator=config.estimator),
+                 donate_argnums=0, out_shardings=(shardings, NamedSharding(mesh, P())))
+  state, loss = step(state, batch)  # compile
+  jax.block_until_ready(loss)
+  times = []
+  for _ in range(max(3, repeats)):
+    t = time.perf_counter()
+    state, loss = step(state, batch)
+    jax.block_until_ready((state, loss))
+    times.append(time.perf_counter() - t)
+  if not np.isfinite(float(loss)):
+    raise FloatingPointError(f"{config.estimator} on {k} devices: loss {float(loss)}")
+  dim, layers, _ = LLAMA_SIZES[config.model]
+  dim, layers = config.model_kwargs.get("dim", dim), config.model_kwargs.get("layers", layers)
+  return dict(step_s=statistics.median(times), batch=batch_size,
+              flops_per_token=model_flops_per_token(state.params, layers, dim, config.seq_len),
+              loss=float(loss))
+
+
+def main(argv):
+  del argv
+  device = jax.devices()[0]
+  on_cpu = device.platform == "cpu"
+  reduced = _REDUCED.value == "yes" or (_REDUCED.value == "auto" and on_cpu)
+  dtype = _DTYPE.value if _DTYPE.value != "auto" else ("float32" if on_cpu else "bfloat16")
+  counts = [int(k) for k in _DEVICES.value]
+  if max(counts) > jax.device_count():
+    raise app.UsageError(f"--devices: {max(counts)} > the {jax.device_count()} devices here "
+                         "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)")
+  peak = peak_tflops(device.device_kind)
+  rows = []
+  for estimator in _ESTIMATORS.value:
+    if estimator not in ("ste", "fogzo"):
+      raise app.UsageError(f"--estimators: {estimator!r} is not one of ste, fogzo")
+    config = bench_config(estimator, reduced, dtype)
+    passes = loop.forward_passes_per_step(config)
+    single = None
+    for k in counts:
+      r = time_row(config, k, _REPEATS.value)
+      tokens = r["batch"] * config.seq_len
+      flops_s = r["flops_per_token"] * tokens * passes / r["step_s"]
+      single = single or tokens / r["step_s"] / k  # per-device tokens/s at the first count
+      rows.append(dict(
+          model=f"llama_{_SIZE.value}" + (" (d 128, 2 layers)" if reduced else ""),
+          estimator=estimator, devices=k, batch=r["batch"], seq_len=config.seq_len,
+          dtype=dtype, step_ms=1e3 * r["step_s"], tokens_per_s=tokens / r["step_s"],
+          flops_per_token=r["flops_per_token"], forward_passes=passes,
+          scaling_efficiency=tokens / r["step_s"] / (k * single),
+          model_tflops_per_s=flops_s / 1e12,
+          mfu=flops_s / (k * peak * 1e12) if peak else None, loss=r["loss"]))
+      x = rows[-1]
+      mfu = f"{100 * x['mfu']:.1f} %" if x["mfu"] is not None else "n/a"
+      print(f"{estimator:6s} k={k}  {x['step_ms']:9.1f} ms  {x['tokens_per_s']:10.0f} tok/s  "
+            f"eff {x['scaling_efficiency']:.2f}  {x['model_tflops_per_s']:.3f} TFLOP/s  MFU {mfu}",
+            flush=True)
+  machine = dict(platform=platform.platform(), device=str(device),
+                 device_kind=device.device_kind, device_count=jax.device_count(),
+                 cpu_count=os.cpu_count(), jax=jax.__version__, peak_tflops=peak or None)
+  with open(_OUT.value, "w") as f:
+    json.dump(dict(machine=machine, rows=rows), f, indent=2)
+  print("\n| model | estimator | devices | global batch × seq | dtype | step (ms) | tokens/s "
+        "| scaling efficiency | model TFLOP/s | MFU |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for x in rows:
+    mfu = f"{100 * x['mfu']:.1f} %" if x["mfu"] is not None else "n/a (no peak)"
+    print(f"| {x['model']} | {x['estimator']} | {x['devices']} | {x['batch']} × {x['seq_len']} "
+          f"| {x['dtype']} | {x['step_ms']:.1f} | {x['tokens_per_s']:,.0f} | "
+          f"{x['scaling_efficiency']:.2f} | {x['model_tflops_per_s']:.3f} | {mfu} |")
+  print(f"\nmachine: {machine}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,52 @@
+"""bench/throughput.py: the FLOP count it divides by, and a sharded run on fake CPU devices."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, ROOT)
+import throughput  # noqa: E402
+from fogzo_jax.models.llama import Llama, ffn_width  # noqa: E402
+
+
+def test_model_flops_per_token_counts_every_matmul_but_the_embedding():
+  d, layers, vocab, seq = 64, 3, 257, 32
+  params = Llama(vocab_size=vocab, dim=d, layers=layers, heads=2).init(
+      jax.random.key(0), jnp.zeros((1, seq), jnp.int32))["params"]
+  # per block: wq wk wv wo (4d²), w1 w3 w2 (3·d·ffn), two RMSNorm scales; final norm; head.
+  n = layers * (4 * d * d + 3 * d * ffn_width(d) + 2 * d) + d + d * vocab
+  assert throughput.model_flops_per_token(params, layers, d, seq) == 2 * n + 4 * layers * d * seq
+
+
+def test_sharded_rows_on_fake_devices_and_mfu_from_a_given_peak(tmp_path):
+  out = tmp_path / "tp.json"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  subprocess.run([sys.executable, os.path.join(ROOT, "bench", "throughput.py"), "--size=9m",
+                  "--devices=1,2", "--estimators=ste,fogzo", "--per_device_batch=2",
+                  "--seq_len=16", "--repeats=3", "--peak_tflops=1", f"--out={out}"],
+                 check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)
+  rows = json.loads(out.read_text())["rows"]
+  assert [(r["estimator"], r["devices"], r["batch"]) for r in rows] == [
+      ("ste", 1, 2), ("ste", 2, 4), ("fogzo", 1, 2), ("fogzo", 2, 4)]
+  for r in rows:
+    assert r["forward_passes"] == (3 if r["estimator"] == "ste" else 5)  # FOGZO: 2 more
+    flop_s = r["flops_per_token"] * r["tokens_per_s"] * r["forward_passes"]
+    assert r["model_tflops_per_s"] * 1e12 == pytest.approx(flop_s)
+    assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / r["devices"])  # peak 1 TFLOP/s
+    assert math.isfinite(r["loss"]) and r["loss"] > 0
+  assert rows[0]["scaling_efficiency"] == 1.0 and rows[2]["scaling_efficiency"] == 1.0
+
+
+def test_more_devices_than_present_is_a_usage_error(tmp_path):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "throughput.py"),
+                         "--devices=64", f"--out={tmp_path / 'x.json'}"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "--devices: 64 >" in proc.stderr
