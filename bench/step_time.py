@@ -11,13 +11,9 @@ process, so it only grows down the table), device peak bytes on GPU.
 """
 
 import functools
-import json
 import os
-import platform
 import resource
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import mnist_mlp  # noqa: E402  (the repo's configs/ folder)
 from fogzo_jax.train import loop  # noqa: E402
 from fogzo_jax.train.config import default_config  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py)
 
 _MODELS = flags.DEFINE_list("models", ["mlp"], "Models: mlp, resnet18, deit_tiny, llama_30m.")
 _FOGZO_N = flags.DEFINE_list("fogzo_n", ["1", "2", "4", "16"], "FOGZO n values.")
@@ -95,17 +92,8 @@ def time_step(config, task, batch, repeats: int) -> float:
       jnp.asarray(sample))
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
                                    estimator=config.estimator), donate_argnums=0)
-  batch = jax.device_put(batch)
-  state, loss = step(state, batch)  # compile
-  jax.block_until_ready(loss)
-  times = []
-  for _ in range(max(5, repeats)):
-    t = time.perf_counter()
-    state, loss = step(state, batch)
-    jax.block_until_ready((state, loss))
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
-
+  seconds, _, _ = timing.median_step_seconds(step, state, jax.device_put(batch), max(5, repeats))
+  return seconds
 
 def main(argv):
   del argv
@@ -141,11 +129,7 @@ def main(argv):
       print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
-  machine = dict(platform=platform.platform(), processor=platform.processor(),
-                 device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind,
-                 cpu_count=os.cpu_count(), jax=jax.__version__, dtype=_DTYPE.value)
-  with open(_OUT.value, "w") as f:
-    json.dump(dict(machine=machine, rows=rows), f, indent=2)
+  machine = timing.save(_OUT.value, rows, dtype=_DTYPE.value)
   print("\n| model | size | batch | estimator | n | evaluation | step (ms) | × STE | "
         "ideal × STE (F+B=3F) | peak mem (MB) |")
   print("|---|---|---|---|---|---|---|---|---|---|")

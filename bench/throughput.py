@@ -21,12 +21,8 @@ is left out unless given.
 """
 
 import functools
-import json
 import os
-import platform
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import llama as llama_config  # noqa: E402  (the repo's configs/ folder)
 from fogzo_jax.models.llama import LLAMA_SIZES  # noqa: E402
 from fogzo_jax.train import loop  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py)
 
 _SIZE = flags.DEFINE_string("size", "95m", "LLaMA size (configs/llama.py): 9m … 300m.")
 _REDUCED = flags.DEFINE_enum("reduced", "auto", ["auto", "yes", "no"],
@@ -101,19 +98,12 @@ def time_row(config, k: int, repeats: int) -> dict:
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="lm",
                                    estimator=config.estimator),
                  donate_argnums=0, out_shardings=(shardings, NamedSharding(mesh, P())))
-  state, loss = step(state, batch)  # compile
-  jax.block_until_ready(loss)
-  times = []
-  for _ in range(max(3, repeats)):
-    t = time.perf_counter()
-    state, loss = step(state, batch)
-    jax.block_until_ready((state, loss))
-    times.append(time.perf_counter() - t)
+  seconds, state, loss = timing.median_step_seconds(step, state, batch, max(3, repeats))
   if not np.isfinite(float(loss)):
     raise FloatingPointError(f"{config.estimator} on {k} devices: loss {float(loss)}")
   dim, layers, _ = LLAMA_SIZES[config.model]
   dim, layers = config.model_kwargs.get("dim", dim), config.model_kwargs.get("layers", layers)
-  return dict(step_s=statistics.median(times), batch=batch_size,
+  return dict(step_s=seconds, batch=batch_size,
               flops_per_token=model_flops_per_token(state.params, layers, dim, config.seq_len),
               loss=float(loss))
 
@@ -154,11 +144,7 @@ def main(argv):
       print(f"{estimator:6s} k={k}  {x['step_ms']:9.1f} ms  {x['tokens_per_s']:10.0f} tok/s  "
             f"eff {x['scaling_efficiency']:.2f}  {x['model_tflops_per_s']:.3f} TFLOP/s  MFU {mfu}",
             flush=True)
-  machine = dict(platform=platform.platform(), device=str(device),
-                 device_kind=device.device_kind, device_count=jax.device_count(),
-                 cpu_count=os.cpu_count(), jax=jax.__version__, peak_tflops=peak or None)
-  with open(_OUT.value, "w") as f:
-    json.dump(dict(machine=machine, rows=rows), f, indent=2)
+  machine = timing.save(_OUT.value, rows, peak_tflops=peak or None)
   print("\n| model | estimator | devices | global batch × seq | dtype | step (ms) | tokens/s "
         "| scaling efficiency | model TFLOP/s | MFU |")
   print("|---|---|---|---|---|---|---|---|---|---|")

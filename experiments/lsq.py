@@ -7,7 +7,8 @@ With LSQ, FOGZO's ε follows the current learned step of each tensor (fogzo_jax/
 """
 
 import table_runner
-from table_runner import FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE, RESNET_FASHION, RESNET_FASHION_SCALE
+from table_runner import FOGZO, LLAMA_20M_SCALE, LLAMA_9M, LLAMA_TINY, LLAMA_TINY_SCALE
+from table_runner import RESNET_FASHION, RESNET_FASHION_SCALE
 from table_runner import STE, Row
 
 
@@ -21,6 +22,8 @@ def make_rows():
                  "in a CPU session; `configs/deit_small_in1k_lsq.py` is the GPU command"),
       Row("llama", "LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_TINY_SCALE,
           "configs/llama.py:9m", LLAMA_TINY + lsq, both),
+      Row("llama20m", "LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_20M_SCALE,
+          "configs/llama.py:20m", LLAMA_9M + lsq, both),
       Row("resnet18", "ResNet-50, ImageNet-1K (acc %; loss 0.43 → 0.39)",
           {"ste": 82.81, "fogzo": 83.67}, RESNET_FASHION_SCALE + " (ResNet-18 for ResNet-50)",
           "configs/resnet18_in100.py", RESNET_FASHION + lsq + ("quantize_first_last=false",),

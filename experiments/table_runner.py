@@ -148,6 +148,8 @@ LLAMA_9M = (  # LLaMA-9M at its real size (8.9M quantized weights), short sequen
     "checkpoint_every_steps=100", "warmup_steps=20", "eval_batch_size=256")
 LLAMA_9M_SCALE = ("LLaMA-9M, real size (8.9M quantized weights), Tiny Shakespeare bytes, "
                   "200 steps × 16 × 64 tokens")
+LLAMA_20M_SCALE = ("LLaMA-20M, real size (19.5M quantized weights), Tiny Shakespeare bytes, "
+                   "200 steps × 16 × 64 tokens")  # overrides: LLAMA_9M on configs/llama.py:20m
 DEIT_FASHION = (  # DeiT-Tiny layout at width 96, depth 4, patch 4 on 28-px Fashion-MNIST.
     "dataset=fashion_mnist", "normalize=unit", "augment=crop_flip", "mixup=false",
     "label_smoothing=0.0", "num_train_steps=300", "batch_size=128", "learning_rate=0.001",

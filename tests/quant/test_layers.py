@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fogzo_jax as fz
 from fogzo_jax import quant
 
 
