@@ -35,8 +35,8 @@ def make_rows(step_ratio: float | None = None):
                               ("estimator=fogzo", f"num_train_steps={m}",
                                f"fogzo_start_fraction={1 - _FOGZO_FRACTION:g}")),
   }
-  return [Row("llama", "LLaMA-30M, C4, equal wall time (ppl; STE 3.522B tokens, 3.7 h vs "
-                       "mix 3.0B tokens, 3.7 h)",
+  return [Row("llama", "Equal time, LLaMA-30M, C4 (ppl; STE 3.522B tokens vs 70/30 mix 3.0B, "
+                       "3.7 h each)",
               {"ste": 38.25, f"ste70_fogzo30_m{m}": 37.93},
               LLAMA_TINY_SCALE.replace("300 steps", f"STE {_STE_STEPS} steps") + " (for 30M)",
               "configs/llama.py:9m", base, variants)]

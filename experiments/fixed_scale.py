@@ -1,6 +1,6 @@
 """Paper Table 1: 2-bit fixed-α quantizers, identity and tanh STEs, STE vs FOGZO (n = 1).
 
-  python experiments/fixed_scale.py                      # every row, seeds 0-2 (~1.5 h on CPU)
+  python experiments/fixed_scale.py                      # every row, seeds 0-2 (~2.4 h on CPU)
   python experiments/fixed_scale.py --rows=llama_identity,llama_tanh --seeds=0
   python experiments/fixed_scale.py --report_only        # rebuild runs/tables/fixed_scale/table.md
 
@@ -34,20 +34,20 @@ def make_rows():
   both = {"ste": STE, "fogzo": FOGZO}
   tanh = ("ste=tanh",)
   return [
-      Row("deit_tiny_identity", "DeiT-Tiny, ImageNet-100, identity STE (acc %)",
+      Row("deit_tiny_identity", "Fixed α, DeiT-Tiny, ImageNet-100, identity STE (acc %)",
           {"ste": 62.72, "fogzo": 70.06}, DEIT_FASHION_SCALE, deit, DEIT_FASHION, both),
-      Row("deit_tiny_tanh", "DeiT-Tiny, ImageNet-100, tanh STE (acc %)",
+      Row("deit_tiny_tanh", "Fixed α, DeiT-Tiny, ImageNet-100, tanh STE (acc %)",
           {"ste": 41.98, "fogzo": 46.80}, DEIT_FASHION_SCALE, deit, DEIT_FASHION + tanh, both),
-      Row("llama_identity", "LLaMA-9M, C4, identity STE (ppl)",
+      Row("llama_identity", "Fixed α, LLaMA-9M, C4, identity STE (ppl)",
           {"ste": 109.95, "fogzo": 105.64}, LLAMA_TINY_SCALE, llama, LLAMA_TINY,
           llama_variants),
-      Row("llama9m_identity", "LLaMA-9M, C4, identity STE (ppl)",
+      Row("llama9m_identity", "Fixed α, LLaMA-9M, C4, identity STE (ppl)",
           {"ste": 109.95, "fogzo": 105.64}, LLAMA_9M_SCALE, llama, LLAMA_9M, both),
-      Row("llama_tanh", "LLaMA-9M, C4, tanh STE (ppl)",
+      Row("llama_tanh", "Fixed α, LLaMA-9M, C4, tanh STE (ppl)",
           {"ste": 123.97, "fogzo": 121.51}, LLAMA_TINY_SCALE, llama, LLAMA_TINY + tanh, both),
-      Row("resnet18_identity", "ResNet-18, ImageNet-100, identity STE (acc %)",
+      Row("resnet18_identity", "Fixed α, ResNet-18, ImageNet-100, identity STE (acc %)",
           {"ste": 79.92, "fogzo": 80.42}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION, both),
-      Row("resnet18_tanh", "ResNet-18, ImageNet-100, tanh STE (acc %)",
+      Row("resnet18_tanh", "Fixed α, ResNet-18, ImageNet-100, tanh STE (acc %)",
           {"ste": 74.68, "fogzo": 75.02}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION + tanh,
           both),
   ]

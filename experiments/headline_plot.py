@@ -1,6 +1,7 @@
 """The README's headline figure: FOGZO's gain over STE, the paper's beside ours, per table row.
 
-  python experiments/headline_plot.py runs/tables/*/table.json --out=docs/results/headline.png \
+  python experiments/headline_plot.py runs/tables/{fixed_scale,lsq,quest,equal_time}/table.json \
+      --out=docs/results/headline.png \
       --markdown=docs/results/headline.md
 
 Gain, positive when FOGZO is better: accuracy points (FOGZO − STE) for image models, relative
@@ -85,7 +86,7 @@ def plot(gains: list[dict], out: str) -> None:
   ax.set_yticks(list(ys))
   ax.set_yticklabels([g["label"] for g in gains], fontsize=8)
   ax.invert_yaxis()
-  ax.set_xlabel("FOGZO gain over STE: accuracy points, or % lower perplexity (> 0: FOGZO better)")
+  ax.set_xlabel("FOGZO gain over STE (> 0: FOGZO better)\naccuracy points, or % lower perplexity")
   ax.legend(fontsize=8, loc="lower left")
   fig.tight_layout()
   fig.savefig(out, dpi=120)

@@ -16,15 +16,15 @@ def make_rows():
   both = {"ste": STE, "fogzo": FOGZO}
   lsq = ("quant=lsq",)
   return [
-      Row("deit_small", "DeiT-Small, ImageNet-1K (acc %; loss 2.62 → 2.57)",
+      Row("deit_small", "LSQ, DeiT-Small, ImageNet-1K (acc %; loss 2.62 → 2.57)",
           {"ste": 79.55, "fogzo": 80.06},
           reason="ImageNet-1K is not on this machine and a 22M-parameter ViT does not train "
                  "in a CPU session; `configs/deit_small_in1k_lsq.py` is the GPU command"),
-      Row("llama", "LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_TINY_SCALE,
+      Row("llama", "LSQ, LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_TINY_SCALE,
           "configs/llama.py:9m", LLAMA_TINY + lsq, both),
-      Row("llama20m", "LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_20M_SCALE,
+      Row("llama20m", "LSQ, LLaMA-20M, C4 (ppl)", {"ste": 50.85, "fogzo": 50.61}, LLAMA_20M_SCALE,
           "configs/llama.py:20m", LLAMA_9M + lsq, both),
-      Row("resnet18", "ResNet-50, ImageNet-1K (acc %; loss 0.43 → 0.39)",
+      Row("resnet18", "LSQ, ResNet-50, ImageNet-1K (acc %; loss 0.43 → 0.39)",
           {"ste": 82.81, "fogzo": 83.67}, RESNET_FASHION_SCALE + " (ResNet-18 for ResNet-50)",
           "configs/resnet18_in100.py", RESNET_FASHION + lsq + ("quantize_first_last=false",),
           both),

@@ -23,3 +23,15 @@ def test_readme_commands():
   text = open(README).read()
   assert "pip install -e . && python train.py --config=configs/mnist_mlp.py" in text
   assert 'pip install -e ".[test]" && pytest' in text
+
+
+def test_links_in_readme_and_docs_point_to_files_that_exist():
+  root = os.path.dirname(README)
+  pages = [README] + [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "docs"))
+                      for f in fs if f.endswith(".md")]
+  missing = []
+  for page in pages:
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", open(page).read()):
+      if "://" not in target and not os.path.exists(os.path.join(os.path.dirname(page), target)):
+        missing.append(f"{os.path.relpath(page, root)} → {target}")
+  assert len(pages) > 5 and not missing, missing
