@@ -95,6 +95,7 @@ def time_step(config, task, batch, repeats: int) -> float:
   seconds, _, _ = timing.median_step_seconds(step, state, jax.device_put(batch), max(5, repeats))
   return seconds
 
+
 def main(argv):
   del argv
   on_cpu = jax.devices()[0].platform == "cpu"

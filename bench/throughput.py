@@ -39,7 +39,7 @@ import timing  # noqa: E402  (bench/timing.py)
 
 _SIZE = flags.DEFINE_string("size", "95m", "LLaMA size (configs/llama.py): 9m … 300m.")
 _REDUCED = flags.DEFINE_enum("reduced", "auto", ["auto", "yes", "no"],
-                             "Shrink to d 128, 2 layers (auto: on CPU only).")
+                             "Shrink to REDUCED (auto: on CPU only).")
 _ESTIMATORS = flags.DEFINE_list("estimators", ["ste"], "Estimators: ste, fogzo (n = 1).")
 _DEVICES = flags.DEFINE_list("devices", ["1"], "Device counts k (the first k devices).")
 _PER_DEVICE_BATCH = flags.DEFINE_integer("per_device_batch", 16, "Sequences per device.")
@@ -50,6 +50,8 @@ _FSDP = flags.DEFINE_bool("fsdp", False, "Split parameters and optimizer state o
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s per device (0: from the table).")
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed steps per row (min 3).")
 _OUT = flags.DEFINE_string("out", "bench_throughput.json", "JSON output path.")
+
+REDUCED = dict(dim=128, layers=2, heads=2)  # the CPU size: LLaMA layout, width and depth cut
 
 # Dense bf16 peak per device (vendor data sheets), matched as a substring of device_kind.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "TPU v5p": 459.0,
@@ -73,7 +75,7 @@ def model_flops_per_token(params, layers: int, dim: int, seq_len: int) -> float:
 def bench_config(estimator: str, reduced: bool, dtype: str) -> ml_collections.ConfigDict:
   config = llama_config.get_config(_SIZE.value)
   if reduced:
-    config.model_kwargs = ml_collections.ConfigDict(dict(dim=128, layers=2, heads=2))
+    config.model_kwargs = ml_collections.ConfigDict(REDUCED)
   config.estimator, config.num_perturbations = estimator, 1
   config.seq_len, config.fsdp, config.dtype = _SEQ_LEN.value, _FSDP.value, dtype
   return config
@@ -132,7 +134,8 @@ def main(argv):
       flops_s = r["flops_per_token"] * tokens * passes / r["step_s"]
       single = single or tokens / r["step_s"] / k  # per-device tokens/s at the first count
       rows.append(dict(
-          model=f"llama_{_SIZE.value}" + (" (d 128, 2 layers)" if reduced else ""),
+          model=f"llama_{_SIZE.value}" + (f" (d {REDUCED['dim']}, {REDUCED['layers']} layers)"
+                                          if reduced else ""),
           estimator=estimator, devices=k, batch=r["batch"], seq_len=config.seq_len,
           dtype=dtype, step_ms=1e3 * r["step_s"], tokens_per_s=tokens / r["step_s"],
           flops_per_token=r["flops_per_token"], forward_passes=passes,

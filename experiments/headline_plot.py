@@ -14,6 +14,8 @@ import argparse
 import json
 import statistics
 
+from fogzo_jax.train import sweep
+
 
 def gain(ste: float, fogzo: float, perplexity: bool) -> float:
   """FOGZO's gain over STE: accuracy points, or % perplexity reduction (positive = better)."""
@@ -49,12 +51,6 @@ def row_gains(records: list[dict]) -> list[dict]:
   return out
 
 
-def _mean_std(values: list[float]) -> str:
-  if len(values) < 2:
-    return f"{values[0]:.2f}"
-  return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def markdown(gains: list[dict]) -> str:
   """The README's compact table: paper STE → FOGZO beside ours, and both gains."""
   lines = ["| paper setting (metric) / our scale | paper STE → FOGZO | ours STE → FOGZO "
@@ -64,7 +60,7 @@ def markdown(gains: list[dict]) -> str:
     paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
     paper_gain = "–" if g["paper"] is None else f"{g['paper']:+.2f}{unit}"
     lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | "
-                 f"{_mean_std(g['ours_ste'])} → {_mean_std(g['ours_fogzo'])} | {paper_gain} | "
+                 f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])} | {paper_gain} | "
                  f"{statistics.mean(g['ours']):+.2f}{unit} |")
   return "\n".join(lines) + "\n"
 

@@ -10,9 +10,10 @@ only the weights are perturbed by FOGZO.
 import table_runner
 from table_runner import FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE, STE, Row
 
-_GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, which already takes 7.6 s a step at "
-             "16 × 256 tokens on this 2-core CPU, so minutes a step here; the GPU command is "
-             "`configs/llama.py:{}` with --config.quant=quest --config.quantize_activations=True")
+_GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, whose FOGZO step already takes 3.8 s at "
+             "16 × 256 tokens on this 2-core CPU (bench/throughput.py), so 1.5–2 min a step here; "
+             "the GPU command is `configs/llama.py:{}` with --config.quant=quest "
+             "--config.quantize_activations=True")
 
 
 def make_rows():
