@@ -13,7 +13,6 @@ process, so it only grows down the table), device peak bytes on GPU.
 import functools
 import os
 import resource
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,11 +20,12 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import mnist_mlp  # noqa: E402  (the repo's configs/ folder)
-from fogzo_jax.train import loop  # noqa: E402
-from fogzo_jax.train.config import default_config  # noqa: E402
-import timing  # noqa: E402  (bench/timing.py)
+from fogzo_jax.train.sweep import load_config
+from fogzo_jax.train import loop
+from fogzo_jax.train.config import default_config
+import timing  # bench/timing.py, beside this script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _MODELS = flags.DEFINE_list("models", ["mlp"], "Models: mlp, resnet18, deit_tiny, llama_30m.")
 _FOGZO_N = flags.DEFINE_list("fogzo_n", ["1", "2", "4", "16"], "FOGZO n values.")
@@ -60,7 +60,7 @@ def peak_memory_mb() -> float:
 
 def bench_config(name: str, full: bool):
   if name == "mlp":
-    config = mnist_mlp.get_config()
+    config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
   else:
     config = default_config()
     config.model = name

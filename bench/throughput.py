@@ -22,7 +22,6 @@ is left out unless given.
 
 import functools
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +30,12 @@ import numpy as np
 from absl import app, flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import llama as llama_config  # noqa: E402  (the repo's configs/ folder)
-from fogzo_jax.models.llama import LLAMA_SIZES  # noqa: E402
-from fogzo_jax.train import loop  # noqa: E402
-import timing  # noqa: E402  (bench/timing.py)
+from fogzo_jax.train.sweep import load_config
+from fogzo_jax.models.llama import LLAMA_SIZES
+from fogzo_jax.train import loop
+import timing  # bench/timing.py, beside this script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SIZE = flags.DEFINE_string("size", "95m", "LLaMA size (configs/llama.py): 9m … 300m.")
 _REDUCED = flags.DEFINE_enum("reduced", "auto", ["auto", "yes", "no"],
@@ -73,7 +73,7 @@ def model_flops_per_token(params, layers: int, dim: int, seq_len: int) -> float:
 
 
 def bench_config(estimator: str, reduced: bool, dtype: str) -> ml_collections.ConfigDict:
-  config = llama_config.get_config(_SIZE.value)
+  config = load_config(os.path.join(ROOT, "configs", f"llama.py:{_SIZE.value}"))
   if reduced:
     config.model_kwargs = ml_collections.ConfigDict(REDUCED)
   config.estimator, config.num_perturbations = estimator, 1

@@ -21,8 +21,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fogzo_jax.train import sweep  # noqa: E402
+from fogzo_jax.train import sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:arg]).")
 _ESTIMATORS = flags.DEFINE_list("estimators", ["ste", "fogzo"], "Estimators to compare.")

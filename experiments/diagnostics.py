@@ -11,19 +11,19 @@ FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``). Writes a ta
 
 import functools
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ml_collections  # noqa: E402
-from configs import llama as llama_config, mnist_mlp  # noqa: E402
-import fogzo_jax as fz  # noqa: E402
-from fogzo_jax import data as data_lib, diagnostics  # noqa: E402
-from fogzo_jax.quant.layers import epsilon_from_params  # noqa: E402
-from fogzo_jax.train import loop  # noqa: E402
+import ml_collections
+import fogzo_jax as fz
+from fogzo_jax.train.sweep import load_config
+from fogzo_jax import data as data_lib, diagnostics
+from fogzo_jax.quant.layers import epsilon_from_params
+from fogzo_jax.train import loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _OUT = flags.DEFINE_string("out", "docs/results", "Output folder.")
 _STE_STEPS = flags.DEFINE_integer("ste_steps", 200, "STE steps before measuring.")
@@ -38,9 +38,9 @@ _LAYER = flags.DEFINE_string("layer", "", "Layer (path a/b) whose quantized para
 def experiment_config():
   """(config, layer, name, title) of the measured model."""
   if _MODEL.value == "mlp":
-    config = mnist_mlp.get_config()
+    config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
     return config, _LAYER.value or "Dense_1", "mnist", "2-bit MNIST MLP 784-10-10, identity STE"
-  config = llama_config.get_config("9m")
+  config = load_config(os.path.join(ROOT, "configs", "llama.py:9m"))
   config.model_kwargs = ml_collections.ConfigDict(dict(dim=32, layers=2, heads=2))
   config.update(batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=20)
   return (config, _LAYER.value or "blocks/wo", "llama",

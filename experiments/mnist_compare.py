@@ -12,14 +12,14 @@ compute ratio of n-SPSA to FOGZO at equal final training loss.
 
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import mnist_mlp  # noqa: E402
-from fogzo_jax.train import metrics, train_and_evaluate  # noqa: E402
+from fogzo_jax.train.sweep import load_config
+from fogzo_jax.train import metrics, train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _DATASET = flags.DEFINE_string("dataset", "mnist", "mnist | fashion_mnist")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
@@ -52,7 +52,7 @@ def run_all():
       workdir = os.path.join(_OUT.value, name, f"seed{seed}")
       if os.path.exists(os.path.join(workdir, "summary.json")):
         continue
-      config = mnist_mlp.get_config()
+      config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
       config.update(dict(dataset=_DATASET.value, num_epochs=_EPOCHS.value, seed=seed,
                          **overrides))
       if _LR.value is not None:
@@ -96,7 +96,7 @@ def passes_to_reach(fp, loss, target):
 def report(results):
   fmt = lambda xs, scale=1.0, d=4: (f"{scale * np.mean(xs):.{d}f} ± {scale * np.std(xs):.{d}f}"
                                     if len(xs) > 1 else f"{scale * xs[0]:.{d}f}")
-  lr = _LR.value if _LR.value is not None else mnist_mlp.get_config().learning_rate
+  lr = _LR.value if _LR.value is not None else load_config(os.path.join(ROOT, "configs", "mnist_mlp.py")).learning_rate
   lines = [f"Dataset: {_DATASET.value}; {_EPOCHS.value} epochs; learning rate {lr:g}; FOGZO "
            f"g_hat_norm {_G_HAT_NORM.value!r}; mean ± std "
            "over seeds (population std).", "",

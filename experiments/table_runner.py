@@ -20,8 +20,7 @@ import sys
 import types
 from typing import Callable, Mapping, NamedTuple, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fogzo_jax.train import sweep  # noqa: E402
+from fogzo_jax.train import sweep
 
 
 class Row(NamedTuple):

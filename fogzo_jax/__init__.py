@@ -7,12 +7,13 @@
 from fogzo_jax import quant
 from fogzo_jax.estimators import FogzoState, NSpsaState, ZerothOrderState, fogzo, nspsa
 from fogzo_jax.perturbations import NOISE_LAWS, SMOOTHING_TABLE, get_noise, implicit_smoothing
-from fogzo_jax.schedules import StartAtState, linear_beta, start_at
+from fogzo_jax.schedules import (StartAtState, linear_beta, linear_noise_share,
+                                 noise_share_to_beta, start_at)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FogzoState", "NSpsaState", "ZerothOrderState", "fogzo", "nspsa", "NOISE_LAWS",
-    "SMOOTHING_TABLE", "StartAtState", "get_noise", "implicit_smoothing", "linear_beta", "quant",
-    "start_at",
+    "SMOOTHING_TABLE", "StartAtState", "get_noise", "implicit_smoothing", "linear_beta",
+    "linear_noise_share", "noise_share_to_beta", "quant", "start_at",
 ]

@@ -1,70 +1,71 @@
 """FOGZO and n-SPSA as optax gradient transformations.
 
-FOGZO (First-Order-Guided Zeroth-Order gradient descent; Yang & Aamodt, NeurIPS 2025,
-arXiv:2510.23926, Algorithm 1) turns the biased STE gradient g into a less biased estimate G of
-the gradient of the smoothed loss, at the cost of 2n extra forward passes::
+FOGZO (Yang & Aamodt, "Improving the Straight-Through Estimator with Zeroth-Order Information",
+NeurIPS 2025, arXiv:2510.23926, Algorithm 1) turns the biased STE gradient g into a less biased
+estimate G of the gradient of the smoothed loss, at the cost of 2n extra forward passes::
 
-  ĝ   = g / ‖g‖                                   (global norm over the perturbed leaves)
+  ĝ   = g / ‖g‖                                   (global norm over the perturbed elements)
   v_i = √β · s_i · ĝ + √(1−β) · u_i               s_i = ±1 (Rademacher), u_i ~ p(u) i.i.d.
   G   = (1/n) Σ_i [f(θ + ε⊙v_i) − f(θ − ε⊙v_i)] / 2 · v_i ⊘ ε
 
 For a scalar ε this is the paper's (f(θ+εv) − f(θ−εv)) / (2ε) · v exactly; a per-leaf (or
-per-element) ε divides each leaf's share by its own ε, which keeps E[G] = ∇f for the noise part.
-On a quadratic, where central differences are exact, E[G] = β ĝĝᵀ∇f + (1−β) ∇f.
-β = 0 without the STE direction is n-SPSA, the unbiased zeroth-order baseline (``nspsa``); both
-share one code path here.
+per-element) ε divides each element's share by its own ε, which keeps E[G] = ∇f for the noise
+part. On a quadratic, where central differences are exact, E[G] = β ĝĝᵀ∇f + (1−β) ∇f. β = 0
+without the STE direction is n-SPSA, the unbiased zeroth-order baseline (``nspsa``); both share
+one code path here.
 
-Usage follows optax's line-search convention (``value_fn`` plus extra keyword arguments routed
-to it)::
+Options that depart from the paper's text are marked *ours* in the docstrings (``noise_share``,
+``g_hat_norm`` other than "unit", ``g_hat_clip``, ``smoothed_base``).
 
-  tx = optax.chain(fz.fogzo(num_perturbations=1, beta=fz.linear_beta(0.999, T), epsilon=eps),
-                   optax.adamw(learning_rate))
-  loss, g = jax.value_and_grad(loss_fn)(params, batch)          # g: STE gradient
-  updates, state = tx.update(g, state, params, value_fn=loss_fn, batch=batch)
+Randomness: the state holds a fixed key and the step count t; step t draws from
+``fold_in(key, t)`` and perturbation i from ``fold_in(fold_in(key, t), i)`` (one key per leaf
+through ``optax.tree.random_like``), so an estimate is a pure function of (key, t, inputs).
 
 Vectorisation: the 2n perturbed losses are evaluated with ``jax.vmap`` (the ± pair of each
-perturbation in one batch), in chunks of at most ``MAX_CHUNK`` perturbations (a vmapped width of
-at most ``2·MAX_CHUNK`` = 4096 evaluations) accumulated by ``lax.scan``. The cap holds whatever
-``chunk_size`` asks for: XLA:CPU (jax 0.10.2) silently computes wrong rows of vmaps wider than
-8192 (see the project's known issues). Memory is O(chunk · #params).
+perturbation in one batch), in chunks of at most ``MAX_CHUNK`` perturbations accumulated by
+``lax.scan``. The cap holds whatever ``chunk_size`` asks for: XLA:CPU (jax 0.10.2) silently
+computes wrong rows of vmaps wider than 8192 (see the project's known issues).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, Literal, NamedTuple, Optional, Union
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from fogzo_jax import perturbations
+from fogzo_jax import schedules
 
 MAX_CHUNK = 2048
 """Most perturbations vmapped at once (each is a ± pair, so 4096 evaluations)."""
 
+Evaluation = Literal["vmap", "sequential"]
 EVALUATIONS = ("vmap", "sequential")
 """How the 2n perturbed losses are evaluated: batched with ``vmap`` (default), or one after the
 other (``lax.map``; the same G): faster where a vmapped forward with per-element weights is
 slow, e.g. convolutions on XLA:CPU (see docs/benchmarks.md)."""
 
+GHatNorm = Literal["unit", "rms", "tensor"]
 G_HAT_NORMS = ("unit", "rms", "tensor")
-"""How ĝ is normalised: "unit" ‖ĝ‖ = 1 (api.md, the paper as reconstructed); "rms" ‖ĝ‖ = √d;
-"tensor" each perturbed leaf's part of ĝ has norm 1 (as a per-parameter loop would do it)."""
+"""How ĝ is normalised: "unit" ‖ĝ‖ = 1 (the paper); "rms" ‖ĝ‖ = √d (ours); "tensor" each
+perturbed leaf's part of ĝ has norm 1 (ours)."""
 
-Epsilon = Union[float, chex.ArrayTree, Callable[[chex.ArrayTree], chex.ArrayTree]]
-Beta = Union[float, optax.Schedule]
+Epsilon = Union[float, Any, Callable[[Any], Any]]
+Schedulable = Union[float, jax.Array, optax.Schedule]
 
 
 class ZerothOrderState(NamedTuple):
   """State of ``fogzo`` / ``nspsa``.
 
   Attributes:
-    count: int32 scalar, number of updates done (the step of the β schedule).
-    key: uint32[2] raw PRNG key data (``jax.random.key_data``), so the state checkpoints as a
-      plain array; advanced by one split per update.
+    count: int32 scalar, the number of updates done (the step of the β schedule).
+    key: uint32[2] raw PRNG key data (``jax.random.key_data``), fixed for the whole run; step t
+      uses ``fold_in(key, t)``. Raw data, so the state checkpoints as plain arrays.
   """
   count: jax.Array
   key: jax.Array
@@ -74,41 +75,247 @@ FogzoState = ZerothOrderState
 NSpsaState = ZerothOrderState
 
 
+def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon = 1e-3,
+          noise: Union[str, perturbations.NoiseFn] = "uniform", key: Any = 0,
+          chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: GHatNorm = "unit",
+          evaluation: Evaluation = "vmap", noise_share: Optional[Schedulable] = None,
+          g_hat_clip: Optional[float] = None, smoothed_base: bool = False
+          ) -> optax.GradientTransformationExtraArgs:
+  """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
+
+  ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
+  ``updates`` and returns G (module docstring), with ``value_fn(params, **extra_args)`` the
+  scalar loss; extra keyword arguments must be parameters of ``value_fn`` (``value`` and
+  ``grad``, which optax's line searches take, are accepted and ignored). Costs 2n forward passes
+  of ``value_fn`` on top of the caller's forward and backward.
+
+  Args:
+    num_perturbations: n ≥ 1, the number of random directions v_i. It fixes array shapes, so
+      with ``optax.inject_hyperparams`` list it in ``static_args``.
+    beta: β ∈ [0, 1], or an optax schedule ``step -> β`` (e.g. ``fz.linear_beta``). β = 1 is a
+      finite-difference line search along ±ĝ; β = 0 is n-SPSA.
+    epsilon: ε > 0: a float, a pytree of per-leaf values (scalars, or arrays broadcastable to
+      the leaf, e.g. per channel) with the structure of params, or a callable
+      ``params -> pytree`` evaluated at every update (LSQ: ε = α·ε̄ follows the learned α).
+      Non-finite or non-positive values are refused where they are concrete; where they are
+      traced (under ``jit``) the update returns the incoming updates unchanged instead of NaN.
+    noise: the law of u: "uniform" | "rademacher" | "gaussian" | "logistic" | "triangular" (all
+      zero mean, unit variance) or a callable ``(key, shape, dtype) -> array``.
+    key: int seed or ``jax.random`` key; the same key gives the same G at the same step.
+    chunk_size: perturbations vmapped at once; ``None`` means all n. Capped at ``MAX_CHUNK``
+      (2048 pairs) regardless. Chunked and unchunked give the same G for the same key.
+    mask: optax-style mask with the structure of params (a dict, any ``Mapping`` such as a
+      ``FrozenDict``, or a prefix of params), or a callable ``params -> mask``. A leaf is a bool
+      (perturb that leaf or not) or a boolean array broadcastable to the leaf (perturb those
+      elements). Only selected elements are perturbed and enter ‖g‖; the others get their
+      incoming update unchanged (e.g. learned scales keep their ordinary gradient). An all-False
+      mask passes every update through.
+    g_hat_norm: "unit" (default, the paper): ĝ = g/‖g‖, so E[vvᵀ] = βĝĝᵀ + (1−β)I. *Ours*:
+      "rms": ĝ = √d·g/‖g‖ (d perturbed elements), the per-element scale of u; "tensor": each
+      perturbed leaf's ĝ_t = g_t/‖g_t‖ (‖ĝ‖² = number of perturbed leaves).
+    evaluation: "vmap" (default): the ± pair and the perturbations of a chunk in one batched
+      call; "sequential": one forward after the other (same G; faster for convolutions on
+      XLA:CPU, where a vmap over per-perturbation weights becomes a grouped convolution).
+    noise_share: *ours*, instead of ``beta``: the ratio ρ = ‖√(1−β)·u‖ / ‖√β·ĝ‖ of the noise
+      part to the STE part of v, a float ≥ 0 or a schedule ``step -> ρ``
+      (``fz.linear_noise_share``). β then follows from ρ and the number d of perturbed
+      elements at every step, β = d / (d + ρ²‖ĝ‖²) (``fz.noise_share_to_beta``), so one ρ means
+      the same mixture for every model size; the paper's β_min = 0.999 is ρ ≈ 2.8 on the MNIST
+      MLP but ρ ≈ 94 on LLaMA-9M. Give ``beta`` or ``noise_share``, not both.
+    g_hat_clip: *ours*: clip every element of ĝ to [−c, c] after normalising. With
+      ``g_hat_norm="rms"`` and c = 1/(2ε̄) (√3 for the identity STE) no weight of the ĝ part
+      moves by more than half a quantization step α.
+    smoothed_base: *ours*: evaluate each ± pair around θ + ε⊙u₀ (a fresh u₀ from the noise law
+      per perturbation) instead of θ, so f(θ+ε(u₀+v)) − f(θ+ε(u₀−v)) is unbiased for the
+      difference of the smoothed loss L_s(θ) = E_u f(θ + ε⊙u) that the STE differentiates.
+      Same cost.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, fogzo_jax as fz
+    >>> loss = lambda p, x: jnp.sum((fz.quant.round_ste(p["w"]) - x) ** 2)
+    >>> params, x = {"w": jnp.array([0.2, 1.7])}, jnp.array([1.0, 1.0])
+    >>> tx = fz.fogzo(num_perturbations=4, beta=0.9, epsilon=0.3, key=0)
+    >>> g = jax.grad(loss)(params, x)
+    >>> G, state = tx.update(g, tx.init(params), params, value_fn=loss, x=x)
+    >>> G["w"].shape, int(state.count)
+    ((2,), 1)
+
+  References:
+    Yang & Aamodt, "Improving the Straight-Through Estimator with Zeroth-Order Information",
+    NeurIPS 2025, arXiv:2510.23926.
+  """
+  if noise_share is not None and (callable(beta) or (_concrete(beta) and float(beta) != 1.0)):
+    raise ValueError("give beta or noise_share, not both (noise_share sets β from the number of "
+                     f"perturbed elements); got beta={beta!r}, noise_share={noise_share!r}")
+  return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
+                       use_ste_direction=True, g_hat_norm=g_hat_norm, evaluation=evaluation,
+                       noise_share=noise_share, g_hat_clip=g_hat_clip,
+                       smoothed_base=smoothed_base)
+
+
+def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
+          noise: Union[str, perturbations.NoiseFn] = "uniform", key: Any = 0,
+          chunk_size: Optional[int] = None, mask: Any = None, evaluation: Evaluation = "vmap"
+          ) -> optax.GradientTransformationExtraArgs:
+  """n-SPSA: G = (1/n) Σ_i [f(θ+ε⊙u_i) − f(θ−ε⊙u_i)] / 2 · u_i ⊘ ε.
+
+  Unbiased for the gradient of the smoothed loss E_u[f(θ + ε⊙u)] (exactly ∇f on a quadratic).
+  Same arguments and update signature as ``fogzo`` without ``beta``; the incoming updates of the
+  perturbed elements are ignored (``None`` is accepted), those of masked-out elements pass
+  through unchanged. Costs 2n forward passes.
+
+  Example:
+    >>> import jax.numpy as jnp, fogzo_jax as fz
+    >>> tx = fz.nspsa(num_perturbations=64, epsilon=1e-2, key=0)
+    >>> params = jnp.array([1.0, -2.0])
+    >>> G, _ = tx.update(None, tx.init(params), params, value_fn=lambda p: jnp.sum(p ** 2))
+    >>> G.shape
+    (2,)
+  """
+  return _zeroth_order(num_perturbations, 0.0, epsilon, noise, key, chunk_size, mask,
+                       use_ste_direction=False, evaluation=evaluation)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _is_none(x) -> bool:
+  return x is None
+
+
+def _concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _static_int(value, name: str, low: int, allow_none: bool = False):
+  if value is None and allow_none:
+    return None
+  if not _concrete(value):
+    raise ValueError(f"{name} fixes array shapes and cannot be traced: with "
+                     f"optax.inject_hyperparams pass static_args=({name!r},)")
+  if isinstance(value, bool) or np.ndim(value) or int(value) != value or value < low:
+    raise ValueError(f"{name} must be {'None or ' if allow_none else ''}an integer ≥ {low}; "
+                     f"got {value!r}")
+  return int(value)
+
+
+def _check_unit_interval(value, name: str) -> None:
+  if callable(value) or not _concrete(value):
+    return
+  if not np.all(np.isfinite(value)) or not 0.0 <= float(value) <= 1.0:
+    raise ValueError(f"{name} must be a float in [0, 1] or a schedule step -> {name}; "
+                     f"got {value!r}")
+
+
+def _check_epsilon(eps_tree, where: str) -> None:
+  """Refuses a concrete ε that is not finite and positive (traced values are checked in-graph)."""
+  for leaf in jax.tree.leaves(eps_tree):
+    if _concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf, np.float64)) &
+                                      (np.asarray(leaf, np.float64) > 0)):
+      raise ValueError(f"epsilon must be finite and > 0 (a float, a pytree of per-leaf values "
+                       f"or a callable params -> pytree){where}; got {eps_tree!r}")
+
+
 def _key_data(key) -> jax.Array:
-  if isinstance(key, (int, np.integer)):
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
     return jax.random.key_data(jax.random.key(int(key)))
   key = jnp.asarray(key)
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return jax.random.key_data(key)
+  if key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):  # e.g. inject_hyperparams
+    return jax.random.key_data(jax.random.key(key))
   if key.dtype != jnp.uint32 or key.shape != (2,):
     raise ValueError(f"key must be an int or a jax.random key; got dtype {key.dtype}, "
                      f"shape {key.shape}")
   return key
 
 
-def _check_args(num_perturbations, beta, epsilon, chunk_size) -> None:
-  if isinstance(num_perturbations, bool) or int(num_perturbations) != num_perturbations \
-      or num_perturbations < 1:
-    raise ValueError(f"num_perturbations must be an integer ≥ 1; got {num_perturbations!r}")
-  if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-    raise ValueError(f"chunk_size must be None or an integer ≥ 1; got {chunk_size!r}")
-  if not callable(beta) and not 0.0 <= float(beta) <= 1.0:
-    raise ValueError(f"beta must be a float in [0, 1] or a schedule step -> beta; got {beta!r}")
-  if not callable(epsilon):
-    for leaf in jax.tree.leaves(epsilon):
-      if not isinstance(leaf, jax.core.Tracer) and not np.all(np.asarray(leaf) > 0):
-        raise ValueError(f"epsilon must be > 0 (a float, a pytree of per-leaf values or a "
-                         f"callable params -> pytree); got {epsilon!r}")
+def _as_dicts(tree):
+  """Any ``Mapping`` (FrozenDict, …) as a plain dict, recursively, so it matches dict params."""
+  if isinstance(tree, dict) or hasattr(tree, "items") and hasattr(tree, "keys"):
+    return {k: _as_dicts(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+    return type(tree)(_as_dicts(v) for v in tree)
+  return tree
 
 
-def _leaves_like(tree, treedef, what: str) -> list:
-  """Flattens ``tree`` to the leaves of ``treedef``; a scalar is broadcast to every leaf."""
-  if not isinstance(tree, (dict, list, tuple)) and jnp.ndim(tree) == 0 and treedef.num_leaves:
-    return [tree] * treedef.num_leaves
-  leaves, got = jax.tree.flatten(tree)
-  if got != treedef:
-    raise ValueError(f"{what} must have the structure of params ({treedef}); got {got}")
-  return leaves
+def _like_params(tree, params, what: str):
+  """``tree`` broadcast to the leaves of params: a scalar to all, a prefix tree to its subtrees."""
+  if not (isinstance(tree, (dict, list, tuple)) or hasattr(tree, "keys")) and jnp.ndim(tree) == 0:
+    return jax.tree.map(lambda _: tree, params)
+  if jax.tree.structure(tree) != jax.tree.structure(params):
+    tree, params_ = _as_dicts(tree), _as_dicts(params)
+    if jax.tree.structure(params_) == jax.tree.structure(params):
+      params = params_
+  try:
+    out = jax.tree.map(lambda t, sub: jax.tree.map(lambda _: t, sub), tree, params,
+                       is_leaf=_is_none)
+  except ValueError:
+    raise ValueError(f"{what} must have the structure of params (or a prefix of it): params "
+                     f"are {jax.tree.structure(params)}, {what} is {jax.tree.structure(tree)}"
+                     ) from None
+  return jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(out, is_leaf=_is_none))
+
+
+def _selection(mask, params):
+  """Per leaf of params: None (not perturbed), True (every element) or a boolean array."""
+  if mask is None:
+    return jax.tree.map(lambda _: True, params)
+  tree = _like_params(mask(params) if callable(mask) else mask, params, "mask")
+
+  def leaf(m, p):
+    if m is None or isinstance(m, bool):
+      return True if m else None
+    if _concrete(m):
+      m = np.asarray(m)
+      if m.dtype != bool:
+        raise ValueError(f"mask leaves must be bools or boolean arrays; got dtype {m.dtype}")
+      if not m.any():
+        return None
+      if m.all() and np.broadcast_shapes(m.shape, p.shape) == p.shape:
+        return True
+    if jnp.broadcast_shapes(jnp.shape(m), p.shape) != p.shape:
+      raise ValueError(f"a mask leaf of shape {jnp.shape(m)} does not broadcast to its "
+                       f"parameter's shape {p.shape}")
+    return jnp.asarray(m, bool)
+  return jax.tree.map(leaf, tree, params, is_leaf=_is_none)
+
+
+def _value_fn_kwargs(value_fn: Callable, extra_args: dict) -> dict:
+  """The extra arguments ``value_fn`` accepts; any other one is an error (as optax's line
+  searches do), except ``value`` and ``grad``, which belong to them."""
+  extra_args = {k: v for k, v in extra_args.items() if k not in ("value", "grad")}
+  try:
+    parameters = inspect.signature(value_fn).parameters.values()
+  except (TypeError, ValueError):  # no signature (a builtin): pass everything
+    return extra_args
+  if any(p.kind == p.VAR_KEYWORD for p in parameters):
+    return extra_args
+  names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  unused = sorted(set(extra_args) - names)
+  if unused:
+    raise TypeError(f"fogzo/nspsa update: extra arguments {unused} are not parameters of "
+                    f"value_fn{inspect.signature(value_fn)}; pass only what value_fn takes")
+  return extra_args
+
+
+def _scalar_loss(out) -> jax.Array:
+  if isinstance(out, (tuple, list)):
+    raise TypeError("value_fn must return a scalar loss, got a tuple/list (loss, aux?); pass "
+                    "e.g. lambda params, **kw: loss_fn(params, **kw)[0]")
+  out = jnp.asarray(out)
+  if out.shape != ():
+    raise ValueError(f"value_fn must return a scalar loss (the mean over the batch); got shape "
+                     f"{out.shape}")
+  return out.astype(jnp.float32)
+
+
+def _inverse(norm):
+  """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
+  return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
 def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
@@ -118,92 +325,113 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
   return math.ceil(n / num_chunks), num_chunks
 
 
-def _inverse(norm):
-  """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
-  return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
-
-
-def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
-                  noise: Union[str, perturbations.NoiseFn], key, chunk_size: Optional[int],
-                  mask, use_ste_direction: bool, g_hat_norm: str = "unit",
-                  evaluation: str = "vmap") -> optax.GradientTransformationExtraArgs:
+def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
+                  use_ste_direction: bool, g_hat_norm: str = "unit", evaluation: str = "vmap",
+                  noise_share=None, g_hat_clip=None, smoothed_base: bool = False
+                  ) -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
-  _check_args(num_perturbations, beta, epsilon, chunk_size)
-  if evaluation not in EVALUATIONS:
-    raise ValueError(f"evaluation must be one of {', '.join(map(repr, EVALUATIONS))}; "
-                     f"got {evaluation!r}")
-  if g_hat_norm not in G_HAT_NORMS:
-    raise ValueError(f"g_hat_norm must be one of {', '.join(map(repr, G_HAT_NORMS))}; "
-                     f"got {g_hat_norm!r}")
+  n = _static_int(num_perturbations, "num_perturbations", 1)
+  chunk, num_chunks = _chunking(n, _static_int(chunk_size, "chunk_size", 1, allow_none=True))
+  _check_unit_interval(beta, "beta")
+  if noise_share is not None and not callable(noise_share) and _concrete(noise_share) and not (
+      np.isfinite(noise_share) and noise_share >= 0):
+    raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
+  if g_hat_clip is not None and not (np.isfinite(g_hat_clip) and g_hat_clip > 0):
+    raise ValueError(f"g_hat_clip must be None or a float > 0; got {g_hat_clip!r}")
+  if not callable(epsilon):
+    _check_epsilon(epsilon, "")
+  for name, value, allowed in (("evaluation", evaluation, EVALUATIONS),
+                               ("g_hat_norm", g_hat_norm, G_HAT_NORMS)):
+    if value not in allowed:
+      raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
   noise_fn = perturbations.get_noise(noise)
   key0 = _key_data(key)
-  n = int(num_perturbations)
-  chunk, num_chunks = _chunking(n, chunk_size)
 
   def init_fn(params):
     del params
     return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key0)
 
-  def update_fn(updates, state, params=None, *, value_fn, value=None, grad=None,
-                **extra_args):
-    del value, grad  # consumed by optax line searches; accepted so chains can share them
+  def update_fn(updates, state, params=None, *, value_fn, **extra_args):
     if params is None:
       raise ValueError("fogzo/nspsa need params: call update(updates, state, params, "
                        "value_fn=..., ...)")
-    leaves_p, treedef = jax.tree.flatten(params)
-    leaves_g = _leaves_like(updates, treedef, "updates")
-    mask_tree = mask(params) if callable(mask) else mask
-    perturbed = [True] * len(leaves_p) if mask_tree is None else [
-        bool(m) for m in _leaves_like(mask_tree, treedef, "mask")]
+    masked_node = lambda x: isinstance(x, optax.MaskedNode)
+    if any(map(masked_node, jax.tree.leaves(params, is_leaf=masked_node))):
+      raise ValueError("fogzo/nspsa got params with optax.MaskedNode leaves (inside "
+                       "optax.masked): the loss needs every parameter. Use fz.fogzo(mask=...) "
+                       "instead of optax.masked(fz.fogzo(...), mask)")
+    kwargs = _value_fn_kwargs(value_fn, extra_args)
+    if updates is None:
+      updates = jax.tree.map(jnp.zeros_like, params)
+    updates = _like_params(updates, params, "updates")
+    new_state = state._replace(count=optax.safe_increment(state.count))
+    sel = _selection(mask, params)
+    if all(s is None for s in jax.tree.leaves(sel, is_leaf=_is_none)):
+      return updates, new_state  # nothing selected: a pass-through
+
+    def on(s, x):  # x restricted to the selected elements (None for unselected leaves)
+      return None if s is None else (x if s is True else jnp.where(s, x, 0).astype(x.dtype))
+
+    def perturbed(tree):  # tree → its selected leaves (None elsewhere)
+      return jax.tree.map(on, sel, tree, is_leaf=_is_none)
+
+    theta = jax.tree.map(lambda s, p: None if s is None else p, sel, params, is_leaf=_is_none)
     eps_tree = epsilon(params) if callable(epsilon) else epsilon
-    leaves_eps = _leaves_like(eps_tree, treedef, "epsilon")
-    idx = [i for i, on in enumerate(perturbed) if on]  # static: which leaves are perturbed
-    theta = [leaves_p[i] for i in idx]
-    eps = [jnp.asarray(leaves_eps[i], jnp.float32) for i in idx]
-    for i, e in zip(idx, eps):
-      try:
-        fits = jnp.broadcast_shapes(e.shape, leaves_p[i].shape) == leaves_p[i].shape
-      except ValueError:
-        fits = False
-      if not fits:
-        raise ValueError(f"epsilon leaf {i} has shape {e.shape}, which does not broadcast to its "
-                         f"parameter's shape {leaves_p[i].shape}")
+    if callable(epsilon):
+      _check_epsilon(eps_tree, " (as returned by the epsilon callable)")
+    eps = jax.tree.map(lambda s, e, p: None if s is None else _leaf_epsilon(e, p), sel,
+                       _like_params(eps_tree, params, "epsilon"), params, is_leaf=_is_none)
+    eps_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(e) & (e > 0)) for e in jax.tree.leaves(eps)]))
+    eps = jax.tree.map(lambda e: jnp.where(eps_ok, e, 1.0), eps)
+    ones = perturbed(jax.tree.map(lambda p: jnp.ones(p.shape, jnp.float32), params))
+    d = sum(jnp.sum(x) for x in jax.tree.leaves(ones))  # number of perturbed elements
 
-    # Unit STE direction ĝ = g/‖g‖ over the perturbed leaves (0 when g = 0: no NaN).
-    g32 = [leaves_g[i].astype(jnp.float32) for i in idx]
-    if g_hat_norm == "tensor":  # ĝ_t = g_t/‖g_t‖ for each perturbed leaf t
-      g_hat = [x * _inverse(jnp.sqrt(jnp.sum(x * x))) for x in g32]
+    g = perturbed(jax.tree.map(lambda x: x.astype(jnp.float32), updates))
+    if g_hat_norm == "tensor":
+      g_hat = jax.tree.map(lambda x: x * _inverse(jnp.sqrt(jnp.sum(x * x))), g)
     else:
-      inv_norm = _inverse(jnp.sqrt(sum(jnp.sum(x * x) for x in g32)))
-      if g_hat_norm == "rms":  # ‖ĝ‖ = √d: per-element RMS 1, the scale of u
-        inv_norm = inv_norm * math.sqrt(sum(x.size for x in g32))
-      g_hat = [x * inv_norm for x in g32]
-    b = jnp.clip(jnp.asarray(beta(state.count) if callable(beta) else beta, jnp.float32), 0, 1)
+      g_hat = optax.tree.scale(_inverse(optax.tree.norm(g)), g)
+      if g_hat_norm == "rms":
+        g_hat = optax.tree.scale(jnp.sqrt(d), g_hat)
+    if g_hat_clip is not None:
+      g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
+    if noise_share is not None:
+      rho = noise_share(state.count) if callable(noise_share) else noise_share
+      b = schedules.noise_share_to_beta(rho, d, optax.tree.norm(g_hat, squared=True))
+    else:
+      b = jnp.clip(jnp.asarray(beta(state.count) if callable(beta) else beta, jnp.float32), 0, 1)
     sqrt_b, sqrt_1mb = (jnp.sqrt(b), jnp.sqrt(1.0 - b)) if use_ste_direction else (0.0, 1.0)
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
 
-    key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
+    def noise_like(k):
+      u = optax.tree.random_like(k, theta, sampler=noise_fn, dtype=jnp.float32)
+      return jax.tree.map(lambda s, x: on(s, x), sel, u, is_leaf=_is_none)
 
     def direction(i):
-      """v_i (float32, perturbed leaves only) from its own key fold_in(sub, i)."""
-      k_s, k_u = jax.random.split(jax.random.fold_in(sub, i))
-      keys = jax.random.split(k_u, len(theta))
-      u = [noise_fn(k, x.shape, jnp.float32) for k, x in zip(keys, theta)]
+      """(v_i, base shift u₀_i or None), float32 on the selected elements, from fold_in(·, i)."""
+      k = jax.random.fold_in(step_key, i)
+      k_s, k_u = jax.random.split(k)
+      u = noise_like(k_u)
+      base = noise_like(jax.random.fold_in(k, 2)) if smoothed_base else None
       if not use_ste_direction:
-        return u
+        return u, base
       s = jax.random.rademacher(k_s, (), jnp.float32)
-      return [sqrt_b * s * gh + sqrt_1mb * ui for gh, ui in zip(g_hat, u)]
+      return jax.tree.map(lambda gh, ui: sqrt_b * s * gh + sqrt_1mb * ui, g_hat, u), base
 
-    def value_at(t):
-      full = list(leaves_p)
-      for i, x in zip(idx, t):
-        full[i] = x
-      return jnp.asarray(value_fn(jax.tree.unflatten(treedef, full), **extra_args),
-                         jnp.float32)
+    def value_at(shift):
+      """f at θ + ε⊙shift on the selected leaves."""
+      moved = jax.tree.map(lambda p, e, x: p + (e * x).astype(p.dtype), theta, eps, shift)
+      full = jax.tree.map(lambda s, p, m: p if s is None else m, sel, params, moved,
+                          is_leaf=_is_none)
+      return _scalar_loss(value_fn(full, **kwargs))
 
-    def half_difference(v):
-      """[f(θ + ε⊙v) − f(θ − ε⊙v)] / 2, the ± pair evaluated as one vmapped batch."""
+    def half_difference(vb):
+      """[f(θ + ε⊙(u₀ + v)) − f(θ + ε⊙(u₀ − v))] / 2 (u₀ = 0 unless smoothed_base)."""
+      v, base = vb
+
       def at(sign):
-        return value_at([x + (sign * e * vi).astype(x.dtype) for x, e, vi in zip(theta, eps, v)])
+        shift = optax.tree.scale(sign, v)
+        return value_at(shift if base is None else optax.tree.add(base, shift))
       if evaluation == "sequential":
         f_plus, f_minus = at(1.0), at(-1.0)
       else:
@@ -213,87 +441,40 @@ def _zeroth_order(num_perturbations: int, beta: Beta, epsilon: Epsilon,
     def chunk_sum(c):
       """Σ over the perturbations of chunk c of half_difference(v_i) · v_i ⊘ ε."""
       i = c * chunk + jnp.arange(chunk)
-      v = jax.vmap(direction)(i)
-      per_perturbation = jax.vmap if evaluation == "vmap" else (
-          lambda f: lambda v: jax.lax.map(f, v))
-      d = per_perturbation(half_difference)(v) * (i < n)  # padded perturbations count 0
-      return [jnp.tensordot(d, vi, axes=1) / e for vi, e in zip(v, eps)]
+      vb = jax.vmap(direction)(i)
+      if evaluation == "vmap":
+        diffs = jax.vmap(half_difference)(vb)
+      else:
+        diffs = jax.lax.map(half_difference, vb)
+      diffs = diffs * (i < n)  # padded perturbations count 0
+      return jax.tree.map(lambda v, e: jnp.tensordot(diffs, v, axes=1) / e, vb[0], eps)
 
     if num_chunks == 1:
       total = chunk_sum(0)
     else:
-      zeros = [jnp.zeros(x.shape, jnp.float32) for x in theta]
-      total, _ = jax.lax.scan(lambda acc, c: ([a + s for a, s in zip(acc, chunk_sum(c))], None),
-                              zeros, jnp.arange(num_chunks))
+      total, _ = jax.lax.scan(lambda acc, c: (optax.tree.add(acc, chunk_sum(c)), None),
+                              optax.tree.zeros_like(theta, dtype=jnp.float32),
+                              jnp.arange(num_chunks))
 
-    out = list(leaves_g)
-    for i, t in zip(idx, total):
-      out[i] = (t / n).astype(leaves_g[i].dtype)
-    new_state = ZerothOrderState(count=optax.safe_increment(state.count),
-                                 key=jax.random.key_data(key))
-    return jax.tree.unflatten(treedef, out), new_state
+    def out(s, incoming, t):
+      if s is None:
+        return incoming
+      estimate = jnp.where(eps_ok, t / n, incoming.astype(jnp.float32))
+      if s is not True:
+        estimate = jnp.where(s, estimate, incoming.astype(jnp.float32))
+      return estimate.astype(incoming.dtype)
+    return jax.tree.map(out, sel, updates, total, is_leaf=_is_none), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def fogzo(num_perturbations: int = 1, beta: Beta = 1.0, epsilon: Epsilon = 1e-3,
-          noise: Union[str, perturbations.NoiseFn] = "uniform", key=0,
-          chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: str = "unit",
-          evaluation: str = "vmap") -> optax.GradientTransformationExtraArgs:
-  """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
-
-  ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
-  ``updates`` and returns G (module docstring), with ``value_fn(params, **extra_args)`` the
-  scalar loss. Costs 2n forward passes of ``value_fn`` on top of the caller's forward+backward.
-
-  Args:
-    num_perturbations: n ≥ 1, the number of random directions v_i.
-    beta: β ∈ [0, 1], or an optax schedule ``step -> β`` (e.g. ``fz.linear_beta``). β = 1 is a
-      finite-difference line search along ±ĝ; β = 0 is n-SPSA.
-    epsilon: ε > 0: a float, a pytree of per-leaf values (scalars, or arrays broadcastable to
-      the leaf, e.g. per channel) with the structure of params, or a callable
-      ``params -> pytree`` evaluated at every update (LSQ: ε = α·ε̄ follows the learned α).
-    noise: the law of u: "uniform" | "rademacher" | "gaussian" | "logistic" | "triangular" (all
-      zero mean, unit variance) or a callable ``(key, shape, dtype) -> array``.
-    key: int seed or ``jax.random`` key; the state carries it, so the same key gives the same G.
-    chunk_size: perturbations vmapped at once; ``None`` means all n. Capped at ``MAX_CHUNK``
-      (2048 pairs) regardless, to keep clear of an XLA:CPU miscompile of vmaps wider than 8192.
-      Chunked and unchunked give the same G (to float rounding) for the same key.
-    mask: optax-style mask, a pytree of Python bools with the structure of params or a callable
-      ``params -> mask``. Only ``True`` leaves are perturbed and enter ‖g‖; ``False`` leaves get
-      their incoming update unchanged (e.g. learned scales keep their ordinary gradient).
-    g_hat_norm: "unit" (default): ĝ = g/‖g‖, so E[vvᵀ] = βĝĝᵀ + (1−β)I. "rms": ĝ = √d·g/‖g‖
-      (d = number of perturbed elements), the same per-element scale as u, so the ĝ part moves
-      each weight by ~ε as the noise does; an alternative reading of the paper, offered for
-      comparison (see docs/results/mnist.md): with "unit" and large d the noise part dominates
-      ‖v‖ even at β = 0.999. "tensor": each perturbed leaf's ĝ_t = g_t/‖g_t‖ (‖ĝ‖² = number of
-      perturbed leaves), the normalisation a per-parameter PyTorch loop would give (a leaf of
-      an nn.scan model stacks all its layers' copies).
-    evaluation: "vmap" (default): the ± pair and the perturbations of a chunk in one batched
-      call; "sequential": one forward after the other (same G; faster for convolutions on
-      XLA:CPU, where a vmap over per-perturbation weights becomes a grouped convolution).
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
-
-  References:
-    Yang & Aamodt, "First-Order-Guided Zeroth-Order Gradient Descent for Quantization-Aware
-    Training", NeurIPS 2025, arXiv:2510.23926.
-  """
-  return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
-                       use_ste_direction=True, g_hat_norm=g_hat_norm, evaluation=evaluation)
-
-
-def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
-          noise: Union[str, perturbations.NoiseFn] = "uniform", key=0,
-          chunk_size: Optional[int] = None, mask: Any = None, evaluation: str = "vmap"
-          ) -> optax.GradientTransformationExtraArgs:
-  """n-SPSA: G = (1/n) Σ_i [f(θ+ε⊙u_i) − f(θ−ε⊙u_i)] / 2 · u_i ⊘ ε, unbiased for ∇ of the
-  smoothed loss E_u[f(θ + ε⊙u)] (exactly ∇f on a quadratic).
-
-  Same arguments and update signature as ``fogzo`` without ``beta``; the incoming updates of the
-  perturbed leaves are ignored (pass zeros when there is no STE gradient), those of masked-out
-  leaves pass through unchanged. Costs 2n forward passes.
-  """
-  return _zeroth_order(num_perturbations, 0.0, epsilon, noise, key, chunk_size, mask,
-                       use_ste_direction=False, evaluation=evaluation)
+def _leaf_epsilon(e, p) -> jax.Array:
+  e = jnp.asarray(e, jnp.float32)
+  try:
+    fits = jnp.broadcast_shapes(e.shape, p.shape) == p.shape
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(f"an epsilon leaf has shape {e.shape}, which does not broadcast to its "
+                     f"parameter's shape {p.shape}")
+  return e

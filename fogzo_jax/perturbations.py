@@ -98,6 +98,11 @@ def implicit_smoothing(ste: str) -> Smoothing:
   Returns:
     ``Smoothing(eps_bar, noise)``; use ε = α·eps_bar for a tensor quantized with step α, and
     ``noise`` as the estimator's noise law.
+
+  Example:
+    >>> eps_bar, noise = implicit_smoothing("tanh")
+    >>> round(eps_bar, 4), noise
+    (0.9069, 'logistic')
   """
   if ste not in SMOOTHING_TABLE:
     raise ValueError(f"ste must be one of {_allowed(SMOOTHING_TABLE)}; got {ste!r}")

@@ -173,7 +173,8 @@ def test_sequential_evaluation_equals_vmapped_for_same_key():
     fz.fogzo(1, evaluation="serial")
 
 
-def test_same_key_same_estimate_and_state_advances():
+def test_same_key_same_estimate_and_fixed_key_with_step_count():
+  """The state keeps one key; step t draws from fold_in(key, t): same (key, t) → same G."""
   tx = fz.fogzo(2, beta=0.5, epsilon=0.05, key=jax.random.key(10))
   state0 = tx.init(PARAMS)
   g1, s1 = tx.update(G_STE, state0, PARAMS, value_fn=quadratic)
@@ -182,8 +183,11 @@ def test_same_key_same_estimate_and_state_advances():
   np.testing.assert_array_equal(flat(g1), flat(g1b))
   assert not np.allclose(flat(g1), flat(g2))
   assert int(s1.count) == 1 and int(s2.count) == 2
-  assert not np.array_equal(s1.key, state0.key) and not np.array_equal(s2.key, s1.key)
+  np.testing.assert_array_equal(s2.key, state0.key)
   assert s1.key.dtype == jnp.uint32 and s1.key.shape == (2,)
+  # A state rebuilt from (key, count) alone reproduces step 1.
+  g2b, _ = tx.update(G_STE, fz.FogzoState(jnp.int32(1), state0.key), PARAMS, value_fn=quadratic)
+  np.testing.assert_array_equal(flat(g2b), flat(g2))
 
 
 def test_mask_passes_unmasked_leaves_and_excludes_them_from_norm():
@@ -358,3 +362,179 @@ def test_g_hat_norm_tensor_normalises_each_leaf():
   want = g_hat * (g_hat @ flat(H))
   np.testing.assert_allclose(flat(out), want, rtol=2e-4, atol=2e-3)
   assert not np.allclose(flat(out), expected(1.0), rtol=1e-2)  # differs from the global norm
+
+
+# ------------------------------------------------------------- options of ours (issue 14)
+
+
+def test_noise_share_sets_beta_from_the_number_of_perturbed_elements():
+  """ρ → β = d/(d + ρ²‖ĝ‖²): d = 9 here; same key, same G as the equivalent fixed β."""
+  for rho, norm, sq_norm in ((0.5, "unit", 1.0), (2.0, "unit", 1.0), (0.3, "rms", 9.0)):
+    beta = fz.noise_share_to_beta(rho, 9, sq_norm)
+    g1, _ = run(fz.fogzo(7, noise_share=rho, g_hat_norm=norm, epsilon=0.05, key=20))
+    g2, _ = run(fz.fogzo(7, beta=beta, g_hat_norm=norm, epsilon=0.05, key=20))
+    np.testing.assert_allclose(flat(g1), flat(g2), rtol=1e-5, atol=1e-6)
+  assert fz.noise_share_to_beta(0.5, 9) == pytest.approx(9 / 9.25)
+  assert 1 - fz.noise_share_to_beta(0.09, 8_893_120) == pytest.approx(0.09 ** 2 / 8_893_120, rel=1e-6)
+  # A schedule of ρ is followed: ρ(0) = 0 is the exact projection (β = 1).
+  tx = fz.fogzo(3, noise_share=fz.linear_noise_share(1.0, 10), epsilon=0.05, key=21)
+  g0, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic)
+  np.testing.assert_allclose(flat(g0), expected(1.0), rtol=2e-4, atol=2e-4)
+
+
+def test_noise_share_expectation():
+  n, rho = 4000, 1.5
+  beta = fz.noise_share_to_beta(rho, 9)
+  out, _ = run(fz.fogzo(n, noise_share=rho, epsilon=0.05, key=22))
+  assert_within(out, expected(beta), term_variance(beta, "uniform"), n)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(noise_share=-0.1), "noise_share"), (dict(noise_share=float("nan")), "noise_share"),
+    (dict(noise_share=0.3, beta=0.9), "beta or noise_share"),
+    (dict(g_hat_clip=0.0), "g_hat_clip"), (dict(g_hat_clip=float("inf")), "g_hat_clip"),
+])
+def test_bad_option_values_raise(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    fz.fogzo(**kwargs)
+  with pytest.raises(ValueError, match="noise_share"):
+    fz.linear_noise_share(-1.0, 10)
+
+
+def test_g_hat_clip_bounds_every_element_of_the_ste_part():
+  """β = 1, ĝ at unit RMS clipped to ±c: G = v(vᵀ∇f) with v = clip(√d·ĝ, −c, c) exactly."""
+  c = 0.8
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=23, g_hat_norm="rms", g_hat_clip=c))
+  gs = flat(G_STE)
+  v = jnp.clip(3.0 * gs / jnp.linalg.norm(gs), -c, c)
+  assert float(jnp.max(jnp.abs(3.0 * gs / jnp.linalg.norm(gs)))) > c  # the clip binds
+  np.testing.assert_allclose(flat(out), v * (v @ flat(H)), rtol=2e-4, atol=2e-3)
+
+
+def test_smoothed_base_keeps_the_expectation_on_a_quadratic():
+  """Around θ + εu₀ the pair's difference is 2ε vᵀ(h + εAu₀): same mean, one more variance
+  term, E[(vᵀAu₀)² v_k²]·ε² ≤ ε²·E[v_k²]·E[(vᵀAu₀)²] bounded below by sampling it in numpy."""
+  n, beta, eps = 4000, 0.5, 0.05
+  out, _ = run(fz.fogzo(n, beta=beta, epsilon=eps, key=24, smoothed_base=True))
+  rng = np.random.default_rng(1)
+  gs = np.asarray(flat(G_STE), np.float64)
+  gh = gs / np.linalg.norm(gs)
+  m = 200_000
+  s = rng.choice([-1.0, 1.0], size=(m, 1))
+  u, u0 = (rng.uniform(-math.sqrt(3), math.sqrt(3), size=(m, 9)) for _ in range(2))
+  v = math.sqrt(beta) * s * gh + math.sqrt(1 - beta) * u
+  h = np.asarray(flat(H), np.float64)
+  terms = v * (v @ h + eps * np.einsum("mi,ij,mj->m", v, np.asarray(A, np.float64), u0))[:, None]
+  assert_within(out, expected(beta), terms.var(0) * 1.05, n)
+
+
+def test_smoothed_base_is_unbiased_where_the_plain_pair_sees_no_threshold():
+  """f(θ) = Σ a_j·round(θ_j) with ε = 1/(2√3) and uniform u: L_s(θ) = aᵀθ exactly, so
+  ∇L_s = a. θ sits on grid points, ≥ ε from a threshold: the plain ± pair along ĝ crosses no threshold (G = 0,
+  biased); around θ + εu₀ the estimate is unbiased for ĝĝᵀa = a (ĝ ∥ a)."""
+  a = jnp.asarray([1.0, -0.5, 2.0, 0.3, -1.2, 0.8])
+  theta = jnp.asarray([0.0, 1.0, -2.0, 2.0, -1.0, 0.0])
+  f = lambda p: jnp.sum(a * jnp.round(p))
+  eps = fz.quant.quantizer_epsilon(1.0, "identity")
+  n = 20000
+  plain = fz.fogzo(8, beta=1.0, epsilon=eps, key=25)
+  g0, _ = plain.update(a, plain.init(theta), theta, value_fn=f)
+  np.testing.assert_array_equal(g0, 0.0)
+  tx = fz.fogzo(n, beta=1.0, epsilon=eps, key=25, smoothed_base=True)
+  out, _ = jax.jit(lambda s: tx.update(a, s, theta, value_fn=f))(tx.init(theta))
+  # Per-term variance by sampling the same law in numpy.
+  rng = np.random.default_rng(2)
+  an, tn = np.asarray(a, np.float64), np.asarray(theta, np.float64)
+  gh = an / np.linalg.norm(an)
+  u0 = rng.uniform(-math.sqrt(3), math.sqrt(3), size=(200_000, 6))
+  diff = (np.round(tn + eps * (u0 + gh)) - np.round(tn + eps * (u0 - gh))) @ an / 2
+  var = np.var(diff[:, None] * gh / eps, axis=0)
+  assert np.all(np.abs(np.asarray(out) - an) <= Z * np.sqrt(var / n) + 1e-4)
+
+
+# ------------------------------------------------------------- inputs (issue 17)
+
+
+@pytest.mark.parametrize("eps", [float("inf"), float("nan"), 0.0, {"w": 0.1, "b": -1.0}])
+def test_non_finite_or_non_positive_epsilon_is_refused(eps):
+  with pytest.raises(ValueError, match="epsilon must be finite and > 0"):
+    fz.fogzo(epsilon=eps)
+
+
+def test_epsilon_callable_returning_zero_is_refused_outside_jit_and_passes_through_inside():
+  tx = fz.fogzo(2, beta=0.5, epsilon=lambda p: 0.0, key=0)
+  with pytest.raises(ValueError, match="returned by the epsilon callable"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic)
+  for make in (lambda e: fz.fogzo(2, beta=0.5, epsilon=e, key=0),
+               lambda e: fz.fogzo(2, beta=0.5, epsilon=lambda p: e, key=0)):
+    out = jax.jit(lambda e: make(e).update(G_STE, make(e).init(PARAMS), PARAMS,
+                                           value_fn=quadratic)[0])(jnp.float32(0.0))
+    np.testing.assert_array_equal(flat(out), flat(G_STE))  # unchanged, no NaN
+
+
+def test_value_fn_must_return_a_scalar():
+  tx = fz.fogzo(2, beta=0.5, epsilon=0.05)
+  with pytest.raises(ValueError, match="scalar loss"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=lambda p: flat(p) ** 2)
+  with pytest.raises(TypeError, match="tuple"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=lambda p: (quadratic(p), 1.0))
+
+
+def test_extra_arguments_are_checked_against_value_fn():
+  tx = fz.fogzo(2, beta=0.5, epsilon=0.05)
+  with pytest.raises(TypeError, match=r"\['batch'\] are not parameters of value_fn"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic, batch=1.0)
+  out, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS,
+                     value_fn=lambda p, **kw: quadratic(p, kw["scale"]), scale=2.0, other=3)
+  ref, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic, scale=2.0)
+  np.testing.assert_allclose(flat(out), flat(ref), rtol=1e-6)
+
+
+def test_all_false_mask_is_a_pass_through():
+  tx = fz.fogzo(2, beta=0.5, epsilon=0.05, mask={"w": False, "b": False})
+  out, state = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic)
+  np.testing.assert_array_equal(flat(out), flat(G_STE))
+  assert int(state.count) == 1
+
+
+def test_boolean_array_mask_selects_elements():
+  sel = np.array([[True, False, True], [False, True, True]])
+  mask = {"w": sel, "b": np.bool_(False)}
+  out, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=26, mask=mask))
+  np.testing.assert_array_equal(np.asarray(out["w"])[~sel], np.asarray(G_STE["w"])[~sel])
+  np.testing.assert_array_equal(out["b"], G_STE["b"])
+  gw, hw = np.asarray(G_STE["w"])[sel], np.asarray(H["w"])[sel]
+  ghat = gw / np.linalg.norm(gw)
+  np.testing.assert_allclose(np.asarray(out["w"])[sel], ghat * (ghat @ hw), rtol=2e-4, atol=2e-4)
+  # The same selection as a traced mask (a callable evaluated under jit).
+  out2, _ = run(fz.fogzo(3, beta=1.0, epsilon=0.05, key=26,
+                         mask=lambda p: {"w": jnp.asarray(sel), "b": False}))
+  np.testing.assert_allclose(flat(out2), flat(out), rtol=1e-6)
+  with pytest.raises(ValueError, match="boolean"):
+    run(fz.fogzo(3, epsilon=0.05, mask={"w": np.ones((2, 3)), "b": True}))
+
+
+def test_frozendict_and_prefix_masks():
+  from flax.core import FrozenDict  # pylint: disable=import-outside-toplevel
+  ref, _ = run(fz.fogzo(3, beta=0.5, epsilon=0.05, key=27, mask={"w": True, "b": False}))
+  out, _ = run(fz.fogzo(3, beta=0.5, epsilon=0.05, key=27,
+                        mask=FrozenDict({"w": True, "b": False})))
+  np.testing.assert_array_equal(flat(out), flat(ref))
+  nested = {"layer": PARAMS}
+  f = lambda p: quadratic(p["layer"])
+  tx = fz.fogzo(3, beta=0.5, epsilon=0.05, key=27, mask={"layer": True})
+  out, _ = tx.update({"layer": G_STE}, tx.init(nested), nested, value_fn=f)
+  full, _ = run(fz.fogzo(3, beta=0.5, epsilon=0.05, key=27))
+  np.testing.assert_allclose(flat(out["layer"]), flat(full), rtol=1e-6)
+
+
+def test_optax_masked_composition_gets_a_clear_error():
+  tx = optax.masked(fz.fogzo(2, epsilon=0.05), {"w": True, "b": False})
+  with pytest.raises(ValueError, match=r"fz.fogzo\(mask=...\)"):
+    tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic)
+
+
+def test_nspsa_accepts_none_updates():
+  g1, _ = run(fz.nspsa(4, epsilon=0.05, key=12), g=None)
+  g2, _ = run(fz.nspsa(4, epsilon=0.05, key=12), g=jax.tree.map(jnp.zeros_like, G_STE))
+  np.testing.assert_array_equal(flat(g1), flat(g2))

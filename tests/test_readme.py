@@ -21,7 +21,7 @@ def test_readme_example_runs_and_learns():
 
 def test_readme_commands():
   text = open(README).read()
-  assert "pip install -e . && python train.py --config=configs/mnist_mlp.py" in text
+  assert 'pip install -e ".[train]" && python train.py --config=configs/mnist_mlp.py' in text
   assert 'pip install -e ".[test]" && pytest' in text
 
 

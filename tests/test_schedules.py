@@ -53,7 +53,7 @@ def test_start_at_switches_from_ste_to_fogzo_at_the_right_step():
   expected = ghat * (ghat @ (3 * np.asarray(params["w"])))  # β = 1: ĝĝᵀ∇f
   for k in (3, 4):
     np.testing.assert_allclose(outs[k], expected, rtol=1e-3, atol=1e-4)
-  assert int(state.count) == 5 and int(state.inner.count) == 2  # inner only ran twice
+  assert int(state.step) == 5 and int(state.inner_state.count) == 2  # inner only ran twice
 
 
 def test_start_at_bad_step():

@@ -84,6 +84,11 @@ def quantize(x: jax.Array, bits: int, scale, ste: str = "identity",
 
   Returns:
     Array of ``x``'s shape whose values lie exactly on the grid α·{lo, …, hi}.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> quantize(jnp.array([-0.9, 0.1, 0.3, 2.0]), bits=2, scale=0.5)   # levels {−2, …, 1}·α
+    Array([-1. ,  0. ,  0.5,  0.5], dtype=float32)
   """
   ste_lib.check_ste(ste)
   lo, hi = levels(bits, signed)
@@ -91,5 +96,10 @@ def quantize(x: jax.Array, bits: int, scale, ste: str = "identity",
 
 
 def quantizer_epsilon(scale, ste: str):
-  """ε = α·ε̄(ste): the FOGZO perturbation radius for a tensor quantized with step α."""
+  """ε = α·ε̄(ste): the FOGZO perturbation radius for a tensor quantized with step α.
+
+  Example:
+    >>> round(float(quantizer_epsilon(0.5, "identity")), 4)   # 0.5 / (2√3)
+    0.1443
+  """
   return scale * perturbations.implicit_smoothing(ste).eps_bar

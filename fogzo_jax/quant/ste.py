@@ -45,7 +45,14 @@ def check_ste(ste: str) -> str:
 
 @jax.custom_vjp
 def round_ste(x: jax.Array) -> jax.Array:
-  """round(x) forward (half to even), identity backward."""
+  """round(x) forward (half to even), identity backward.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> x = jnp.array([0.4, 1.6])
+    >>> round_ste(x), jax.grad(lambda x: round_ste(x).sum())(x)
+    (Array([0., 2.], dtype=float32), Array([1., 1.], dtype=float32))
+  """
   return jnp.round(x)
 
 
@@ -76,6 +83,12 @@ def sign_ste(x: jax.Array, backward: str = "hardtanh") -> jax.Array:
   Args:
     x: any shape.
     backward: "hardtanh", "tanh" or "approxsign".
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> x = jnp.array([-0.5, 2.0])
+    >>> sign_ste(x), jax.grad(lambda x: sign_ste(x, "hardtanh").sum())(x)
+    (Array([-1.,  1.], dtype=float32), Array([1., 0.], dtype=float32))
   """
   if backward not in _SIGN_STES:
     raise ValueError(f"backward must be one of {', '.join(map(repr, _SIGN_STES))}; "

@@ -11,10 +11,8 @@ import jax.numpy as jnp
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-sys.path.insert(0, ROOT)
-import throughput  # noqa: E402
-from fogzo_jax.models.llama import Llama, ffn_width  # noqa: E402
+import throughput
+from fogzo_jax.models.llama import Llama, ffn_width
 
 
 def test_model_flops_per_token_counts_every_matmul_but_the_embedding():

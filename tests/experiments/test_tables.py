@@ -2,22 +2,20 @@
 
 import json
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
-import equal_time  # noqa: E402
-import fixed_scale  # noqa: E402
-import headline_plot  # noqa: E402
-import lsq  # noqa: E402
-import quest  # noqa: E402
-import table_runner as tables  # noqa: E402
+import equal_time
+import fixed_scale
+import headline_plot
+import lsq
+import quest
+import table_runner as tables
 
-from fogzo_jax.train import sweep  # noqa: E402
-from fogzo_jax.train.config import validate  # noqa: E402
+from fogzo_jax.train import sweep
+from fogzo_jax.train.config import validate
 
 ALL_ROWS = (fixed_scale.make_rows() + lsq.make_rows() + quest.make_rows()
             + equal_time.make_rows(step_ratio=1.29))

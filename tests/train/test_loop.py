@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from configs import mnist_mlp  # tests/conftest.py puts the repo root on sys.path
+from configs import mnist_mlp  # the repo root is on pytest's pythonpath (pyproject.toml)
 from fogzo_jax.train import ConfigError, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
