@@ -1,15 +1,22 @@
 """Train a quantized model with STE, FOGZO or n-SPSA.
 
-  python train.py --config=configs/mnist_mlp.py --workdir=runs/mnist [--config.x=y ...]
+  python train.py --config=configs/mnist_mlp.py --workdir=runs/mnist [--config.section.field=v ...]
+
+Exit codes: 0 done; 2 bad config, data or command line; 3 the run diverged (NaN/Inf); 4 the
+workdir is in use by another run; 5 checkpoints cannot be written or read; 130 / 143 stopped by
+SIGINT / SIGTERM after saving a checkpoint (rerun the same command to resume); 1 an internal
+error (its traceback is in <workdir>/train.log). Every fatal error prints one line on stderr.
 """
 
+import difflib
+import logging
+import os
 import sys
+import traceback
+import warnings
 
 from absl import app, flags
 from ml_collections import config_flags
-
-from fogzo_jax.data import DataError
-from fogzo_jax.train import ConfigError, Diverged, Preempted, train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -17,24 +24,97 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics
                                 "plots; a rerun of the same command resumes from it.")
 _FORCE = flags.DEFINE_bool("force", False, "Start afresh in a workdir that holds a run of a "
                            "different config (its checkpoints and metrics are deleted).")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _exit(code: int, message: str = "") -> None:
+  """Prints one line and ends the process now: no library thread can keep it alive."""
+  if message:
+    sys.stderr.write(message.rstrip() + "\n")
+  sys.stdout.flush()
+  sys.stderr.flush()
+  logging.shutdown()
+  os._exit(code)  # pylint: disable=protected-access
+
+
+def _config_fields(argv) -> list:
+  """The dotted field names of the config file named by --config (empty if it cannot load)."""
+  spec = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+  try:
+    from fogzo_jax.train import config, sweep  # pylint: disable=import-outside-toplevel
+    return list(config.flatten(sweep.load_config(spec).to_dict()))
+  except Exception:  # pylint: disable=broad-except
+    return []
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a bad flag or config override reported in one line (exit 2)."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except  # flags.Error, or a config override's
+    fields = _config_fields(argv)
+    unknown = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")
+               and a.split("=")[0][len("--config."):] not in fields]
+    if fields and unknown:
+      close = difflib.get_close_matches(unknown[0][len("--config."):], fields, n=1)
+      hint = f" (did you mean --config.{close[0]}?)" if close else ""
+      _exit(2, f"error: {unknown[0]} is not a field of the config{hint}")
+    lines = [line.strip() for line in str(e).replace("\\n", "\n").splitlines() if line.strip()]
+    text = lines[0] + (f" … {lines[-1]}" if len(lines) > 1 else "") if lines else repr(e)
+    _exit(2, f"error: {text}")
+
+
+def _log_to_file(workdir: str) -> None:
+  """Library INFO chatter (orbax, jax) goes to <workdir>/train.log, not the terminal."""
+  os.makedirs(workdir, exist_ok=True)
+  root = logging.getLogger()
+  for handler in list(root.handlers):
+    root.removeHandler(handler)
+  handler = logging.FileHandler(os.path.join(workdir, "train.log"))
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  logging.captureWarnings(True)
+  warnings.simplefilter("default")
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _exit(2, f"error: unexpected arguments {argv[1:]}; overrides look like "
+             "--config.section.field=value")
+  if not _CONFIG.value or not _WORKDIR.value:
+    _exit(2, "error: --config=<configs/file.py> and --workdir=<folder> are required")
+  from fogzo_jax.data import DataError  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.train import (  # pylint: disable=import-outside-toplevel
+      CheckpointError, ConfigError, Diverged, Preempted, WorkdirLocked, train_and_evaluate,
+      validate)
+  workdir = _WORKDIR.value
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
+    config = _CONFIG.value
+    config.keys()  # ml_collections loads the file lazily: fail here, in one line
+  except Exception as e:  # pylint: disable=broad-except
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    _exit(2, f"error: cannot load the config: {' '.join(lines[-2:]) if lines else e!r}")
+  try:
+    validate(config)  # a bad config touches nothing, not even the workdir
+    _log_to_file(workdir)
+    train_and_evaluate(config, workdir, force=_FORCE.value)
   except (ConfigError, DataError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    sys.exit(2)
+    _exit(2, f"error: {e}")
   except Diverged as e:
-    sys.stderr.write(f"error: {e}\n")
-    sys.exit(3)
+    _exit(3, f"error: {e}")
+  except WorkdirLocked as e:
+    _exit(4, f"error: {e}")
+  except CheckpointError as e:
+    _exit(5, f"error: {e}")
   except Preempted as e:
-    sys.stderr.write(f"{e}\n")
-    sys.exit(143)
+    _exit(130 if "SIGINT" in str(e) else 143, str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    logging.error("internal error:\n%s", traceback.format_exc())
+    where = os.path.join(workdir, "train.log")
+    _exit(1, f"error: internal error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+             f"); the traceback is in {where}")
+  _exit(0)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

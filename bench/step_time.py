@@ -10,18 +10,15 @@ JSON file. ``--size=auto`` uses reduced widths on CPU and the full models on an 
 process, so it only grows down the table), device peak bytes on GPU.
 """
 
-import functools
 import os
 import resource
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags
 
 from fogzo_jax.train.sweep import load_config
-from fogzo_jax.train import loop
+from fogzo_jax.train import loop, optim, sharding
 from fogzo_jax.train.config import default_config
 import timing  # bench/timing.py, beside this script
 
@@ -63,10 +60,9 @@ def bench_config(name: str, full: bool):
     config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
   else:
     config = default_config()
-    config.model = name
-    config.model_kwargs = ml_collections.ConfigDict(BENCH_MODELS[name][4 if full else 3])
-    config.quant, config.bits = "fixed", 2
-  config.dtype = _DTYPE.value
+    config.model = {"name": name, "dtype": _DTYPE.value,
+                    **BENCH_MODELS[name][4 if full else 3]}
+    config.quant.update(kind="fixed", bits=2)
   return config
 
 
@@ -85,14 +81,14 @@ def make_batch(name: str, full: bool):
 
 
 def time_step(config, task, batch, repeats: int) -> float:
-  model = loop.build_model(config, {"num_classes": 10, "vocab_size": 257})
-  sample = batch["inputs"][:1] if task == "lm" else batch["image"][:1]
-  state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=1000),
-      jnp.asarray(sample))
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
-                                   estimator=config.estimator), donate_argnums=0)
-  seconds, _, _ = timing.median_step_seconds(step, state, jax.device_put(batch), max(5, repeats))
+  """The median time of train.py's own jitted step (``loop.jit_train_step``) on one device."""
+  model = loop.make_model(config, {"vocab_size": 257} if task == "lm" else {"num_classes": 10})
+  tx = loop.make_tx(config, total_steps=1000)
+  mesh = sharding.make_mesh(fsdp=False, devices=jax.devices()[:1])
+  batch = jax.device_put(batch)
+  state, shardings = loop.create_train_state(model, tx, task, batch, jax.random.key(0), mesh)
+  step = loop.jit_train_step(config, model, tx, task, shardings, mesh)
+  seconds, _, _ = timing.median_step_seconds(step, state, batch, max(5, repeats))
   return seconds
 
 
@@ -112,20 +108,19 @@ def main(argv):
     base = None
     for estimator, n, evaluation in runs:
       config = bench_config(name, full)
-      config.estimator, config.num_perturbations = estimator, n
-      config.evaluation = evaluation
+      config.estimator.update(kind=estimator, num_perturbations=n, evaluation=evaluation)
       if _CHUNK.value:
-        config.chunk_size = _CHUNK.value
+        config.estimator.chunk_size = _CHUNK.value
       repeats = _REPEATS.value if n < 1000 else 5
       t = time_step(config, task, batch, repeats)
       base = base or t
       rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
                        evaluation=evaluation if estimator != "ste" else "",
-                       chunk_size=config.chunk_size,
+                       chunk_size=config.estimator.chunk_size,
                        batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
-                       forward_passes=loop.forward_passes_per_step(config),
-                       ideal_ratio=loop.forward_passes_per_step(config) / 3))
+                       forward_passes=optim.forward_passes(1, 1, **config.estimator),
+                       ideal_ratio=optim.forward_passes(1, 1, **config.estimator) / 3))
       r = rows[-1]
       print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "

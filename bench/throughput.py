@@ -20,19 +20,15 @@ read from ``PEAK_TFLOPS`` by device kind (dense bf16) or given with ``--peak_tfl
 is left out unless given.
 """
 
-import functools
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fogzo_jax.train.sweep import load_config
-from fogzo_jax.models.llama import LLAMA_SIZES
-from fogzo_jax.train import loop
+from fogzo_jax.train import loop, optim, sharding
 import timing  # bench/timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,39 +71,32 @@ def model_flops_per_token(params, layers: int, dim: int, seq_len: int) -> float:
 def bench_config(estimator: str, reduced: bool, dtype: str) -> ml_collections.ConfigDict:
   config = load_config(os.path.join(ROOT, "configs", f"llama.py:{_SIZE.value}"))
   if reduced:
-    config.model_kwargs = ml_collections.ConfigDict(REDUCED)
-  config.estimator, config.num_perturbations = estimator, 1
-  config.seq_len, config.fsdp, config.dtype = _SEQ_LEN.value, _FSDP.value, dtype
+    config.model.update(REDUCED)
+  config.estimator.update(kind=estimator, num_perturbations=1)
+  config.model.dtype, config.data.seq_len, config.fsdp = dtype, _SEQ_LEN.value, _FSDP.value
   return config
 
 
 def time_row(config, k: int, repeats: int) -> dict:
   """Median step time of ``config`` on the first k devices, and the model's FLOP count."""
-  mesh = Mesh(np.array(jax.devices()[:k]), ("data",))
-  batch_size = _PER_DEVICE_BATCH.value * k
+  mesh = sharding.make_mesh(config.fsdp, jax.devices()[:k])
+  batch_size, seq_len = _PER_DEVICE_BATCH.value * k, config.data.seq_len
   rng = np.random.default_rng(0)
-  tokens = rng.integers(0, 257, (batch_size, config.seq_len + 1)).astype(np.int32)
-  batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-           "segment_ids": np.ones((batch_size, config.seq_len), np.int32),
-           "weights": np.ones((batch_size, config.seq_len), np.float32)}
-  model = loop.build_model(config, {"vocab_size": 257})
-  state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=1000),
-      jnp.asarray(batch["inputs"][:1]))
-  shardings = loop.state_shardings(state, mesh, config.fsdp)
-  state = jax.device_put(state, shardings)
-  batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="lm",
-                                   estimator=config.estimator),
-                 donate_argnums=0, out_shardings=(shardings, NamedSharding(mesh, P())))
-  seconds, state, loss = timing.median_step_seconds(step, state, batch, max(3, repeats))
-  if not np.isfinite(float(loss)):
-    raise FloatingPointError(f"{config.estimator} on {k} devices: loss {float(loss)}")
-  dim, layers, _ = LLAMA_SIZES[config.model]
-  dim, layers = config.model_kwargs.get("dim", dim), config.model_kwargs.get("layers", layers)
-  return dict(step_s=seconds, batch=batch_size,
-              flops_per_token=model_flops_per_token(state.params, layers, dim, config.seq_len),
-              loss=float(loss))
+  tokens = rng.integers(0, 257, (batch_size, seq_len + 1)).astype(np.int32)
+  batch = jax.device_put({"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+                          "segment_ids": np.ones((batch_size, seq_len), np.int32),
+                          "weights": np.ones((batch_size, seq_len), np.float32)},
+                         sharding.batch_sharding(mesh))
+  model, tx = loop.make_model(config, {"vocab_size": 257}), loop.make_tx(config, 1000)
+  state, shardings = loop.create_train_state(model, tx, "lm", batch, jax.random.key(0), mesh)
+  step = loop.jit_train_step(config, model, tx, "lm", shardings, mesh)
+  seconds, state, metrics = timing.median_step_seconds(step, state, batch, max(3, repeats))
+  loss = float(metrics["loss"])
+  if not np.isfinite(loss):
+    raise FloatingPointError(f"{config.estimator.kind} on {k} devices: loss {loss}")
+  return dict(step_s=seconds, batch=batch_size, loss=loss,
+              flops_per_token=model_flops_per_token(state.params, config.model.layers,
+                                                    config.model.dim, seq_len))
 
 
 def main(argv):
@@ -126,17 +115,17 @@ def main(argv):
     if estimator not in ("ste", "fogzo"):
       raise app.UsageError(f"--estimators: {estimator!r} is not one of ste, fogzo")
     config = bench_config(estimator, reduced, dtype)
-    passes = loop.forward_passes_per_step(config)
+    passes = optim.forward_passes(1, 1, **config.estimator)
     single = None
     for k in counts:
       r = time_row(config, k, _REPEATS.value)
-      tokens = r["batch"] * config.seq_len
+      tokens = r["batch"] * config.data.seq_len
       flops_s = r["flops_per_token"] * tokens * passes / r["step_s"]
       single = single or tokens / r["step_s"] / k  # per-device tokens/s at the first count
       rows.append(dict(
           model=f"llama_{_SIZE.value}" + (f" (d {REDUCED['dim']}, {REDUCED['layers']} layers)"
                                           if reduced else ""),
-          estimator=estimator, devices=k, batch=r["batch"], seq_len=config.seq_len,
+          estimator=estimator, devices=k, batch=r["batch"], seq_len=config.data.seq_len,
           dtype=dtype, step_ms=1e3 * r["step_s"], tokens_per_s=tokens / r["step_s"],
           flops_per_token=r["flops_per_token"], forward_passes=passes,
           scaling_efficiency=tokens / r["step_s"] / (k * single),

@@ -10,8 +10,8 @@ import jax
 
 
 def median_step_seconds(step, state, batch, repeats: int):
-  """Median wall time of ``state, loss = step(state, batch)`` (compile excluded, each step
-  waited for with ``block_until_ready``); returns (seconds, last state, last loss)."""
+  """Median wall time of ``state, metrics = step(state, batch)`` (compile excluded, each step
+  waited for with ``block_until_ready``); returns (seconds, last state, last metrics)."""
   state, loss = step(state, batch)  # compile
   jax.block_until_ready(loss)
   times = []

@@ -3,12 +3,14 @@
 The size is the config argument: ``--config=configs/llama.py:9m`` (9m, 20m, 30m, 95m, 200m,
 300m; table in fogzo_jax/models/llama.py). Defaults train offline on the shipped Tiny
 Shakespeare with the byte tokenizer; the paper's setting is C4 with the LLaMA SentencePiece
-tokenizer (``--config.dataset=c4 --config.data_dir=<tfds dir> --config.tokenizer=sentencepiece
---config.tokenizer_path=<tokenizer.model>``). W+A QuEST: ``--config.quant=quest
---config.quantize_activations=True``; LSQ: ``--config.quant=lsq``.
+tokenizer (``--config.data.name=c4 --config.data.data_dir=<tfds dir> --config.data.tokenizer=sentencepiece
+--config.data.tokenizer_path=<tokenizer.model>``). W+A QuEST: ``--config.quant.kind=quest
+--config.quant.activations=True``; LSQ: ``--config.quant.kind=lsq``.
 
   python train.py --config=configs/llama.py:9m --workdir=runs/llama9m
 """
+
+import ml_collections
 
 from fogzo_jax.models.llama import LLAMA_SIZES
 from fogzo_jax.train.config import default_config
@@ -24,24 +26,19 @@ def get_config(size: str = "9m"):
   if f"llama_{size}" not in LLAMA_SIZES:
     raise ValueError(f"size must be one of {', '.join(RECIPE)}; got {size!r}")
   batch, lr = RECIPE[size]
+  dim, layers, heads = LLAMA_SIZES[f"llama_{size}"]
   config = default_config()
-  config.model = f"llama_{size}"
-  config.quant = "fixed"             # 'fixed' | 'lsq' | 'quest'
-  config.bits = 2
-  config.ste = "identity"
-  config.estimator = "fogzo"
-  config.beta_min = 0.999
-  config.dataset = "tiny_shakespeare"
-  config.tokenizer = "byte"
-  config.seq_len = 256
-  config.batch_size = batch
-  config.learning_rate = lr
-  config.weight_decay = 0.1
-  config.warmup_steps = 100
+  config.model = ml_collections.ConfigDict(dict(
+      name=f"llama_{size}", dim=dim, layers=layers, heads=heads, quantize_first_last=False,
+      dtype="float32", param_dtype="float32"))
+  config.quant.update(kind="fixed", bits=2, ste="identity")  # kind: 'fixed' | 'lsq' | 'quest'
+  config.estimator.update(kind="fogzo", beta_min=0.999)
+  config.optimizer.update(learning_rate=lr, weight_decay=0.1, warmup_steps=100)
+  config.data.update(name="tiny_shakespeare", tokenizer="byte", seq_len=256, batch_size=batch,
+                     eval_batch_size=64)
   config.num_epochs = 1
   config.num_train_steps = 2000
   config.eval_every_steps = 500
-  config.eval_batch_size = 64
   config.checkpoint_every_steps = 500
   config.log_every_steps = 20
   return config

@@ -37,7 +37,7 @@ def main(argv):
   del argv
   base = sweep.apply_overrides(_CONFIG.value, _SET.value)
   os.makedirs(_OUT.value, exist_ok=True)
-  variants = {e: [f"estimator={e}"] for e in _ESTIMATORS.value}
+  variants = {e: [f"estimator.kind={e}"] for e in _ESTIMATORS.value}
   runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
                             report_only=_REPORT_ONLY.value)
   metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])

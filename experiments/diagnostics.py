@@ -9,19 +9,17 @@ batch, estimates ∇L_s of the measured layer with a large-n n-SPSA reference, t
 FOGZO(β, n) and n-SPSA(n) over 16 keys (``fogzo_jax.diagnostics``). Writes a table and a plot.
 """
 
-import functools
 import os
 
 import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-import ml_collections
 import fogzo_jax as fz
-from fogzo_jax.train.sweep import load_config
-from fogzo_jax import data as data_lib, diagnostics
-from fogzo_jax.quant.layers import epsilon_from_params
+from fogzo_jax import diagnostics
+from fogzo_jax.quant.layers import QuantSpec, epsilon_from_params
 from fogzo_jax.train import loop
+from fogzo_jax.train.sweep import apply_overrides, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,8 +39,9 @@ def experiment_config():
     config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
     return config, _LAYER.value or "Dense_1", "mnist", "2-bit MNIST MLP 784-10-10, identity STE"
   config = load_config(os.path.join(ROOT, "configs", "llama.py:9m"))
-  config.model_kwargs = ml_collections.ConfigDict(dict(dim=32, layers=2, heads=2))
-  config.update(batch_size=16, seq_len=64, learning_rate=3e-3, warmup_steps=20)
+  apply_overrides(config, ["model.dim=32", "model.layers=2", "model.heads=2",
+                           "data.batch_size=16", "data.seq_len=64",
+                           "optimizer.learning_rate=3e-3", "optimizer.warmup_steps=20"])
   return (config, _LAYER.value or "blocks/wo", "llama",
           "2-bit LLaMA (d 32, 2 layers) on Tiny Shakespeare, identity STE")
 
@@ -61,17 +60,12 @@ def set_path(tree, path, value):
 def main(argv):
   del argv
   config, layer, name, title = experiment_config()
-  config.update(estimator="ste", seed=_SEED.value)
-  data = data_lib.make_pipeline(config)
-  model = loop.build_model(config, data.info)
-  state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=1170),
-      jnp.asarray(data.sample))
-  step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, estimator="ste",
-                                   task=data.task))
+  config.estimator.kind, config.seed, config.num_train_steps = "ste", _SEED.value, 1170
+  run, state = loop.build(config)
+  model, data = run.model, run.data
   for i in range(_STE_STEPS.value):
-    state, _ = step(state, data.batch(i))
-  batch = jax.tree.map(jnp.asarray, data.batch(_STE_STEPS.value))
+    state, _ = run.step_fn(state, run.put(data.train[i]))
+  batch = run.put(data.train[_STE_STEPS.value])
 
   def value_fn(sub, batch):
     """The loss as a function of the measured layer's parameters (all others fixed)."""
@@ -81,9 +75,9 @@ def main(argv):
     loss, _, w = loop.per_example_loss(data.task, logits, batch)
     return jnp.sum(loss * w) / jnp.sum(w)
 
-  eps = epsilon_from_params(state.params, state.quant, loop.quant_spec(config))
+  eps = epsilon_from_params(state.params, state.quant, QuantSpec(**config.quant))
   params, eps = get_path(state.params, layer), get_path(eps, layer)
-  noise = fz.implicit_smoothing(config.ste).noise
+  noise = fz.implicit_smoothing(config.quant.ste).noise
   betas, ns = (1.0, 0.999, 0.99, 0.9, 0.666, 0.0), tuple(int(n) for n in _NS.value)
   rows, self_cos = diagnostics.compare(value_fn, params, eps, noise,
                                        jax.random.key(_SEED.value), betas=betas[:-1], ns=ns,
@@ -91,7 +85,7 @@ def main(argv):
   dim = sum(x.size for x in jax.tree.leaves(params))
   lines = [f"Measured parameters: {layer} ({dim:,}). "
            f"θ after {_STE_STEPS.value} STE steps (seed {_SEED.value}); one batch of "
-           f"{config.batch_size}; "
+           f"{config.data.batch_size}; "
            f"reference: n-SPSA with {_REF_N.value:,} perturbations (cosine between its two "
            f"halves: {self_cos:.3f}); 16 keys per estimator.", "",
            "| estimator | cosine to ∇L_s | relative bias | relative variance | forward passes |",

@@ -30,10 +30,10 @@ def make_rows(step_ratio: float | None = None):
   m = mixed_steps(_STE_STEPS, _STEP_RATIO.value if step_ratio is None else step_ratio)
   base = tuple(o for o in LLAMA_TINY if not o.startswith("num_train_steps="))
   variants = {
-      "ste": ("STE", ("estimator=ste", f"num_train_steps={_STE_STEPS}")),
+      "ste": ("STE", ("estimator.kind=ste", f"num_train_steps={_STE_STEPS}")),
       f"ste70_fogzo30_m{m}": (f"70 % STE + 30 % FOGZO ({m} steps)",
-                              ("estimator=fogzo", f"num_train_steps={m}",
-                               f"fogzo_start_fraction={1 - _FOGZO_FRACTION:g}")),
+                              ("estimator.kind=fogzo", f"num_train_steps={m}",
+                               f"estimator.start_fraction={1 - _FOGZO_FRACTION:g}")),
   }
   return [Row("llama", "Equal time, LLaMA-30M, C4 (ppl; STE 3.522B tokens vs 70/30 mix 3.0B, "
                        "3.7 h each)",

@@ -20,19 +20,19 @@ def make_rows():
                          "configs/resnet18_in100.py")
   llama_variants = {
       "ste": STE, "fogzo": FOGZO,
-      "fogzo_beta1": ("FOGZO, β = 1 throughout", ("estimator=fogzo", "beta_min=1.0")),
-      "fogzo_beta0.9999": ("FOGZO, β 1 → 0.9999", ("estimator=fogzo", "beta_min=0.9999")),
-      "fogzo_beta0.99999": ("FOGZO, β 1 → 0.99999", ("estimator=fogzo", "beta_min=0.99999")),
-      "fogzo_rms": ("FOGZO, β → 0.999, ĝ at unit RMS", ("estimator=fogzo", "g_hat_norm=rms")),
+      "fogzo_beta1": ("FOGZO, β = 1 throughout", ("estimator.kind=fogzo", "estimator.beta_min=1.0")),
+      "fogzo_beta0.9999": ("FOGZO, β 1 → 0.9999", ("estimator.kind=fogzo", "estimator.beta_min=0.9999")),
+      "fogzo_beta0.99999": ("FOGZO, β 1 → 0.99999", ("estimator.kind=fogzo", "estimator.beta_min=0.99999")),
+      "fogzo_rms": ("FOGZO, β → 0.999, ĝ at unit RMS", ("estimator.kind=fogzo", "estimator.g_hat_norm=rms")),
       "fogzo_tensor": ("FOGZO, β → 0.999, ĝ unit per tensor",
-                       ("estimator=fogzo", "g_hat_norm=tensor")),
+                       ("estimator.kind=fogzo", "estimator.g_hat_norm=tensor")),
   }
   for lr in ("0.01", "0.03"):  # is STE's default lr (3e-3) simply too low for FOGZO?
-    llama_variants[f"ste_lr{lr}"] = (f"STE, lr {lr}", ("estimator=ste", f"learning_rate={lr}"))
+    llama_variants[f"ste_lr{lr}"] = (f"STE, lr {lr}", ("estimator.kind=ste", f"optimizer.learning_rate={lr}"))
     llama_variants[f"fogzo_lr{lr}"] = (f"FOGZO, β → 0.999, lr {lr}",
-                                       ("estimator=fogzo", f"learning_rate={lr}"))
+                                       ("estimator.kind=fogzo", f"optimizer.learning_rate={lr}"))
   both = {"ste": STE, "fogzo": FOGZO}
-  tanh = ("ste=tanh",)
+  tanh = ("quant.ste=tanh",)
   return [
       Row("deit_tiny_identity", "Fixed α, DeiT-Tiny, ImageNet-100, identity STE (acc %)",
           {"ste": 62.72, "fogzo": 70.06}, DEIT_FASHION_SCALE, deit, DEIT_FASHION, both),

@@ -14,7 +14,7 @@ from table_runner import STE, Row
 
 def make_rows():
   both = {"ste": STE, "fogzo": FOGZO}
-  lsq = ("quant=lsq",)
+  lsq = ("quant.kind=lsq",)
   return [
       Row("deit_small", "LSQ, DeiT-Small, ImageNet-1K (acc %; loss 2.62 → 2.57)",
           {"ste": 79.55, "fogzo": 80.06},
@@ -26,7 +26,7 @@ def make_rows():
           "configs/llama.py:20m", LLAMA_9M + lsq, both),
       Row("resnet18", "LSQ, ResNet-50, ImageNet-1K (acc %; loss 0.43 → 0.39)",
           {"ste": 82.81, "fogzo": 83.67}, RESNET_FASHION_SCALE + " (ResNet-18 for ResNet-50)",
-          "configs/resnet18_in100.py", RESNET_FASHION + lsq + ("quantize_first_last=false",),
+          "configs/resnet18_in100.py", RESNET_FASHION + lsq + ("model.quantize_first_last=false",),
           both),
   ]
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from absl import app, flags
 
-from fogzo_jax.train.sweep import load_config
+from fogzo_jax.train.sweep import apply_overrides, load_config
 from fogzo_jax.train import metrics, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,11 +37,12 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only aggregate existing 
 def runs():
   """(name, overrides, seeds) for every configuration of the sweep."""
   seeds = [int(s) for s in _SEEDS.value]
-  out = [("ste", dict(estimator="ste"), seeds)]
-  out += [(f"fogzo_n1_beta{b}", dict(estimator="fogzo", num_perturbations=1,
-                                     beta_min=float(b), g_hat_norm=_G_HAT_NORM.value), seeds)
+  out = [("ste", ["estimator.kind=ste"], seeds)]
+  out += [(f"fogzo_n1_beta{b}", ["estimator.kind=fogzo", "estimator.num_perturbations=1",
+                                 f"estimator.beta_min={b}",
+                                 f"estimator.g_hat_norm={_G_HAT_NORM.value}"], seeds)
           for b in _BETAS.value]
-  out += [(f"nspsa_n{n}", dict(estimator="nspsa", num_perturbations=int(n)),
+  out += [(f"nspsa_n{n}", ["estimator.kind=nspsa", f"estimator.num_perturbations={n}"],
            seeds[:1] if int(n) >= _BIG_N.value else seeds) for n in _NSPSA_N.value]
   return out
 
@@ -53,10 +54,10 @@ def run_all():
       if os.path.exists(os.path.join(workdir, "summary.json")):
         continue
       config = load_config(os.path.join(ROOT, "configs", "mnist_mlp.py"))
-      config.update(dict(dataset=_DATASET.value, num_epochs=_EPOCHS.value, seed=seed,
-                         **overrides))
+      apply_overrides(config, [f"data.name={_DATASET.value}", f"num_epochs={_EPOCHS.value}",
+                               f"seed={seed}", *overrides])
       if _LR.value is not None:
-        config.learning_rate = _LR.value
+        config.optimizer.learning_rate = _LR.value
       print(f"== {name} seed {seed}", flush=True)
       train_and_evaluate(config, workdir)
 
@@ -96,7 +97,7 @@ def passes_to_reach(fp, loss, target):
 def report(results):
   fmt = lambda xs, scale=1.0, d=4: (f"{scale * np.mean(xs):.{d}f} ± {scale * np.std(xs):.{d}f}"
                                     if len(xs) > 1 else f"{scale * xs[0]:.{d}f}")
-  lr = _LR.value if _LR.value is not None else load_config(os.path.join(ROOT, "configs", "mnist_mlp.py")).learning_rate
+  lr = _LR.value if _LR.value is not None else load_config(os.path.join(ROOT, "configs", "mnist_mlp.py")).optimizer.learning_rate
   lines = [f"Dataset: {_DATASET.value}; {_EPOCHS.value} epochs; learning rate {lr:g}; FOGZO "
            f"g_hat_norm {_G_HAT_NORM.value!r}; mean ± std "
            "over seeds (population std).", "",

@@ -18,14 +18,14 @@ _GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, whose FOGZO step alrea
 
 def make_rows():
   both = {"ste": STE, "fogzo": FOGZO}
-  wa = ("quantize_activations=true",)
+  wa = ("quant.activations=true",)
   return [
       Row("llama_quest_wa", "QuEST W+A, LLaMA-95M, C4 (ppl)", {"ste": 37.75, "fogzo": 37.37},
           LLAMA_TINY_SCALE + " (for 95M)", "configs/llama.py:9m",
-          LLAMA_TINY + ("quant=quest",) + wa, both),
+          LLAMA_TINY + ("quant.kind=quest",) + wa, both),
       Row("llama_lsq_wa", "LSQ W+A, LLaMA-95M, C4 (ppl)", {"ste": 39.06, "fogzo": 37.38},
           LLAMA_TINY_SCALE + " (for 95M)", "configs/llama.py:9m",
-          LLAMA_TINY + ("quant=lsq",) + wa, both),
+          LLAMA_TINY + ("quant.kind=lsq",) + wa, both),
       Row("quest_200m", "QuEST W+A, LLaMA-200M, C4 (ppl)", {"ste": 26.63, "fogzo": 26.45},
           reason=_GPU_ONLY.format("202M", 23, "200m")),
       Row("quest_300m", "QuEST W+A, LLaMA-300M, C4 (ppl)", {"ste": 22.90, "fogzo": 22.72},

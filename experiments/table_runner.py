@@ -44,8 +44,8 @@ class Row(NamedTuple):
   reason: str = ""
 
 
-STE = ("STE", ("estimator=ste",))
-FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator=fogzo",))
+STE = ("STE", ("estimator.kind=ste",))
+FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator.kind=fogzo",))
 
 
 def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: bool = False,
@@ -137,27 +137,27 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
 # Reduced scales that run on the project's 2-core CPU (shared by the table scripts; every
 # table states them). Overrides on top of the paper-scale config named in each row.
 LLAMA_TINY = (  # LLaMA-9M layout shrunk to d 64, 2 layers; byte-level Tiny Shakespeare.
-    "num_train_steps=300", "batch_size=16", "seq_len=64", "eval_every_steps=100",
-    "checkpoint_every_steps=0", "warmup_steps=30", "eval_batch_size=256",
-    'model_kwargs={"dim": 64, "layers": 2, "heads": 2}')
+    "num_train_steps=300", "data.batch_size=16", "data.seq_len=64", "eval_every_steps=100",
+    "checkpoint_every_steps=0", "optimizer.warmup_steps=30", "data.eval_batch_size=256",
+    "model.dim=64", "model.layers=2", "model.heads=2")
 LLAMA_TINY_SCALE = ("LLaMA-9M layout at d 64, 2 layers (106k quantized weights), Tiny Shakespeare bytes, "
                     "300 steps × 16 × 64 tokens")
 LLAMA_9M = (  # LLaMA-9M at its real size (8.9M quantized weights), short sequences, few steps.
-    "num_train_steps=200", "batch_size=16", "seq_len=64", "eval_every_steps=100",
-    "checkpoint_every_steps=100", "warmup_steps=20", "eval_batch_size=256")
+    "num_train_steps=200", "data.batch_size=16", "data.seq_len=64", "eval_every_steps=100",
+    "checkpoint_every_steps=100", "optimizer.warmup_steps=20", "data.eval_batch_size=256")
 LLAMA_9M_SCALE = ("LLaMA-9M, real size (8.9M quantized weights), Tiny Shakespeare bytes, "
                   "200 steps × 16 × 64 tokens")
 LLAMA_20M_SCALE = ("LLaMA-20M, real size (19.5M quantized weights), Tiny Shakespeare bytes, "
                    "200 steps × 16 × 64 tokens")  # overrides: LLAMA_9M on configs/llama.py:20m
 DEIT_FASHION = (  # DeiT-Tiny layout at width 96, depth 4, patch 4 on 28-px Fashion-MNIST.
-    "dataset=fashion_mnist", "normalize=unit", "augment=crop_flip", "mixup=false",
-    "label_smoothing=0.0", "num_train_steps=300", "batch_size=128", "learning_rate=0.001",
-    "warmup_steps=20", "eval_batch_size=2000", "checkpoint_every_steps=0",
-    'model_kwargs={"hidden": 96, "depth": 4, "heads": 3}')
+    "data.name=fashion_mnist", "data.normalize=unit", "data.augment=crop_flip", "data.mixup=false",
+    "label_smoothing=0.0", "num_train_steps=300", "data.batch_size=128", "optimizer.learning_rate=0.001",
+    "optimizer.warmup_steps=20", "data.eval_batch_size=2000", "checkpoint_every_steps=0",
+    "model.hidden=96", "model.depth=4", "model.heads=3")
 DEIT_FASHION_SCALE = ("DeiT width 96, depth 4, patch 4, Fashion-MNIST, 300 steps × 128 "
                       "(0.64 epoch)")
 RESNET_FASHION = (  # ResNet-18 layout at width 8 (8-16-32-64 channels), small-image stem.
-    "dataset=fashion_mnist", "normalize=unit", "num_epochs=1", "batch_size=128",
-    "learning_rate=0.001", "warmup_steps=20", "eval_batch_size=2000",
-    "checkpoint_every_steps=0", 'model_kwargs={"width": 8}')
+    "data.name=fashion_mnist", "data.normalize=unit", "num_epochs=1", "data.batch_size=128",
+    "optimizer.learning_rate=0.001", "optimizer.warmup_steps=20", "data.eval_batch_size=2000",
+    "checkpoint_every_steps=0", "model.width=8")
 RESNET_FASHION_SCALE = "ResNet-18 width 8, Fashion-MNIST, 1 epoch (468 steps × 128)"

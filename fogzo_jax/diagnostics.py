@@ -20,9 +20,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
-from fogzo_jax import estimators
+from fogzo_jax import estimators, perturbations
 
 
 class EstimatorStats(NamedTuple):
@@ -86,3 +87,128 @@ def compare(value_fn: Callable, params, epsilon, noise: str, key, *, betas=(1.0,
     rows.append(stats(f"nspsa n={n}", _estimates(tx, grads, params, value_fn, keys, **kwargs),
                       reference, 2 * n))
   return rows, self_cos
+
+
+# ----------------------------------------------------------------- the line-search scalar
+
+
+class LineSearchTerms(NamedTuple):
+  """What FOGZO's line search along the STE direction measures, for one batch (issue 14).
+
+  With h the scaled STE direction (``g_hat_norm``, ``g_hat_clip``; ‖h‖ = 1 for the paper's
+  unit ĝ), FOGZO at β = 1 returns G = c·h ⊘ ε with the line-search scalar
+  c = [f(θ + ε⊙h) − f(θ − ε⊙h)] / 2.
+
+  Attributes:
+    raw: c at θ (the paper's pair).
+    smoothed: [num_base] the same pair around θ + ε⊙u₀ for independent u₀ from the noise law;
+      their mean estimates R = [L_s(θ + ε⊙h) − L_s(θ − ε⊙h)] / 2, the slope of the smoothed
+      loss that the STE differentiates (an unbiased reference), their spread is the noise of a
+      one-sample smoothed-base c.
+    ste: Σ ε_j g_j h_j, the half-difference the STE's own linear model predicts.
+    crossings: perturbed elements whose quantized value differs between θ ± ε⊙h (−1 when no
+      grid is given).
+    size: d, the number of perturbed elements.
+  """
+  raw: float
+  smoothed: np.ndarray
+  ste: float
+  crossings: float
+  size: float
+
+
+def line_search_fn(value_fn: Callable, epsilon, noise, *, mask=None, g_hat_norm: str = "unit",
+                   g_hat_clip=None, num_base: int = 64, levels=None) -> Callable:
+  """A jitted ``fn(params, grads, key, steps=None, **kwargs) -> LineSearchTerms``: FOGZO's
+  line-search scalar (β = 1) and its smoothed reference on one batch.
+
+  Args:
+    value_fn: the loss ``value_fn(params, **kwargs)`` (quantized forward).
+    epsilon, noise, mask, g_hat_norm, g_hat_clip: as for ``fz.fogzo``.
+    num_base: number of u₀ samples for the smoothed reference.
+    levels: ``(lo, hi)`` integer level range of the quantizer, to count threshold crossings
+      with the per-leaf steps α given to ``fn`` as ``steps`` (a pytree like params).
+
+  ``fn``'s ``key`` draws the base shifts u₀; ``grads`` is the STE gradient g at ``params``;
+  its keyword arguments go to ``value_fn`` and the ε / mask callables as in ``fz.fogzo``.
+  """
+  noise_fn = perturbations.get_noise(noise)
+  is_none = lambda x: x is None
+
+  @jax.jit
+  def terms(params, grads, key, steps, kwargs):
+    kwargs, (eps_kwargs, mask_kwargs) = estimators._route_kwargs(value_fn, (epsilon, mask),
+                                                                 kwargs)
+    parts = estimators.perturbed_parts(params, grads, mask, epsilon, mask_kwargs, eps_kwargs)
+    h = estimators.ste_direction(parts.grads, parts.size, g_hat_norm, g_hat_clip)
+
+    def f(shift):
+      moved = jax.tree.map(lambda p, e, x: p + (e * x).astype(p.dtype), parts.theta,
+                           parts.epsilon, shift)
+      full = jax.tree.map(lambda s, p, m: p if s is None else m, parts.selection, params,
+                          moved, is_leaf=is_none)
+      return jnp.asarray(value_fn(full, **kwargs), jnp.float32)
+
+    def pair(base):
+      return 0.5 * (f(optax.tree.add(base, h)) - f(optax.tree.sub(base, h)))
+
+    def smoothed(k):
+      u = optax.tree.random_like(k, parts.theta, sampler=noise_fn, dtype=jnp.float32)
+      return pair(jax.tree.map(estimators._restrict, parts.selection, u, is_leaf=is_none))
+
+    raw = pair(optax.tree.zeros_like(h))
+    samples = jax.lax.map(smoothed, jax.random.split(key, num_base))
+    leaves = lambda t: jax.tree.leaves(t)
+    ste = sum(jnp.sum(e * g * x) for e, g, x in zip(leaves(parts.epsilon), leaves(parts.grads),
+                                                    leaves(h)))
+    crossings = jnp.float32(-1)
+    if levels is not None:
+      alphas = jax.tree.map(lambda s, a: None if s is None else a, parts.selection, steps,
+                            is_leaf=is_none)
+      lo, hi = levels
+
+      def level(p, e, x, a):
+        return jnp.clip(jnp.round((p + e * x) / a), lo, hi)
+      crossings = sum(jnp.sum(level(p, e, x, a) != level(p, e, -x, a)) for p, e, x, a in zip(
+          *(leaves(t) for t in (parts.theta, parts.epsilon, h, alphas))))
+    return raw, samples, ste, crossings, parts.size
+
+  def fn(params, grads, key, steps=None, **kwargs) -> LineSearchTerms:
+    raw, samples, ste, crossings, size = terms(params, grads, key, steps, kwargs)
+    return LineSearchTerms(float(raw), np.asarray(samples, np.float64), float(ste),
+                           float(crossings), float(size))
+  return fn
+
+
+def summarize_line_search(terms: list[LineSearchTerms]) -> dict:
+  """Across batches: how well c tracks the smoothed slope R, and how often ĝ descends L_s.
+
+  Returns:
+    dict with ``batches``; ``crossings`` (mean); ``ste_descends`` (fraction of batches with
+    R > 0 among those where R's sign is resolved, |R| > 2 standard errors; ``resolved`` is
+    their fraction); ``raw_sign_agreement`` (sign c = sign R, resolved batches);
+    ``raw_corr`` (Pearson correlation of c and R over batches); ``raw_snr`` (mean |R| / rms of
+    c − R: the raw scalar's signal-to-noise); ``smoothed_snr`` (mean over batches of |R| / std
+    of one smoothed-base sample); ``smoothed_sign_agreement`` (sign of one smoothed sample =
+    sign R, averaged); ``ste_ratio`` (median of R / STE prediction).
+  """
+  raw = np.array([t.raw for t in terms])
+  r = np.array([t.smoothed.mean() for t in terms])
+  sd = np.array([t.smoothed.std(ddof=1) for t in terms])
+  se = sd / np.sqrt(np.array([len(t.smoothed) for t in terms]))
+  ste = np.array([t.ste for t in terms])
+  resolved = np.abs(r) > 2 * se
+  agree = np.array([np.mean(np.sign(t.smoothed) == np.sign(t.smoothed.mean())) for t in terms])
+  nan = float("nan")
+  return dict(
+      batches=len(terms), size=terms[0].size, crossings=float(np.mean([t.crossings for t in terms])),
+      resolved=float(resolved.mean()),
+      ste_descends=float(np.mean(r[resolved] > 0)) if resolved.any() else nan,
+      raw_sign_agreement=float(np.mean(np.sign(raw[resolved]) == np.sign(r[resolved])))
+      if resolved.any() else nan,
+      raw_corr=float(np.corrcoef(raw, r)[0, 1]) if len(terms) > 2 and raw.std() > 0 else nan,
+      raw_snr=float(np.mean(np.abs(r)) / (np.sqrt(np.mean((raw - r) ** 2)) + 1e-30)),
+      smoothed_snr=float(np.mean(np.abs(r) / (sd + 1e-30))),
+      smoothed_sign_agreement=float(np.mean(agree)),
+      ste_ratio=float(np.median(r / np.where(ste == 0, np.nan, ste))),
+  )

@@ -85,8 +85,9 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
 
   ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
   ``updates`` and returns G (module docstring), with ``value_fn(params, **extra_args)`` the
-  scalar loss; extra keyword arguments must be parameters of ``value_fn`` (``value`` and
-  ``grad``, which optax's line searches take, are accepted and ignored). Costs 2n forward passes
+  scalar loss. Each extra keyword argument goes to those of ``value_fn`` and the ``epsilon`` /
+  ``mask`` callables whose signatures name it (``value`` and ``grad``, which optax's line
+  searches take, are accepted and ignored); one that none of them takes is an error. Costs 2n forward passes
   of ``value_fn`` on top of the caller's forward and backward.
 
   Args:
@@ -96,7 +97,9 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
       finite-difference line search along ±ĝ; β = 0 is n-SPSA.
     epsilon: ε > 0: a float, a pytree of per-leaf values (scalars, or arrays broadcastable to
       the leaf, e.g. per channel) with the structure of params, or a callable
-      ``params -> pytree`` evaluated at every update (LSQ: ε = α·ε̄ follows the learned α).
+      ``params -> pytree`` evaluated at every update (LSQ: ε = α·ε̄ follows the learned α);
+      a callable may take more keyword arguments, given to ``update`` (e.g. the quantizer
+      steps of the current train state: ``epsilon=lambda params, steps: ...``).
       Non-finite or non-positive values are refused where they are concrete; where they are
       traced (under ``jit``) the update returns the incoming updates unchanged instead of NaN.
     noise: the law of u: "uniform" | "rademacher" | "gaussian" | "logistic" | "triangular" (all
@@ -105,7 +108,8 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
     chunk_size: perturbations vmapped at once; ``None`` means all n. Capped at ``MAX_CHUNK``
       (2048 pairs) regardless. Chunked and unchunked give the same G for the same key.
     mask: optax-style mask with the structure of params (a dict, any ``Mapping`` such as a
-      ``FrozenDict``, or a prefix of params), or a callable ``params -> mask``. A leaf is a bool
+      ``FrozenDict``, or a prefix of params), or a callable ``params -> mask`` (extra keyword
+      arguments as for ``epsilon``). A leaf is a bool
       (perturb that leaf or not) or a boolean array broadcastable to the leaf (perturb those
       elements). Only selected elements are perturbed and enter ‖g‖; the others get their
       incoming update unchanged (e.g. learned scales keep their ordinary gradient). An all-False
@@ -260,11 +264,11 @@ def _like_params(tree, params, what: str):
   return jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(out, is_leaf=_is_none))
 
 
-def _selection(mask, params):
+def _selection(mask, params, mask_kwargs):
   """Per leaf of params: None (not perturbed), True (every element) or a boolean array."""
   if mask is None:
     return jax.tree.map(lambda _: True, params)
-  tree = _like_params(mask(params) if callable(mask) else mask, params, "mask")
+  tree = _like_params(mask(params, **mask_kwargs) if callable(mask) else mask, params, "mask")
 
   def leaf(m, p):
     if m is None or isinstance(m, bool):
@@ -284,22 +288,34 @@ def _selection(mask, params):
   return jax.tree.map(leaf, tree, params, is_leaf=_is_none)
 
 
-def _value_fn_kwargs(value_fn: Callable, extra_args: dict) -> dict:
-  """The extra arguments ``value_fn`` accepts; any other one is an error (as optax's line
-  searches do), except ``value`` and ``grad``, which belong to them."""
-  extra_args = {k: v for k, v in extra_args.items() if k not in ("value", "grad")}
+def _accepted(fn: Callable, kwargs: dict) -> Optional[dict]:
+  """The keyword arguments ``fn`` accepts (all with ``**kwargs``; None without a signature)."""
   try:
-    parameters = inspect.signature(value_fn).parameters.values()
-  except (TypeError, ValueError):  # no signature (a builtin): pass everything
-    return extra_args
+    parameters = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):  # no signature (a builtin)
+    return None
   if any(p.kind == p.VAR_KEYWORD for p in parameters):
-    return extra_args
+    return dict(kwargs)
   names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-  unused = sorted(set(extra_args) - names)
+  return {k: v for k, v in kwargs.items() if k in names}
+
+
+def _route_kwargs(value_fn: Callable, callables: tuple, extra_args: dict) -> tuple[dict, list]:
+  """Splits the extra arguments between ``value_fn`` and the ε / mask callables, each getting
+  the ones its signature names (as optax's line searches do); an argument none of them takes is
+  an error, except ``value`` and ``grad``, which belong to optax's line searches."""
+  extra_args = {k: v for k, v in extra_args.items() if k not in ("value", "grad")}
+  for_value = _accepted(value_fn, extra_args)
+  if for_value is None:
+    return extra_args, [{} for _ in callables]
+  for_callables = [{} if not callable(f) else _accepted(f, extra_args) or {} for f in callables]
+  used = set(for_value).union(*for_callables)
+  unused = sorted(set(extra_args) - used)
   if unused:
     raise TypeError(f"fogzo/nspsa update: extra arguments {unused} are not parameters of "
-                    f"value_fn{inspect.signature(value_fn)}; pass only what value_fn takes")
-  return extra_args
+                    f"value_fn{inspect.signature(value_fn)} (nor of the epsilon or mask "
+                    "callables); pass only what they take")
+  return for_value, for_callables
 
 
 def _scalar_loss(out) -> jax.Array:
@@ -323,6 +339,70 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
   limit = min(chunk_size or n, MAX_CHUNK, n)
   num_chunks = math.ceil(n / limit)
   return math.ceil(n / num_chunks), num_chunks
+
+
+class PerturbedParts(NamedTuple):
+  """The perturbed part of one update (trees like params, None on unperturbed leaves).
+
+  Attributes:
+    selection: per leaf None (not perturbed), True (every element) or a boolean array.
+    theta: the perturbed parameters.
+    grads: the incoming updates g on the selected elements, float32 (0 elsewhere).
+    epsilon: ε per leaf, float32, broadcastable to it (1.0 where ε was invalid).
+    epsilon_ok: bool scalar, False if any ε is non-finite or ≤ 0 (traced values).
+    size: d, the number of perturbed elements (a float32 scalar).
+  """
+  selection: Any
+  theta: Any
+  grads: Any
+  epsilon: Any
+  epsilon_ok: jax.Array
+  size: jax.Array
+
+
+def perturbed_parts(params, updates, mask, epsilon, mask_kwargs=None,
+                    epsilon_kwargs=None) -> Optional[PerturbedParts]:
+  """Selects what FOGZO perturbs (``mask``) and resolves ε; None when nothing is selected.
+
+  Callable ``mask`` / ``epsilon`` are called as ``fn(params, **kwargs)`` with their kwargs.
+  """
+  sel = _selection(mask, params, mask_kwargs or {})
+  if all(s is None for s in jax.tree.leaves(sel, is_leaf=_is_none)):
+    return None
+
+  def restricted(tree):
+    return jax.tree.map(_restrict, sel, tree, is_leaf=_is_none)
+
+  theta = jax.tree.map(lambda s, p: None if s is None else p, sel, params, is_leaf=_is_none)
+  eps_tree = epsilon(params, **(epsilon_kwargs or {})) if callable(epsilon) else epsilon
+  if callable(epsilon):
+    _check_epsilon(eps_tree, " (as returned by the epsilon callable)")
+  eps = jax.tree.map(lambda s, e, p: None if s is None else _leaf_epsilon(e, p), sel,
+                     _like_params(eps_tree, params, "epsilon"), params, is_leaf=_is_none)
+  eps_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(e) & (e > 0)) for e in jax.tree.leaves(eps)]))
+  eps = jax.tree.map(lambda e: jnp.where(eps_ok, e, 1.0), eps)
+  ones = restricted(jax.tree.map(lambda p: jnp.ones(p.shape, jnp.float32), params))
+  size = sum(jnp.sum(x) for x in jax.tree.leaves(ones))
+  grads = restricted(jax.tree.map(lambda x: x.astype(jnp.float32), updates))
+  return PerturbedParts(sel, theta, grads, eps, eps_ok, size)
+
+
+def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[float] = None):
+  """ĝ from the STE gradient on the perturbed elements (``g_hat_norm``, ``g_hat_clip``)."""
+  if g_hat_norm == "tensor":
+    g_hat = jax.tree.map(lambda x: x * _inverse(jnp.sqrt(jnp.sum(x * x))), grads)
+  else:
+    g_hat = optax.tree.scale(_inverse(optax.tree.norm(grads)), grads)
+    if g_hat_norm == "rms":
+      g_hat = optax.tree.scale(jnp.sqrt(size), g_hat)
+  if g_hat_clip is not None:
+    g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
+  return g_hat
+
+
+def _restrict(s, x):
+  """x on the selected elements: None for an unselected leaf, 0 outside an element mask."""
+  return None if s is None else (x if s is True else jnp.where(s, x, 0).astype(x.dtype))
 
 
 def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
@@ -360,41 +440,16 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
       raise ValueError("fogzo/nspsa got params with optax.MaskedNode leaves (inside "
                        "optax.masked): the loss needs every parameter. Use fz.fogzo(mask=...) "
                        "instead of optax.masked(fz.fogzo(...), mask)")
-    kwargs = _value_fn_kwargs(value_fn, extra_args)
+    kwargs, (eps_kwargs, mask_kwargs) = _route_kwargs(value_fn, (epsilon, mask), extra_args)
     if updates is None:
       updates = jax.tree.map(jnp.zeros_like, params)
     updates = _like_params(updates, params, "updates")
     new_state = state._replace(count=optax.safe_increment(state.count))
-    sel = _selection(mask, params)
-    if all(s is None for s in jax.tree.leaves(sel, is_leaf=_is_none)):
+    p = perturbed_parts(params, updates, mask, epsilon, mask_kwargs, eps_kwargs)
+    if p is None:
       return updates, new_state  # nothing selected: a pass-through
-
-    def on(s, x):  # x restricted to the selected elements (None for unselected leaves)
-      return None if s is None else (x if s is True else jnp.where(s, x, 0).astype(x.dtype))
-
-    def perturbed(tree):  # tree → its selected leaves (None elsewhere)
-      return jax.tree.map(on, sel, tree, is_leaf=_is_none)
-
-    theta = jax.tree.map(lambda s, p: None if s is None else p, sel, params, is_leaf=_is_none)
-    eps_tree = epsilon(params) if callable(epsilon) else epsilon
-    if callable(epsilon):
-      _check_epsilon(eps_tree, " (as returned by the epsilon callable)")
-    eps = jax.tree.map(lambda s, e, p: None if s is None else _leaf_epsilon(e, p), sel,
-                       _like_params(eps_tree, params, "epsilon"), params, is_leaf=_is_none)
-    eps_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(e) & (e > 0)) for e in jax.tree.leaves(eps)]))
-    eps = jax.tree.map(lambda e: jnp.where(eps_ok, e, 1.0), eps)
-    ones = perturbed(jax.tree.map(lambda p: jnp.ones(p.shape, jnp.float32), params))
-    d = sum(jnp.sum(x) for x in jax.tree.leaves(ones))  # number of perturbed elements
-
-    g = perturbed(jax.tree.map(lambda x: x.astype(jnp.float32), updates))
-    if g_hat_norm == "tensor":
-      g_hat = jax.tree.map(lambda x: x * _inverse(jnp.sqrt(jnp.sum(x * x))), g)
-    else:
-      g_hat = optax.tree.scale(_inverse(optax.tree.norm(g)), g)
-      if g_hat_norm == "rms":
-        g_hat = optax.tree.scale(jnp.sqrt(d), g_hat)
-    if g_hat_clip is not None:
-      g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
+    sel, theta, eps, eps_ok, d = p.selection, p.theta, p.epsilon, p.epsilon_ok, p.size
+    g_hat = ste_direction(p.grads, d, g_hat_norm, g_hat_clip)
     if noise_share is not None:
       rho = noise_share(state.count) if callable(noise_share) else noise_share
       b = schedules.noise_share_to_beta(rho, d, optax.tree.norm(g_hat, squared=True))
@@ -405,7 +460,7 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
 
     def noise_like(k):
       u = optax.tree.random_like(k, theta, sampler=noise_fn, dtype=jnp.float32)
-      return jax.tree.map(lambda s, x: on(s, x), sel, u, is_leaf=_is_none)
+      return jax.tree.map(_restrict, sel, u, is_leaf=_is_none)
 
     def direction(i):
       """(v_i, base shift u₀_i or None), float32 on the selected elements, from fold_in(·, i)."""

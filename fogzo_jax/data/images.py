@@ -105,7 +105,7 @@ class TfdsSource:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
     try:
-      self.source = tfds.data_source(name, split=split, data_dir=data_dir)
+      self.source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
       info = tfds.builder(name, data_dir=data_dir).info
     except Exception as e:  # pylint: disable=broad-except
       raise DataError(

@@ -7,8 +7,7 @@ Sources, in order (``source='auto'``):
 3. a copy on this machine: the full MNIST shipped inside this package, or the IDX files that the
    Debian package ``dataset-fashion-mnist`` installs in ``/usr/share/datasets/fashion-mnist``.
 
-The whole data set fits in memory (47 MB as uint8), so batches are plain numpy slices of a
-per-epoch permutation: deterministic given the seed and the epoch.
+The whole data set fits in memory (47 MB as uint8); ``pipeline.py`` batches it with grain.
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from importlib import resources
-from typing import Iterator, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -43,13 +43,24 @@ class Dataset(NamedTuple):
 
 
 def read_idx(path: str) -> np.ndarray:
-  """Reads an IDX file (optionally gzipped): big-endian magic 0x0000 08 <ndim>, dims, uint8 data."""
+  """Reads an IDX file (optionally gzipped): big-endian magic 0x0000 08 <ndim>, dims, uint8 data.
+
+  Raises ``DataError`` naming the file when it is unreadable, empty, truncated or not IDX.
+  """
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+  if len(data) < 4:
+    raise DataError(f"{path} is not an IDX file: {len(data)} bytes")
   zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-  if zero != 0 or dtype != 0x08:
-    raise DataError(f"{path} is not a uint8 IDX file (magic {data[:4].hex()})")
+  if zero != 0 or dtype != 0x08 or ndim == 0:
+    raise DataError(f"{path} is not a uint8 IDX file (header {data[:8].hex()})")
+  if len(data) < 4 + 4 * ndim:
+    raise DataError(f"{path} is truncated: {len(data)} bytes, its header alone needs "
+                    f"{4 + 4 * ndim}")
   shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
   array = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
   if array.size != int(np.prod(shape)):
@@ -71,9 +82,19 @@ def has_idx(folder: str) -> bool:
 def _load_idx(folder: str) -> tuple:
   arrays = []
   for split in ("train", "test"):
-    images, labels = (read_idx(_find(folder, stem)) for stem in _FILES[split])
+    paths = [_find(folder, stem) for stem in _FILES[split]]
+    images, labels = (read_idx(p) for p in paths)
+    if images.ndim != 3 or labels.ndim != 1:
+      raise DataError(f"{paths[0]} / {paths[1]}: expected images [N, H, W] and labels [N]; got "
+                      f"{images.shape} and {labels.shape}")
     if images.shape[0] != labels.shape[0]:
       raise DataError(f"{folder}: {split} has {images.shape[0]} images, {labels.shape[0]} labels")
+    if images.shape[0] == 0:
+      raise DataError(f"{paths[0]} holds no examples")
+    if labels.max() >= 10:
+      bad = int(np.argmax(labels >= 10))
+      raise DataError(f"{paths[1]}: labels must be in 0 … 9; label {int(labels[bad])} at index "
+                      f"{bad}")
     arrays += [images, labels.astype(np.int32)]
   return tuple(arrays)
 
@@ -82,7 +103,7 @@ def _load_tfds(name: str, tfds_data_dir: Optional[str]) -> tuple:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   arrays = []
   for split in ("train", "test"):
-    source = tfds.data_source(name, split=split, data_dir=tfds_data_dir)
+    source = tfds.data_source(name, split=split, data_dir=tfds_data_dir, download=False)
     examples = [source[i] for i in range(len(source))]
     arrays.append(np.stack([np.asarray(e["image"], np.uint8).reshape(28, 28)
                             for e in examples]))
@@ -144,16 +165,3 @@ def load_image_dataset(name: str = "mnist", data_dir: Optional[str] = None,
     return Dataset(*_load_idx(local), source=f"{what} ({local})")
   raise DataError(f"dataset {name!r} not found (no data_dir, not prepared in "
                   f"tensorflow-datasets, nothing in {local}). {_how_to_get(name)}")
-
-
-def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
-            first: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Shuffled full batches of one epoch (the last partial batch is dropped), images in [0, 1].
-
-  Yields float32 [batch_size, 28, 28] images and int32 [batch_size] labels, starting at batch
-  ``first``; the order depends only on (seed, epoch), so a run resumes at any step of an epoch.
-  """
-  perm = np.random.default_rng([seed, epoch]).permutation(len(labels))
-  for start in range(first * batch_size, len(perm) - batch_size + 1, batch_size):
-    idx = perm[start:start + batch_size]
-    yield images[idx].astype(np.float32) / 255.0, labels[idx]

@@ -18,8 +18,11 @@ the EOS that ends a document is still predicted, nothing after it is predicted f
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import logging
 import os
+import socket
 from importlib import resources
 from typing import Iterable, Optional
 
@@ -102,10 +105,29 @@ def read_documents(path: str) -> list[str]:
   if not os.path.isfile(path):
     raise DataError(f"text file {path!r} does not exist")
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    if ".jsonl" in path:
-      return [json.loads(line)["text"] for line in f if line.strip()]
-    return [f.read()]
+  docs, number = [], 0
+  try:
+    with opener(path, "rt", encoding="utf-8") as f:
+      if ".jsonl" not in path:
+        docs = [f.read()]
+      else:
+        for number, line in enumerate(f, 1):
+          if line.strip():
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+              raise DataError(f"{path}, line {number}: expected an object with a \"text\" "
+                              "string")
+            docs.append(row["text"])
+  except UnicodeDecodeError as e:
+    raise DataError(f"{path} is not UTF-8 text (byte {e.start}{f', line {number + 1}' if number else ''}"
+                    f": {e.reason})") from None
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}, line {number}: not JSON ({e.msg})") from None
+  except (OSError, EOFError) as e:
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+  if not any(d.strip() for d in docs):
+    raise DataError(f"{path} holds no text")
+  return docs
 
 
 def split_documents(docs: list[str], valid_fraction: float = 0.1) -> dict[str, list[str]]:
@@ -127,7 +149,7 @@ def tfds_documents(name: str, split: str, data_dir: Optional[str]):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
     raise DataError(
         f"tensorflow-datasets has no prepared {name!r} ({type(e).__name__}: {e}). Prepare it "
@@ -146,32 +168,41 @@ class TokenCache:
   ``<stem>.docs`` (int32 document index of every token), memory-mapped.
 
   ``write`` streams documents through the tokenizer with bounded memory and stops after
-  ``max_tokens``; a finished cache is marked by ``<stem>.done`` and reused. Rows of
-  seq_len + 1 tokens are then random-access views (``rows``), like ``pack`` in memory.
+  ``max_tokens``; ``<stem>.done`` records how many tokens were written and whether the source
+  ran out first (``complete``). Each writer uses its own temporary files (process id and host
+  in the name) and moves them into place atomically, so concurrent writers cannot mix.
   """
 
   def __init__(self, stem: str):
     self.stem = stem
 
-  @property
-  def done(self) -> bool:
-    return os.path.exists(self.stem + ".done")
+  def written(self) -> tuple[int, bool]:
+    """(tokens in the cache, whether that is the whole source); (0, False) without a cache."""
+    try:
+      with open(self.stem + ".done") as f:
+        record = json.loads(f.read())
+      return int(record["tokens"]), bool(record["complete"])
+    except (OSError, ValueError, KeyError, TypeError):
+      return 0, False
 
   def write(self, docs: Iterable[str], tokenizer, max_tokens: int) -> None:
     os.makedirs(os.path.dirname(self.stem) or ".", exist_ok=True)
-    count = 0
-    with open(self.stem + ".tokens.tmp", "wb") as ft, open(self.stem + ".docs.tmp", "wb") as fd:
+    tmp = f".tmp{os.getpid()}_{socket.gethostname()}"
+    count, complete = 0, True
+    with open(self.stem + ".tokens" + tmp, "wb") as ft, open(self.stem + ".docs" + tmp, "wb") as fd:
       for d, text in enumerate(docs):
         ids = np.append(tokenizer.encode(text), np.int32(tokenizer.eos_id)).astype(np.int32)
         ft.write(ids.tobytes())
         fd.write(np.full(len(ids), d, np.int32).tobytes())
         count += len(ids)
         if count >= max_tokens:
+          complete = False
           break
     for ext in (".tokens", ".docs"):  # atomic: a killed preparation leaves no half cache
-      os.replace(self.stem + ext + ".tmp", self.stem + ext)
-    with open(self.stem + ".done", "w") as f:
-      f.write(str(count))
+      os.replace(self.stem + ext + tmp, self.stem + ext)
+    with open(self.stem + ".done" + tmp, "w") as f:
+      json.dump({"tokens": count, "complete": complete}, f)
+    os.replace(self.stem + ".done" + tmp, self.stem + ".done")
 
   def rows(self, seq_len: int) -> dict[str, np.ndarray]:
     tokens = np.memmap(self.stem + ".tokens", np.int32, "r")
@@ -179,6 +210,39 @@ class TokenCache:
     n = len(tokens) // (seq_len + 1) * (seq_len + 1)
     return {"tokens": tokens[:n].reshape(-1, seq_len + 1),
             "segment_ids": docs[:n].reshape(-1, seq_len + 1)}
+
+
+def tokenizer_id(tokenizer: str, tokenizer_path: str) -> str:
+  """Names a tokenizer by content: "bytes", or the SHA-256 prefix of the model file."""
+  if tokenizer == "byte":
+    return "bytes"
+  with open(tokenizer_path, "rb") as f:
+    return "sp" + hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def tfds_token_rows(name: str, data_dir: str, tokenizer, tokenizer_kind: str,
+                    tokenizer_path: str, seq_len: int, needed: dict, process_index: int = 0
+                    ) -> tuple[dict, str]:
+  """{"train", "validation"} rows of a tfds text data set (C4) through a token cache.
+
+  The cache is keyed by the data set, the split and the tokenizer's content, and holds at least
+  ``needed[split]`` tokens (a cache that is too short is rebuilt larger, never silently
+  repeated); it lives in ``<data_dir>/fogzo_token_cache``.
+  """
+  cache_dir = os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"),
+                           "fogzo_token_cache")
+  tid = tokenizer_id(tokenizer_kind, tokenizer_path)
+  out = {}
+  for split in ("train", "validation"):
+    cache = TokenCache(os.path.join(cache_dir, f"{name.replace('/', '_')}_{split}_{tid}"))
+    tokens, complete = cache.written()
+    if tokens < needed[split] and not complete:
+      if tokens:
+        logging.info("token cache %s holds %d tokens, %d needed: rebuilding", cache.stem,
+                     tokens, needed[split])
+      cache.write(tfds_documents(name, split, data_dir or None), tokenizer, needed[split])
+    out[split] = cache.rows(seq_len)
+  return out, f"tfds {name} (token cache {cache_dir}, tokenizer {tid})"
 
 
 def row_segments(segment_ids: np.ndarray) -> np.ndarray:

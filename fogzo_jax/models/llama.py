@@ -82,7 +82,8 @@ class Block(nn.Module):
     b, t, d = x.shape
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     dense = functools.partial(QuantDense, spec=self.spec, use_bias=False,
-                              kernel_init=nn.initializers.normal(0.02), **dtypes)
+                              kernel_init=nn.initializers.normal(0.02),
+                              kernel_axes=("embed", "mlp"), **dtypes)
     y = RMSNorm(name="attn_norm", **dtypes)(x)
     shape = (b, t, self.heads, d // self.heads)
     q = rope(dense(d, name="wq")(y).reshape(shape))
@@ -114,16 +115,19 @@ class Llama(nn.Module):
     if segment_ids is not None:
       mask = nn.combine_masks(mask, nn.make_attention_mask(segment_ids, segment_ids, jnp.equal))
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = nn.Embed(self.vocab_size, self.dim, embedding_init=nn.initializers.normal(0.02),
-                 name="embed", **dtypes)(tokens).astype(self.dtype)
+    embedding_init = nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                  ("vocab", "embed"))
+    x = nn.Embed(self.vocab_size, self.dim, embedding_init=embedding_init, name="embed",
+                 **dtypes)(tokens).astype(self.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
-                     split_rngs={"params": True}, in_axes=nn.broadcast, length=self.layers)
+                     split_rngs={"params": True}, in_axes=nn.broadcast, length=self.layers,
+                     metadata_params={nn.PARTITION_NAME: "layers"})
     x, _ = blocks(self.heads, ffn_width(self.dim), self.spec, self.dtype, self.param_dtype,
                   name="blocks")(x, mask)
     x = RMSNorm(name="norm", **dtypes)(x)
     head = QuantDense(self.vocab_size, spec=self.spec if self.quantize_first_last else NO_QUANT,
-                      use_bias=False, kernel_init=nn.initializers.normal(0.02), name="head",
-                      **dtypes)
+                      use_bias=False, kernel_init=nn.initializers.normal(0.02),
+                      kernel_axes=("embed", "vocab"), name="head", **dtypes)
     return head(x).astype(jnp.float32)
 
 

@@ -26,7 +26,8 @@ class MLP(nn.Module):
       widths[-1] = self.num_classes
     x = jnp.reshape(x, (x.shape[0], -1))
     for i, width in enumerate(widths):  # static: two layers
-      x = QuantDense(width, spec=self.spec, name=f"Dense_{i}")(x)
+      x = QuantDense(width, spec=self.spec, act_signed=i == 0,  # post-ReLU inputs: unsigned
+                     kernel_axes=("embed", "mlp"), name=f"Dense_{i}")(x)
       if i < len(widths) - 1:
         x = nn.relu(x)
     return x

@@ -74,16 +74,17 @@ class ResNet(nn.Module):
     small = self.stem == "small" or (self.stem == "auto" and x.shape[1] <= 64)
     edge = self.spec if self.quantize_first_last else NO_QUANT
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    conv = functools.partial(QuantConv, spec=self.spec, **dtypes)
+    conv_axes = dict(kernel_axes=(None, None, "embed", "mlp"))  # logical axes (train.sharding)
+    conv = functools.partial(QuantConv, spec=self.spec, **conv_axes, **dtypes)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, **dtypes)
     x = x.astype(self.dtype)
     if small:
       x = QuantConv(self.width, (3, 3), spec=edge, act_signed=True, name="stem",
-                    **dtypes)(x)
+                    **conv_axes, **dtypes)(x)
     else:
       x = QuantConv(self.width, (7, 7), (2, 2), [(3, 3), (3, 3)], spec=edge,
-                    act_signed=True, name="stem", **dtypes)(x)
+                    act_signed=True, name="stem", **conv_axes, **dtypes)(x)
     x = nn.relu(norm(name="stem_bn")(x))
     if not small:
       x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1), (1, 1)])
@@ -93,7 +94,8 @@ class ResNet(nn.Module):
         strides = 2 if i > 0 and j == 0 else 1
         x = block(self.width * 2 ** i, conv, norm, strides, name=f"stage{i + 1}_block{j + 1}")(x)
     x = jnp.mean(x, axis=(1, 2))
-    x = QuantDense(self.num_classes, spec=edge, act_signed=False, name="head", **dtypes)(x)
+    x = QuantDense(self.num_classes, spec=edge, act_signed=False, kernel_axes=("embed", "mlp"),
+                   name="head", **dtypes)(x)
     return x.astype(jnp.float32)
 
 

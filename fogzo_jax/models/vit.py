@@ -38,7 +38,7 @@ class Block(nn.Module):
   def __call__(self, x, _):
     b, n, d = x.shape
     dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    dense = functools.partial(QuantDense, spec=self.spec, **dtypes)
+    dense = functools.partial(QuantDense, spec=self.spec, kernel_axes=("embed", "mlp"), **dtypes)
     norm = functools.partial(nn.LayerNorm, epsilon=1e-6, **dtypes)
     y = norm(name="norm1")(x)
     qkv = dense(3 * d, name="qkv")(y).reshape(b, n, 3, self.heads, d // self.heads)
@@ -73,7 +73,7 @@ class ViT(nn.Module):
     edge = self.spec if self.quantize_first_last else NO_QUANT
     x = QuantConv(self.hidden, (patch, patch), (patch, patch), "VALID", spec=edge,
                   use_bias=True, act_signed=True, kernel_init=nn.initializers.lecun_normal(),
-                  name="patch_embed", **dtypes)(x)
+                  kernel_axes=(None, None, "embed", "mlp"), name="patch_embed", **dtypes)(x)
     b = x.shape[0]
     x = x.reshape(b, -1, self.hidden)
     cls = self.param("cls_token", nn.initializers.zeros, (1, 1, self.hidden), self.param_dtype)
@@ -82,11 +82,13 @@ class ViT(nn.Module):
                      self.param_dtype)
     x = x + pos.astype(x.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
-                     split_rngs={"params": True}, length=self.depth)
+                     split_rngs={"params": True}, length=self.depth,
+                     metadata_params={nn.PARTITION_NAME: "layers"})
     x, _ = blocks(self.heads, self.mlp_ratio, self.spec, self.dtype, self.param_dtype,
                   name="blocks")(x, None)
     x = nn.LayerNorm(epsilon=1e-6, name="norm", **dtypes)(x)
-    x = QuantDense(self.num_classes, spec=edge, name="head", **dtypes)(x[:, 0])
+    x = QuantDense(self.num_classes, spec=edge, kernel_axes=("embed", "mlp"), name="head",
+                   **dtypes)(x[:, 0])
     return x.astype(jnp.float32)
 
 

@@ -81,6 +81,12 @@ class QuantSpec:
 NO_QUANT = QuantSpec(kind="none")
 
 
+def _partitioned(init, axes):
+  """``init`` annotated with logical axis names (``nn.with_logical_partitioning``) when given;
+  the training stack maps them to mesh axes (``train.sharding``)."""
+  return init if axes is None else nn.with_logical_partitioning(init, axes)
+
+
 def _quantize_weight(module: nn.Module, name: str, w: jax.Array, spec: QuantSpec,
                      share: Optional[str] = None) -> jax.Array:
   """Fixed or LSQ fake quantization of parameter ``name``.
@@ -135,11 +141,12 @@ class QuantDense(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  kernel_axes: Optional[tuple] = None  # logical axis names of the kernel, e.g. ("embed", "mlp")
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features),
-                        self.param_dtype)
+    kernel = self.param("kernel", _partitioned(self.kernel_init, self.kernel_axes),
+                        (x.shape[-1], self.features), self.param_dtype)
     bias = (self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             if self.use_bias else None)
     spec = self.spec
@@ -174,11 +181,13 @@ class QuantConv(nn.Module):
   param_dtype: Any = jnp.float32
   kernel_init: nn.initializers.Initializer = nn.initializers.variance_scaling(
       2.0, "fan_out", "normal")
+  kernel_axes: Optional[tuple] = None  # logical axis names, e.g. (None, None, "embed", "mlp")
 
   @nn.compact
   def __call__(self, x):
     shape = (*self.kernel_size, x.shape[-1], self.features)
-    kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+    kernel = self.param("kernel", _partitioned(self.kernel_init, self.kernel_axes), shape,
+                        self.param_dtype)
     spec = self.spec
     if spec.kind == "quest":
       raise ValueError("quant='quest' is implemented for dense layers (LLaMA, ViT), not for "

@@ -1,26 +1,27 @@
-"""Training configs: the full field list with defaults, and validation before any work.
+"""Training configs: sections that feed constructors unchanged, and validation before any work.
 
-Every experiment config starts from ``default_config()`` and overrides numbers; ``validate``
-checks every field once (type, range, allowed values, unknown fields, cross-field rules) and
-raises ``ConfigError`` with one message naming the field.
+A config is nested like big_vision's and nanodo's: each section goes, as it is, to the one
+constructor that consumes it, and a reader finds where a field is used by its section::
+
+  config.model      → models.get_model(**config.model, spec=…, num_classes | vocab_size=<data>)
+  config.quant      → quant.QuantSpec(**config.quant)
+  config.estimator  → train.optim.make_estimator(**config.estimator, …)   # ste | fogzo | nspsa
+  config.optimizer  → train.optim.make_optimizer(**config.optimizer, …)   # AdamW + cosine
+  config.data       → data.make_pipeline(**config.data, …)
+
+plus a few top-level fields of the loop (seed, steps, logging, checkpoints, devices). Overrides
+on the command line name the section: ``--config.estimator.beta_min=0.9``.
+
+``validate`` runs every constructor's own argument check (each names its argument; the section
+is prefixed here, "config.estimator.beta_min must be …"), refuses unknown fields, and checks the
+rules that span sections. Nothing is read or written before it passes.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from fogzo_jax.data.images import AUGMENTATIONS, NORMALIZATIONS
-from fogzo_jax.data.mnist import SOURCES
-from fogzo_jax.data.pipeline import DATASETS, TEXT_DATASETS
-from fogzo_jax.data.text import TOKENIZERS
-from fogzo_jax.estimators import EVALUATIONS, G_HAT_NORMS
-from fogzo_jax.models import MODELS, TASKS, model_fields
-from fogzo_jax.quant.layers import QUANT_KINDS
-from fogzo_jax.quant.quest import GAUSSIAN_CLIP
-from fogzo_jax.quant.ste import STE_KINDS
-
-ESTIMATORS = ("ste", "fogzo", "nspsa")
-DTYPES = ("float32", "bfloat16")
+from fogzo_jax import checks
 
 
 class ConfigError(ValueError):
@@ -30,187 +31,163 @@ class ConfigError(ValueError):
 def default_config() -> ml_collections.ConfigDict:
   """Every field a training config has, with its default (the MNIST MLP of the paper)."""
   c = ml_collections.ConfigDict()
-  # Model and quantization.
-  c.model = "mlp"
-  c.model_kwargs = ml_collections.ConfigDict()  # extra model options (e.g. width=16 for tests)
-  c.quant = "fixed"                 # 'none' | 'fixed' | 'lsq' | 'quest'
-  c.bits = 2
-  c.ste = "identity"                # 'identity' | 'hardtanh' | 'tanh' | 'approxsign'
-  c.quantize_activations = False    # W+A: also quantize each quantized layer's input
-  c.quantize_bias = False           # quantize biases with the kernel's step (MNIST MLP: True)
-  c.quantize_per_channel = False    # fixed / LSQ: one weight step per output channel
-  c.quantize_first_last = False     # LSQ recipe: first and last layers full precision
-  c.dtype = "float32"               # compute dtype: 'float32' | 'bfloat16'
-  c.param_dtype = "float32"         # parameter storage dtype: 'float32' | 'bfloat16'
-  # Estimator.
-  c.estimator = "fogzo"             # 'ste' | 'fogzo' | 'nspsa'
-  c.num_perturbations = 1           # n
-  c.beta_min = 0.999                # β decays linearly from 1 to beta_min over the FOGZO steps
-  c.g_hat_norm = "unit"             # 'unit': ĝ = g/‖g‖; 'rms': √d·g/‖g‖; 'tensor': per leaf
-  c.fogzo_start_fraction = 0.0      # > 0: plain STE for this fraction of steps, then FOGZO
-  c.chunk_size = 1024               # perturbations vmapped at once (0 = all, capped at 2048)
-  c.evaluation = "vmap"             # perturbed forwards: 'vmap' (batched) | 'sequential'
-  # Optimisation.
-  c.batch_size = 512
-  c.learning_rate = 2e-3 * 512 / 32
-  c.weight_decay = 0.01
-  c.warmup_steps = 0                # linear warm-up (≤ half the steps), then cosine decay
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(name="mlp"))   # + the model's own options
+  c.quant = ml_collections.ConfigDict(dict(
+      kind="fixed",             # 'none' | 'fixed' | 'lsq' | 'quest'
+      bits=2,
+      ste="identity",           # 'identity' | 'hardtanh' | 'tanh' | 'approxsign'
+      activations=False,        # W+A: also quantize each quantized layer's input
+      bias=False,               # quantize biases with the kernel's step (MNIST MLP: True)
+      per_channel=False))       # fixed / LSQ: one weight step per output channel
+  c.estimator = ml_collections.ConfigDict(dict(
+      kind="fogzo",             # 'ste' | 'fogzo' | 'nspsa'
+      num_perturbations=1,      # n
+      beta_min=0.999,           # β decays linearly from 1 to beta_min over the FOGZO steps
+      noise_share=None,         # ours: the final ρ = ‖noise part‖/‖STE part‖ instead of beta_min
+      g_hat_norm="unit",        # 'unit' (paper) | 'rms' | 'tensor' (ours)
+      g_hat_clip=None,          # ours: clip ĝ's elements (a float, or 'half_step' = 1/(2ε̄))
+      smoothed_base=False,      # ours: the ± pair around θ + ε⊙u₀
+      start_fraction=0.0,       # > 0: plain STE for this fraction of the steps, then FOGZO
+      chunk_size=1024,          # perturbations vmapped at once (None = all, capped at 2048)
+      evaluation="vmap"))       # perturbed forwards: 'vmap' (batched) | 'sequential'
+  c.optimizer = ml_collections.ConfigDict(dict(
+      learning_rate=2e-3 * 512 / 32,
+      weight_decay=0.01,
+      warmup_steps=0))          # linear warm-up (≤ half the steps), then cosine decay
+  c.data = ml_collections.ConfigDict(dict(
+      name="mnist",
+      batch_size=512,           # global batch (all processes)
+      eval_batch_size=10000,
+      data_dir="",              # folder / file of the data ('' = tfds or the shipped copy)
+      source="auto",            # MNIST-type data: 'auto' | 'idx' | 'tfds' | 'shipped'
+      image_size=0,             # 0: the data set's own (28 MNIST, 32 CIFAR, 224 ImageNet)
+      augment="none",           # 'none' | 'crop_flip' | 'deit'
+      mixup=False,              # with augment='deit': Mixup/CutMix per batch
+      normalize="unit",         # 'unit' (x/255) | 'imagenet' (mean/std)
+      eval_train=True,          # also evaluate the training split (small in-memory data)
+      seq_len=256,              # language models: tokens per sequence
+      tokenizer="byte",         # 'byte' | 'sentencepiece'
+      tokenizer_path="",        # SentencePiece model file
+      tfds_name="",             # dataset 'c4': the tfds name ('' = 'c4/en')
+      eval_tokens=2_000_000))   # dataset 'c4': validation tokens cached and evaluated
   c.label_smoothing = 0.0
   c.num_epochs = 10
-  c.num_train_steps = 0             # > 0 overrides num_epochs
-  c.seed = 0
-  # Data.
-  c.dataset = "mnist"
-  c.data_dir = ""                   # folder / file of the data ('' = tfds or shipped copy)
-  c.data_source = "auto"            # MNIST-type data: 'auto' | 'idx' | 'tfds' | 'shipped'
-  c.image_size = 0                  # 0: the data set's own (28 MNIST, 32 CIFAR, 224 ImageNet)
-  c.augment = "none"                # 'none' | 'crop_flip' | 'deit'
-  c.mixup = False                   # with augment='deit': Mixup/CutMix per batch
-  c.normalize = "unit"              # 'unit' (x/255) | 'imagenet' (mean/std)
-  c.eval_train = True               # also evaluate the training split (small in-memory data)
-  c.eval_batch_size = 10000
-  c.seq_len = 256                   # language models: tokens per sequence
-  c.tokenizer = "byte"              # 'byte' | 'sentencepiece'
-  c.tokenizer_path = ""             # SentencePiece model file
-  c.tfds_name = ""                  # dataset 'c4': the tfds name ('' = 'c4/en')
-  c.eval_tokens = 2_000_000         # dataset 'c4': validation tokens cached and evaluated
-  # Loop.
+  c.num_train_steps = 0         # > 0 overrides num_epochs
   c.log_every_steps = 20
-  c.eval_every_steps = 0            # 0: at the end of every epoch
-  c.checkpoint_every_steps = 200    # 0: only at the end
+  c.eval_every_steps = 0        # 0: at the end of every epoch
+  c.checkpoint_every_steps = 200  # 0: only at the end
   c.keep_checkpoints = 2
-  c.distributed = False             # True: jax.distributed.initialize() (multi-host)
-  c.fsdp = False                    # True: shard parameters and optimizer state over devices
+  c.distributed = False         # True: jax.distributed.initialize() (multi-host)
+  c.fsdp = False                # True: shard parameters and optimizer state over devices
   return c
 
 
-FIELDS = tuple(default_config().keys())
-"""Every field a training config has; anything else is refused."""
+SECTIONS = ("model", "quant", "estimator", "optimizer", "data")
 
-RESUME_SAFE = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-               "data_source", "distributed", "eval_batch_size", "fsdp", "evaluation")
+RESUME_SAFE = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "data.data_dir",
+               "data.source", "data.eval_batch_size", "distributed", "fsdp",
+               "estimator.evaluation")
 """Fields that may change when a run resumes in the same workdir (they do not change results)."""
 
 
-def _choice(config, field, allowed):
-  if config[field] not in allowed:
-    raise ConfigError(f"config.{field} must be one of {', '.join(map(repr, allowed))}; "
-                      f"got {config[field]!r}")
+def _checkers():
+  """section → check(**section) of its constructor (imported here: they load Flax, optax)."""
+  from fogzo_jax import data, models  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.quant.layers import QuantSpec  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.train import optim  # pylint: disable=import-outside-toplevel
+  return {"model": models.check_args, "quant": lambda **kw: QuantSpec(**kw),
+          "estimator": optim.check_estimator_args, "optimizer": optim.check_optimizer_args,
+          "data": data.check_args}
 
 
-def _number(config, field, kind, low, high=None, low_open=False):
-  value = config[field]
-  ok = isinstance(value, kind) and not isinstance(value, bool)
-  if ok:
-    ok = value > low if low_open else value >= low
-    ok = ok and (high is None or value <= high)
-  if not ok:
-    bound = f"{'>' if low_open else '≥'} {low}" + ("" if high is None else f" and ≤ {high}")
-    kind_name = "an integer" if kind is int else "a number"
-    raise ConfigError(f"config.{field} must be {kind_name} {bound}; got {value!r}")
+def _loop_fields(c) -> None:
+  checks.number("num_epochs", c.num_epochs, int, 1)
+  checks.number("num_train_steps", c.num_train_steps, int, 0)
+  checks.number("seed", c.seed, int, 0)
+  checks.number("label_smoothing", c.label_smoothing, float, 0.0, 1.0)
+  checks.number("log_every_steps", c.log_every_steps, int, 1)
+  checks.number("eval_every_steps", c.eval_every_steps, int, 0)
+  checks.number("checkpoint_every_steps", c.checkpoint_every_steps, int, 0)
+  checks.number("keep_checkpoints", c.keep_checkpoints, int, 1)
+  checks.boolean("distributed", c.distributed)
+  checks.boolean("fsdp", c.fsdp)
 
 
-def _bool(config, field):
-  if not isinstance(config[field], bool):
-    raise ConfigError(f"config.{field} must be True or False; got {config[field]!r}")
-
-
-def _string(config, field, what):
-  if not isinstance(config[field], str):
-    raise ConfigError(f"config.{field} must be a string {what}; got {config[field]!r}")
+def _suggest(name: str, known) -> str:
+  import difflib  # pylint: disable=import-outside-toplevel
+  close = difflib.get_close_matches(name, known, n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field (missing, unknown, wrong type or range)."""
-  for field in FIELDS:
+  reference = default_config()
+  for field in config.keys():
+    if field not in reference:
+      raise ConfigError(f"config.{field} is not a known field{_suggest(field, reference.keys())}; "
+                        f"known: {', '.join(reference.keys())}")
+  for field in reference.keys():
     if field not in config:
       raise ConfigError(f"config.{field} is missing")
-  unknown = sorted(set(config.keys()) - set(FIELDS))
-  if unknown:
-    raise ConfigError(f"config.{unknown[0]} is not a known field; known fields: "
-                      f"{', '.join(FIELDS)}")
-  _choice(config, "model", tuple(MODELS))
-  if not hasattr(config.model_kwargs, "keys"):
-    raise ConfigError(f"config.model_kwargs must be a dict of model options; got "
-                      f"{config.model_kwargs!r}")
-  allowed = set(model_fields(config.model)) - {"spec", "num_classes", "vocab_size",
-                                               "quantize_first_last", "dtype", "param_dtype"}
-  for key in config.model_kwargs.keys():
-    if key not in allowed:
-      raise ConfigError(f"config.model_kwargs.{key} is not an option of model "
-                        f"{config.model!r}; options: {', '.join(sorted(allowed))}")
-  _choice(config, "quant", QUANT_KINDS)
-  _choice(config, "ste", STE_KINDS)
-  _choice(config, "dtype", DTYPES)
-  _choice(config, "param_dtype", DTYPES)
-  _choice(config, "estimator", ESTIMATORS)
-  _choice(config, "g_hat_norm", G_HAT_NORMS)
-  _choice(config, "evaluation", EVALUATIONS)
-  _choice(config, "dataset", DATASETS)
-  _choice(config, "data_source", SOURCES + ("folder",))
-  _choice(config, "augment", AUGMENTATIONS)
-  _choice(config, "normalize", NORMALIZATIONS)
-  _choice(config, "tokenizer", TOKENIZERS)
-  _number(config, "bits", int, 1, 16)
-  _number(config, "num_perturbations", int, 1)
-  _number(config, "beta_min", (int, float), 0.0, 1.0)
-  _number(config, "fogzo_start_fraction", (int, float), 0.0, 1.0)
-  _number(config, "chunk_size", int, 0)
-  _number(config, "batch_size", int, 1)
-  _number(config, "learning_rate", (int, float), 0.0, low_open=True)
-  _number(config, "weight_decay", (int, float), 0.0)
-  _number(config, "warmup_steps", int, 0)
-  _number(config, "label_smoothing", (int, float), 0.0, 1.0)
-  _number(config, "num_epochs", int, 1)
-  _number(config, "num_train_steps", int, 0)
-  _number(config, "seed", int, 0)
-  _number(config, "image_size", int, 0)
-  _number(config, "eval_batch_size", int, 1)
-  _number(config, "seq_len", int, 2)
-  _number(config, "eval_tokens", int, 1)
-  _number(config, "log_every_steps", int, 1)
-  _number(config, "eval_every_steps", int, 0)
-  _number(config, "checkpoint_every_steps", int, 0)
-  _number(config, "keep_checkpoints", int, 1)
-  for field in ("quantize_activations", "quantize_bias", "quantize_per_channel",
-                "quantize_first_last", "mixup",
-                "eval_train", "distributed", "fsdp"):
-    _bool(config, field)
-  _string(config, "data_dir", "path ('' for none)")
-  _string(config, "tokenizer_path", "path to a SentencePiece model ('' for none)")
-  _string(config, "tfds_name", "tensorflow-datasets name ('' for the default)")
-  # Cross-field rules.
-  if config.fogzo_start_fraction > 0 and config.estimator != "fogzo":
-    raise ConfigError("config.fogzo_start_fraction > 0 needs config.estimator='fogzo'; got "
-                      f"estimator {config.estimator!r}")
-  if config.quant in ("lsq", "quest") and config.ste != "identity":
-    raise ConfigError(f"config.ste must be 'identity' with config.quant={config.quant!r} (LSQ "
-                      f"and QuEST have their own backward); got {config.ste!r}")
-  if config.quant == "quest" and config.bits not in GAUSSIAN_CLIP:
-    raise ConfigError(f"config.bits must be one of {sorted(GAUSSIAN_CLIP)} with quant='quest'; "
-                      f"got {config.bits!r}")
-  if config.quant == "quest" and config.model.startswith("resnet"):
-    raise ConfigError("config.quant='quest' is for dense layers (LLaMA, DeiT); ResNets take "
-                      "'fixed' or 'lsq'")
-  if config.quant in ("none", "quest") and config.quantize_bias:
-    raise ConfigError(f"config.quantize_bias needs config.quant 'fixed' or 'lsq'; got "
-                      f"{config.quant!r}")
-  if config.quant == "none" and config.estimator != "ste":
-    raise ConfigError(f"config.estimator={config.estimator!r} perturbs quantized weights, but "
-                      "config.quant='none' quantizes none; use quant 'fixed', 'lsq' or 'quest'")
-  text = config.dataset in TEXT_DATASETS
-  if text != (TASKS[config.model] == "lm"):
-    raise ConfigError(f"config.dataset {config.dataset!r} is "
-                      f"{'a text' if text else 'an image'} data set but config.model "
-                      f"{config.model!r} takes {'tokens' if TASKS[config.model] == 'lm' else 'images'}")
-  if config.tokenizer == "sentencepiece" and not config.tokenizer_path:
-    raise ConfigError("config.tokenizer_path must name a SentencePiece model file when "
-                      "config.tokenizer='sentencepiece'")
-  if config.mixup and config.augment != "deit":
-    raise ConfigError(f"config.mixup needs config.augment='deit'; got {config.augment!r}")
+  try:
+    _loop_fields(config)
+  except ValueError as e:
+    raise ConfigError(f"config.{e}") from None
+  for section, check in _checkers().items():
+    if not hasattr(config[section], "keys"):
+      raise ConfigError(f"config.{section} must be a section (a dict of fields); got "
+                        f"{config[section]!r}")
+    known = set(reference[section].keys())
+    if section != "model":  # the model's options are its constructor's (checked there)
+      for field in config[section].keys():
+        if field not in known:
+          raise ConfigError(f"config.{section}.{field} is not a known field"
+                            f"{_suggest(field, known)}; known: {', '.join(sorted(known))}")
+    try:
+      check(**config[section].to_dict())
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"config.{section}.{e}") from None
+  _cross_section_rules(config)
+
+
+def _cross_section_rules(c) -> None:
+  from fogzo_jax import data, models  # pylint: disable=import-outside-toplevel
+  est, quant = c.estimator, c.quant
+  if est.kind != "ste" and quant.kind == "none":
+    raise ConfigError(f"config.estimator.kind={est.kind!r} perturbs quantized weights, but "
+                      "config.quant.kind='none' quantizes none; use 'fixed', 'lsq' or 'quest'")
+  if quant.kind == "quest" and c.model.name.startswith("resnet"):
+    raise ConfigError("config.quant.kind='quest' is for dense layers (LLaMA, DeiT); ResNets "
+                      "take 'fixed' or 'lsq'")
+  task = models.TASKS[c.model.name]
+  if (c.data.name in data.TEXT_DATASETS) != (task == "lm"):
+    raise ConfigError(f"config.data.name {c.data.name!r} is "
+                      f"{'a text' if task != 'lm' else 'an image'} data set but config.model.name "
+                      f"{c.model.name!r} takes {'tokens' if task == 'lm' else 'images'}")
+  if c.model.name.startswith("deit"):
+    size = c.data.image_size or data.NATIVE_SIZE.get(c.data.name, 224)
+    patch = models.resolve_patch_size(c.model.get("patch_size", 0), size)
+    if size % patch:
+      raise ConfigError(f"config.data.image_size {size} is not divisible by the patch size "
+                        f"{patch} of {c.model.name}; use a multiple of {patch} (or set "
+                        "config.model.patch_size)")
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+  """{"a": {"b": 1}} → {"a.b": 1}."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
 
 
 def incompatible_fields(old: dict, new: dict) -> list[str]:
-  """Fields (outside RESUME_SAFE) whose values differ between two configs as dicts."""
+  """Fields (outside RESUME_SAFE) whose values differ between two configs given as dicts."""
+  import json  # pylint: disable=import-outside-toplevel
+  old, new = (flatten(json.loads(json.dumps(c, default=str))) for c in (old, new))
   keys = (set(old) | set(new)) - set(RESUME_SAFE)
   return sorted(k for k in keys if old.get(k) != new.get(k))

@@ -1,4 +1,4 @@
-"""Metrics to JSONL and TensorBoard, and the loss-curve plot.
+"""Metrics to JSONL and TensorBoard, the summary, and the loss-curve plot.
 
 CLU's metric writers need TensorFlow, which this project does not require, so the TensorBoard
 side uses tensorboardX; the JSONL file is the machine-readable record.
@@ -11,12 +11,18 @@ import os
 
 from tensorboardX import SummaryWriter
 
+from fogzo_jax.train import workdir as workdir_lib
+
 
 class MetricWriter:
-  """Writes ``{"step": s, **scalars}`` lines to ``metrics.jsonl`` and TensorBoard scalars."""
+  """Writes ``{"step": s, **scalars}`` lines to ``metrics.jsonl`` and TensorBoard scalars.
 
-  def __init__(self, workdir: str):
+  ``truncate_after``: a resumed run first drops the rows logged after its checkpoint.
+  """
+
+  def __init__(self, workdir: str, truncate_after: int = 0):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    workdir_lib.truncate_metrics(self.path, truncate_after)
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: dict) -> None:
@@ -31,8 +37,12 @@ class MetricWriter:
 
 
 def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return workdir_lib.read_metrics(path)
+
+
+def write_summary(workdir: str, summary: dict) -> None:
+  workdir_lib.write_atomic(os.path.join(workdir, "summary.json"),
+                            json.dumps(summary, indent=2))
 
 
 def plot_run(workdir: str, title: str = "") -> str:

@@ -1,13 +1,14 @@
 """Run one config under several variants × seeds and summarise: the engine of experiments/.
 
-A *variant* is a named list of ``key=value`` overrides (``estimator=fogzo``,
-``beta_min=0.9999``…). Every (variant, seed) run trains in ``<out>/<variant>_s<seed>`` through
-``train_and_evaluate``; a finished run (its ``summary.json`` exists) is reused and a killed one
-resumes from its checkpoint, so a sweep can be stopped and restarted at any time.
+A *variant* is a named list of ``key=value`` overrides with dotted keys as on the command line
+(``estimator.kind=fogzo``, ``estimator.beta_min=0.9999``…). Every (variant, seed) run trains in
+``<out>/<variant>_s<seed>`` through ``train_and_evaluate``; a finished run (its
+``summary.json`` exists, and its ``config.json`` is the requested config) is reused and a
+killed one resumes from its checkpoint, so a sweep can be stopped and restarted at any time.
 
   base = load_config("configs/llama.py:9m")
-  apply_overrides(base, ["num_train_steps=300", 'model_kwargs={"dim": 64}'])
-  runs = run_variants(base, {"ste": ["estimator=ste"], "fogzo": ["estimator=fogzo"]},
+  apply_overrides(base, ["num_train_steps=300", "model.dim=64"])
+  runs = run_variants(base, {"ste": ["estimator.kind=ste"], "fogzo": ["estimator.kind=fogzo"]},
                       seeds=[0, 1, 2], out="runs/llama")
   headline_metric(runs["ste"])   # ("val_perplexity", 1.0): what to report and its scale
 """
@@ -56,12 +57,19 @@ def parse_override(item: str):
 
 def apply_overrides(config: ml_collections.ConfigDict,
                     overrides: Sequence[str]) -> ml_collections.ConfigDict:
-  """Sets each ``key=value`` on ``config`` (in place; returned). Unknown keys are refused."""
+  """Sets each ``key=value`` on ``config`` (in place; returned); ``key`` may be dotted
+  (``estimator.beta_min=0.9``), as on the command line. Unknown keys are refused."""
   for item in overrides:
     key, value = parse_override(item)
-    if key not in config:
+    *sections, field = key.split(".")
+    target = config
+    for name in sections:
+      if name not in target or not hasattr(target[name], "keys"):
+        raise KeyError(f"override {item!r}: config has no section {name!r}")
+      target = target[name]
+    if field not in target:
       raise KeyError(f"override {item!r}: config has no field {key!r}")
-    config[key] = value
+    target[field] = value
   return config
 
 
@@ -85,14 +93,28 @@ def run_variants(base: ml_collections.ConfigDict, variants: Mapping[str, Sequenc
     for seed in seeds:
       workdir = os.path.join(out, f"{name}_s{seed}")
       path = os.path.join(workdir, "summary.json")
-      if not report_only and not os.path.exists(path):
-        config = apply_overrides(ml_collections.ConfigDict(base.to_dict()), overrides)
-        config.seed = int(seed)
+      config = apply_overrides(ml_collections.ConfigDict(base.to_dict()), overrides)
+      config.seed = int(seed)
+      if os.path.exists(path):
+        check_recorded_config(workdir, config)
+      elif not report_only:
         train_fn(config, workdir)
       if os.path.exists(path):
         with open(path) as f:
           runs.setdefault(name, []).append(json.load(f))
   return runs
+
+
+def check_recorded_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """A finished run is reused only if it ran ``config`` (its ``config.json``, up to resume-safe
+  fields); otherwise the sweep stops and names the fields that differ."""
+  from fogzo_jax.train import config as config_lib  # noqa: PLC0415
+  with open(os.path.join(workdir, "config.json")) as f:
+    recorded = json.load(f)
+  bad = config_lib.incompatible_fields(recorded, json.loads(config.to_json()))
+  if bad:
+    raise ValueError(f"{workdir} holds a finished run of another config (fields {bad}); delete "
+                     "it or give the sweep another output folder")
 
 
 def headline_metric(summaries: Sequence[Mapping]) -> tuple[str, float]:

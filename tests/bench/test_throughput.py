@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
@@ -17,8 +18,8 @@ from fogzo_jax.models.llama import Llama, ffn_width
 
 def test_model_flops_per_token_counts_every_matmul_but_the_embedding():
   d, layers, vocab, seq = 64, 3, 257, 32
-  params = Llama(vocab_size=vocab, dim=d, layers=layers, heads=2).init(
-      jax.random.key(0), jnp.zeros((1, seq), jnp.int32))["params"]
+  params = nn.unbox(Llama(vocab_size=vocab, dim=d, layers=layers, heads=2).init(
+      jax.random.key(0), jnp.zeros((1, seq), jnp.int32)))["params"]
   # per block: wq wk wv wo (4d²), w1 w3 w2 (3·d·ffn), two RMSNorm scales; final norm; head.
   n = layers * (4 * d * d + 3 * d * ffn_width(d) + 2 * d) + d + d * vocab
   assert throughput.model_flops_per_token(params, layers, d, seq) == 2 * n + 4 * layers * d * seq

@@ -84,15 +84,3 @@ def test_system_fashion_mnist():
   d = data_lib.load_image_dataset("fashion_mnist")
   assert d.train_images.shape == (60000, 28, 28) and d.test_images.shape == (10000, 28, 28)
   np.testing.assert_array_equal(np.bincount(d.test_labels), [1000] * 10)
-
-
-def test_batches_are_deterministic_full_and_shuffled():
-  images = (np.arange(10 * 28 * 28) % 256).astype(np.uint8).reshape(10, 28, 28)
-  labels = np.arange(10, dtype=np.int32)
-  a = list(data_lib.batches(images, labels, 3, seed=1, epoch=0))
-  b = list(data_lib.batches(images, labels, 3, seed=1, epoch=0))
-  c = list(data_lib.batches(images, labels, 3, seed=1, epoch=1))
-  assert len(a) == 3 and all(x.shape == (3, 28, 28) and x.dtype == np.float32 for x, _ in a)
-  assert all(np.array_equal(y1, y2) for (_, y1), (_, y2) in zip(a, b))
-  assert not all(np.array_equal(y1, y2) for (_, y1), (_, y2) in zip(a, c))
-  assert len(set(np.concatenate([y for _, y in a]))) == 9  # no repeats within an epoch

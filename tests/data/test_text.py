@@ -72,7 +72,8 @@ def test_token_cache_streams_tfds_documents_once(tmp_path):
     docs = list(text.tfds_documents("lm1b", "train", None))
     cache = text.TokenCache(str(tmp_path / "cache" / "lm1b_train"))
     cache.write(iter(docs), tok, max_tokens=10**9)
-  assert cache.done and not any(p.endswith(".tmp") for p in os.listdir(tmp_path / "cache"))
+  assert cache.written() == (sum(len(d.encode()) + 1 for d in docs), True)
+  assert not any(".tmp" in p for p in os.listdir(tmp_path / "cache"))
   rows = cache.rows(seq_len=16)
   expected = text.pack([tok.encode(d) for d in docs], 16, tok.eos_id)
   np.testing.assert_array_equal(rows["tokens"], expected["tokens"])
@@ -86,3 +87,30 @@ def test_token_cache_streams_tfds_documents_once(tmp_path):
 def test_unprepared_tfds_text_names_the_steps(tmp_path):
   with pytest.raises(DataError, match="tfds build c4 --config=en"):
     next(text.tfds_documents("c4/en", "train", str(tmp_path)))
+
+
+def test_token_cache_is_keyed_by_tokenizer_content_and_grows_when_too_short(tmp_path):
+  """Two different SentencePiece files with one basename get two caches; a cache shorter than a
+  run needs is rebuilt larger instead of silently repeating epochs."""
+  spm = pytest.importorskip("sentencepiece")
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join(f"line {i} of some text about cats and dogs" for i in range(300)))
+  models = []
+  for size in (40, 60):
+    folder = tmp_path / f"v{size}"
+    folder.mkdir()
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "tokenizer"),
+                                   vocab_size=size, minloglevel=3)
+    models.append(str(folder / "tokenizer.model"))
+  ids = {text.tokenizer_id("sentencepiece", m) for m in models}
+  assert len(ids) == 2 and text.tokenizer_id("byte", "") == "bytes"
+  tok = text.ByteTokenizer()
+  with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+    short, _ = text.tfds_token_rows("lm1b", str(tmp_path), tok, "byte", "", 8,
+                                    {"train": 100, "validation": 50})
+    long, _ = text.tfds_token_rows("lm1b", str(tmp_path), tok, "byte", "", 8,
+                                   {"train": 2000, "validation": 50})
+  # 40 mock documents hold fewer than 2000 tokens: the second call rebuilt the cache whole.
+  assert len(long["train"]["tokens"]) > len(short["train"]["tokens"]) >= 100 // 9
+  cache = text.TokenCache(str(tmp_path / "fogzo_token_cache" / "lm1b_train_bytes"))
+  assert cache.written()[1] is True  # complete: the whole source is cached

@@ -2,19 +2,20 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from fogzo_jax import models
-from fogzo_jax.train import config as config_lib, loop
+from fogzo_jax.train import config as config_lib, loop, sharding
 
 
 def count(name, shape, dtype=jnp.float32, **kwargs):
   model = models.get_model(name, **kwargs)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape, dtype)))
+  shapes = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0),
+                                                      jnp.zeros(shape, dtype))))
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
 
 
@@ -38,11 +39,19 @@ TINY = {  # one block per ResNet stage: every code path, a fraction of the compi
 
 def tiny_config(name, estimator, quant="fixed"):
   config = config_lib.default_config()
-  config.model = name
-  config.model_kwargs = ml_collections.ConfigDict(TINY[name])
-  config.estimator, config.quant, config.num_perturbations = estimator, quant, 2
-  config.quantize_first_last = name == "mlp"
+  config.model = {"name": name, **TINY[name]}
+  config.estimator.update(kind=estimator, num_perturbations=2)
+  config.quant.kind = quant
   return config
+
+
+def build(config, task, batch, total_steps=10):
+  """Model, optimizer and the initial state on one device, as train_and_evaluate builds them."""
+  model = loop.make_model(config, {"vocab_size": 257} if task == "lm" else {"num_classes": 10})
+  tx = loop.make_tx(config, total_steps)
+  state, _ = loop.create_train_state(model, tx, task, batch, jax.random.key(0),
+                                     sharding.make_mesh(fsdp=False))
+  return model, tx, state
 
 
 def tiny_batch(name):
@@ -60,15 +69,11 @@ def tiny_batch(name):
 def test_one_step_of_every_model(name, estimator):
   config = tiny_config(name, estimator, quant="lsq" if name == "deit_tiny" else "fixed")
   task, batch = tiny_batch(name)
-  model = loop.build_model(config, {"num_classes": 10, "vocab_size": 257})
-  sample = batch["inputs"][:1] if task == "lm" else batch["image"][:1]
-  state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=10),
-      jnp.asarray(sample))
+  model, tx, state = build(config, task, batch)
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
                                    estimator=estimator))
-  new, loss = step(state, batch)
-  assert np.isfinite(float(loss)) and int(new.step) == 1
+  new, metrics = step(state, batch)
+  assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
   assert all(jax.tree.leaves(changed)) or name != "mlp"
   out = model.apply({"params": new.params, "quant": new.quant, "batch_stats": new.batch_stats},
@@ -79,12 +84,9 @@ def test_one_step_of_every_model(name, estimator):
 def test_batchnorm_statistics_come_from_the_ste_forward_only():
   """The perturbed forwards of FOGZO run BatchNorm in train mode but do not update statistics."""
   config = tiny_config("resnet18", "fogzo")
-  config.num_perturbations = 4
+  config.estimator.num_perturbations = 4
   _, batch = tiny_batch("resnet18")
-  model = loop.build_model(config, {"num_classes": 10})
-  state, tx = loop.create_train_state(
-      config, model, functools.partial(loop.make_optimizer, config, total_steps=10),
-      jnp.asarray(batch["image"][:1]))
+  model, tx, state = build(config, "image", batch)
   new, _ = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="image",
                                      estimator="fogzo"))(state, batch)
   _, updated = model.apply({"params": state.params, "quant": state.quant,

@@ -13,7 +13,6 @@ import fogzo_jax as fz
 from fogzo_jax import models
 from fogzo_jax.data import make_pipeline
 from fogzo_jax.quant import qwix_interop
-from fogzo_jax.train.config import default_config
 
 qwix = pytest.importorskip("qwix")
 
@@ -67,11 +66,9 @@ def train(variables, loss_fn, batches, path=".*", steps=30, lr=3e-3):
 
 
 def test_fogzo_trains_a_qwix_int4_mlp_on_mnist():
-  config = default_config()
-  config.batch_size = 128
-  data = make_pipeline(config)
+  data = make_pipeline(name="mnist", batch_size=128, seed=0)
   qmodel = int4(MLP())
-  v = qmodel.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  v = nn.unbox(qmodel.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1))))
   mask = qwix_interop.qwix_mask(v["params"])
   assert mask == {"Dense_0": {"kernel": True, "bias": False},
                   "Dense_1": {"kernel": True, "bias": False}}
@@ -80,17 +77,15 @@ def test_fogzo_trains_a_qwix_int4_mlp_on_mnist():
     logits = qmodel.apply({"params": params}, batch["image"])
     return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
 
-  losses = train(v, loss_fn, data.batch, steps=40)
+  losses = train(v, loss_fn, data.train.__getitem__, steps=40)
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
 
 
 def test_fogzo_trains_a_qwix_int4_llama():
-  config = default_config()
-  config.update(dataset="tiny_shakespeare", model="llama_9m", batch_size=8, seq_len=32)
-  data = make_pipeline(config)
+  data = make_pipeline(name="tiny_shakespeare", batch_size=8, seq_len=32, seed=0)
   model = models.get_model("llama_9m", vocab_size=257, dim=32, layers=2, heads=2)
   qmodel = int4(model, ".*blocks.*")
-  v = qmodel.init(jax.random.key(0), jnp.zeros((1, 32), jnp.int32))
+  v = nn.unbox(qmodel.init(jax.random.key(0), jnp.zeros((1, 32), jnp.int32)))
   mask = qwix_interop.qwix_mask(v["params"], ".*blocks.*")
   assert sum(jax.tree.leaves(mask)) == 7 and not mask["head"]["kernel"]
 
@@ -99,5 +94,5 @@ def test_fogzo_trains_a_qwix_int4_llama():
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     return jnp.sum(ce * batch["weights"]) / jnp.sum(batch["weights"])
 
-  losses = train(v, loss_fn, data.batch, path=".*blocks.*", steps=25, lr=1e-2)
+  losses = train(v, loss_fn, data.train.__getitem__, path=".*blocks.*", steps=25, lr=1e-2)
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5

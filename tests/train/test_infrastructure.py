@@ -14,21 +14,17 @@ import pytest
 
 from configs import mnist_mlp
 from fogzo_jax import plot
-from fogzo_jax.train import ConfigError, Diverged, loop, train_and_evaluate
+from fogzo_jax.train import ConfigError, Diverged, loop, sweep, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Slow enough steps (FOGZO with 300 perturbations, ~50 ms) that a run can be killed midway.
-RESUME_ARGS = ["--config.estimator=fogzo", "--config.num_perturbations=300",
+RESUME_ARGS = ["--config.estimator.kind=fogzo", "--config.estimator.num_perturbations=300",
                "--config.num_train_steps=80", "--config.checkpoint_every_steps=5",
-               "--config.eval_every_steps=40", "--config.beta_min=0.5"]
+               "--config.eval_every_steps=40", "--config.estimator.beta_min=0.5"]
 
 
 def overrides_to_config(args):
-  config = mnist_mlp.get_config()
-  for arg in args:
-    key, value = arg[len("--config."):].split("=")
-    config[key] = type(config[key])(value)
-  return config
+  return sweep.apply_overrides(mnist_mlp.get_config(), [a[len("--config."):] for a in args])
 
 
 def start_train(workdir, args):
@@ -99,27 +95,31 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
   monkeypatch.setattr(loop, "per_example_loss", poisoned)
   config = mnist_mlp.get_config()
-  config.update(estimator="ste", num_train_steps=200, checkpoint_every_steps=2,
-                log_every_steps=1)
-  with pytest.raises(Diverged, match="last good checkpoint .* is intact"):
+  config.estimator.kind = "ste"
+  config.update(num_train_steps=200, checkpoint_every_steps=2, log_every_steps=1)
+  with pytest.raises(Diverged, match=r"the loss became nan at step \d+ .*newest checkpoint "
+                                     r"\(step \d+\) is from before it"):
     train_and_evaluate(config, str(tmp_path))
   mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
   assert mngr.latest_step() is not None and mngr.latest_step() < 200
-  restored = mngr.restore(mngr.latest_step())
-  leaves = jax.tree.leaves(restored)
-  assert leaves and all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+  restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))
+  leaves = jax.tree.leaves(restored["state"])
+  assert leaves and all(bool(jnp.all(jnp.isfinite(x))) for x in leaves
+                        if jnp.issubdtype(x.dtype, jnp.floating))
   assert not os.path.exists(tmp_path / "summary.json")
 
 
 def test_incompatible_workdir_refused_unless_forced(tmp_path):
   config = mnist_mlp.get_config()
-  config.update(estimator="ste", num_train_steps=4)
+  config.estimator.kind = "ste"
+  config.num_train_steps = 4
   first = train_and_evaluate(config, str(tmp_path))
   config.log_every_steps = 2  # resume-safe: accepted, the finished run is reported again
   again = train_and_evaluate(config, str(tmp_path))
   assert again["params_sha256"] == first["params_sha256"]
-  config.estimator = "fogzo"
-  with pytest.raises(ConfigError, match=r"different config \(fields: estimator: 'ste' → "
+  config.estimator.kind = "fogzo"
+  with pytest.raises(ConfigError, match=r"different config \(fields: estimator.kind: 'ste' → "
                                         r"'fogzo'\).*--force"):
     train_and_evaluate(config, str(tmp_path))
   assert json.load(open(tmp_path / "summary.json"))["estimator"] == "ste"  # untouched
@@ -128,48 +128,55 @@ def test_incompatible_workdir_refused_unless_forced(tmp_path):
 
 
 BAD_CONFIGS = [
-    ("estimator", "adam", "config.estimator must be one of 'ste', 'fogzo', 'nspsa'"),
-    ("estimator", 3, "config.estimator must be one of"),
-    ("ste", "relu", "config.ste must be one of 'identity', 'hardtanh', 'tanh', 'approxsign'"),
-    ("dataset", "cifar", "config.dataset must be one of 'mnist', 'fashion_mnist'"),
-    ("data_source", "web", "config.data_source must be one of 'auto', 'idx', 'tfds', 'shipped'"),
-    ("model", "gpt", "config.model must be one of 'mlp'"),
-    ("num_perturbations", 0, "config.num_perturbations must be an integer ≥ 1"),
-    ("num_perturbations", 2.5, "config.num_perturbations must be an integer ≥ 1"),
-    ("num_perturbations", True, "config.num_perturbations must be an integer ≥ 1"),
-    ("beta_min", 1.5, "config.beta_min must be a number ≥ 0.0 and ≤ 1.0"),
-    ("beta_min", -0.1, "config.beta_min must be a number ≥ 0.0 and ≤ 1.0"),
-    ("beta_min", "high", "config.beta_min must be a number"),
-    ("fogzo_start_fraction", 1.2, "config.fogzo_start_fraction must be a number ≥ 0.0 and ≤ 1.0"),
-    ("bits", 0, "config.bits must be an integer ≥ 1 and ≤ 16"),
-    ("bits", 32, "config.bits must be an integer ≥ 1 and ≤ 16"),
-    ("batch_size", 0, "config.batch_size must be an integer ≥ 1"),
-    ("learning_rate", 0.0, "config.learning_rate must be a number > 0.0"),
-    ("learning_rate", -1e-3, "config.learning_rate must be a number > 0.0"),
-    ("weight_decay", -0.1, "config.weight_decay must be a number ≥ 0.0"),
+    ("estimator.kind", "adam", "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa'"),
+    ("estimator.kind", 3, "config.estimator.kind must be one of"),
+    ("quant.ste", "relu", "config.quant.ste must be one of 'identity', 'hardtanh', 'tanh', "
+                          "'approxsign'"),
+    ("data.name", "cifar", "config.data.name must be one of 'mnist', 'fashion_mnist'"),
+    ("data.source", "web", "config.data.source must be one of 'auto', 'idx', 'tfds', 'shipped'"),
+    ("model.name", "gpt", "config.model.name must be one of 'mlp'"),
+    ("model.depth", 3, "config.model.depth is not an option of model 'mlp'"),
+    ("estimator.num_perturbations", 0, "num_perturbations must be an integer ≥ 1"),
+    ("estimator.num_perturbations", 2.5, "num_perturbations must be an integer ≥ 1"),
+    ("estimator.num_perturbations", True, "num_perturbations must be an integer ≥ 1"),
+    ("estimator.beta_min", 1.5, "beta_min must be a finite number ≥ 0.0 and ≤ 1.0"),
+    ("estimator.beta_min", -0.1, "beta_min must be a finite number ≥ 0.0 and ≤ 1.0"),
+    ("estimator.beta_min", "high", "config.estimator.beta_min must be a finite number"),
+    ("estimator.noise_share", -1.0, "config.estimator.noise_share must be None or a finite"),
+    ("estimator.g_hat_clip", "big", "config.estimator.g_hat_clip must be None, a number > 0 or "
+                                    "'half_step'"),
+    ("estimator.start_fraction", 1.2, "start_fraction must be a finite number ≥ 0.0 and ≤ 1.0"),
+    ("quant.bits", 0, "config.quant.bits must be an integer ≥ 1"),
+    ("data.batch_size", 0, "config.data.batch_size must be an integer ≥ 1"),
+    ("optimizer.learning_rate", 0.0, "config.optimizer.learning_rate must be a finite number > 0"),
+    ("optimizer.learning_rate", float("inf"), "learning_rate must be a finite number > 0"),
+    ("optimizer.weight_decay", -0.1, "config.optimizer.weight_decay must be a finite number ≥ 0"),
     ("num_epochs", 0, "config.num_epochs must be an integer ≥ 1"),
     ("num_train_steps", -5, "config.num_train_steps must be an integer ≥ 0"),
     ("seed", -1, "config.seed must be an integer ≥ 0"),
-    ("chunk_size", -2, "config.chunk_size must be an integer ≥ 0"),
+    ("estimator.chunk_size", -2, "config.estimator.chunk_size must be None or an integer ≥ 1"),
     ("log_every_steps", 0, "config.log_every_steps must be an integer ≥ 1"),
     ("eval_every_steps", -1, "config.eval_every_steps must be an integer ≥ 0"),
     ("checkpoint_every_steps", -1, "config.checkpoint_every_steps must be an integer ≥ 0"),
     ("keep_checkpoints", 0, "config.keep_checkpoints must be an integer ≥ 1"),
-    ("data_dir", 5, "config.data_dir must be a string path"),
+    ("data.data_dir", 5, "config.data.data_dir must be a string"),
     ("distributed", "yes", "config.distributed must be True or False"),
-    ("lr", 0.1, "config.lr is not a known field; known fields: augment, batch_size"),
+    ("lr", 0.1, "config.lr is not a known field; known: checkpoint_every_steps, data"),
+    ("optimizer.lerning_rate", 0.1, "config.optimizer.lerning_rate is not a known field "
+                                    r"\(did you mean 'learning_rate'\?\)"),
 ]
 
 
 @pytest.mark.parametrize("field, value, message", BAD_CONFIGS)
 def test_malformed_configs(tmp_path, field, value, message):
   config = mnist_mlp.get_config()
-  config.unlock() if hasattr(config, "unlock") else None
-  with config.ignore_type():
-    config[field] = value
+  *section, name = field.split(".")
+  target = config[section[0]] if section else config
+  with target.ignore_type():
+    target[name] = value
   with pytest.raises(ConfigError, match=message):
-    train_and_evaluate(config, str(tmp_path))
-  assert not os.listdir(tmp_path)  # refused before any work
+    train_and_evaluate(config, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")  # refused before any work
 
 
 def test_missing_field_and_start_fraction_needs_fogzo(tmp_path):
@@ -178,28 +185,29 @@ def test_missing_field_and_start_fraction_needs_fogzo(tmp_path):
   with pytest.raises(ConfigError, match="config.seed is missing"):
     train_and_evaluate(config, str(tmp_path))
   config = mnist_mlp.get_config()
-  config.update(estimator="ste", fogzo_start_fraction=0.5)
-  with pytest.raises(ConfigError, match="fogzo_start_fraction > 0 needs config.estimator"):
+  config.estimator.update(kind="ste", start_fraction=0.5)
+  with pytest.raises(ConfigError, match="config.estimator.start_fraction > 0 needs "
+                                        "kind='fogzo'"):
     train_and_evaluate(config, str(tmp_path))
 
 
 def test_ste_then_fogzo_forward_passes(tmp_path):
   config = mnist_mlp.get_config()
-  config.update(estimator="fogzo", num_perturbations=2, num_train_steps=10,
-                fogzo_start_fraction=0.7)
+  config.estimator.update(kind="fogzo", num_perturbations=2, start_fraction=0.7)
+  config.num_train_steps = 10
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["forward_passes"] == 7 * 3 + 3 * (3 + 2 * 2)
 
 
 DP_SCRIPT = """
-import json, sys
-sys.path.insert(0, {root!r})
+import json
 import jax
-from configs import mnist_mlp
-from fogzo_jax.train import train_and_evaluate
-config = mnist_mlp.get_config()
-config.update(estimator={est!r}, num_perturbations=4, num_train_steps=12, eval_every_steps=3,
-              checkpoint_every_steps=0, batch_size=256, fsdp={fsdp!r})
+from fogzo_jax.train import sweep, train_and_evaluate
+config = sweep.load_config("configs/mnist_mlp.py")
+sweep.apply_overrides(config, ["estimator.kind={est}", "estimator.num_perturbations=4",
+                               "num_train_steps=12", "eval_every_steps=3",
+                               "checkpoint_every_steps=0", "data.batch_size=256",
+                               "fsdp={fsdp}"])
 s = train_and_evaluate(config, {workdir!r})
 rows = [json.loads(l) for l in open({workdir!r} + "/metrics.jsonl")]
 print("RESULT", json.dumps(dict(devices=len(jax.devices()), devices_used=s["devices"],
@@ -214,26 +222,31 @@ def test_eight_device_data_parallel_matches_single_device(tmp_path, estimator, f
   curves = {}
   for count in (1, 8):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
-    code = DP_SCRIPT.format(root=ROOT, est=estimator, fsdp=fsdp,
+    code = DP_SCRIPT.format(est=estimator, fsdp=fsdp,
                             workdir=str(tmp_path / str(count)))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT ")[-1])
     assert result["devices"] == result["devices_used"] == count
-    # MLP kernels 784×10 and 10×10: with fsdp on 8 devices the 784 axis and Adam's moments
-    # of it are split; 10 is not divisible by 8, so those leaves stay replicated.
+    # MLP kernels 784×10 and 10×10 ("embed", "mlp"): with fsdp on 8 devices the 784 axis and
+    # Adam's moments of it are split; 10 is not divisible by 8, so those leaves stay whole.
     assert result["sharded"] == (3 if fsdp and count == 8 else 0)
     curves[count] = result["curve"]
   assert len(curves[1]) == 4
-  for a, b in zip(curves[1], curves[8]):
-    assert abs(a - b) <= 1e-4 * abs(a), (curves[1], curves[8])
+  # The same computation up to the order of float sums across devices. FOGZO's ± difference of
+  # a piecewise-constant loss can turn such a rounding difference into one weight crossing a
+  # threshold, after which the runs differ a little: 1e-4 for the first half, 5e-3 after.
+  for k, (a, b) in enumerate(zip(curves[1], curves[8])):
+    tolerance = 1e-4 if estimator == "ste" or k < 2 else 5e-3
+    assert abs(a - b) <= tolerance * abs(a), (curves[1], curves[8])
 
 
 def test_plot_cli_overlays_runs(tmp_path):
   for name in ("ste", "fogzo"):
     config = mnist_mlp.get_config()
-    config.update(estimator=name, num_train_steps=6, eval_every_steps=3)
+    config.estimator.kind = name
+    config.update(num_train_steps=6, eval_every_steps=3)
     train_and_evaluate(config, str(tmp_path / name))
   out = tmp_path / "cmp.png"
   proc = subprocess.run([sys.executable, "-m", "fogzo_jax.plot", str(tmp_path / "ste"),

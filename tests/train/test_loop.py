@@ -15,10 +15,10 @@ FIELDS = {"estimator", "steps", "final_train_loss", "test_loss", "test_accuracy"
           "forward_passes", "wall_time_s", "params_sha256"}
 
 
-def config_for(estimator, steps=40, **overrides):
+def config_for(estimator, steps=40, seed=0):
   config = mnist_mlp.get_config()
-  config.estimator, config.num_train_steps, config.num_perturbations = estimator, steps, 2
-  config.update(overrides)
+  config.estimator.update(kind=estimator, num_perturbations=2)
+  config.num_train_steps, config.seed = steps, seed
   return config
 
 
@@ -44,43 +44,56 @@ def test_same_seed_same_params(tmp_path):
   assert a["params_sha256"] == b["params_sha256"] != c["params_sha256"]
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("estimator", "adam", "config.estimator must be one of 'ste', 'fogzo', 'nspsa'"),
-    ("ste", "relu", "config.ste must be one of 'identity', 'hardtanh', 'tanh', 'approxsign'"),
-    ("dataset", "cifar", "config.dataset must be one of 'mnist', 'fashion_mnist'"),
-    ("beta_min", 1.5, "config.beta_min must be a number ≥ 0.0 and ≤ 1.0"),
-    ("num_perturbations", 0, "config.num_perturbations must be an integer ≥ 1"),
+@pytest.mark.parametrize("section, field, value, message", [
+    ("estimator", "kind", "adam", "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa'"),
+    ("quant", "ste", "relu", "config.quant.ste must be one of 'identity', 'hardtanh', 'tanh'"),
+    ("data", "name", "cifar", "config.data.name must be one of 'mnist', 'fashion_mnist'"),
+    ("estimator", "beta_min", 1.5, "config.estimator.beta_min must be a finite number ≥ 0.0 "
+     "and ≤ 1.0"),
+    ("estimator", "num_perturbations", 0,
+     "config.estimator.num_perturbations must be an integer ≥ 1"),
 ])
-def test_bad_config_is_refused(tmp_path, field, value, message):
+def test_bad_config_is_refused(tmp_path, section, field, value, message):
   config = config_for("ste")
-  config[field] = value
+  with config.ignore_type():
+    config[section][field] = value
   with pytest.raises(ConfigError, match=message):
-    train_and_evaluate(config, str(tmp_path))
+    train_and_evaluate(config, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w")  # nothing written
 
 
-def run_train(tmp_path, *overrides):
+def run_train(tmp_path, *overrides, timeout=300):
   return subprocess.run(
       [sys.executable, "train.py", "--config=configs/mnist_mlp.py", f"--workdir={tmp_path}",
-       *overrides], cwd=ROOT, capture_output=True, text=True, timeout=300)
+       *overrides], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_cli_config_errors_exit_nonzero_without_traceback(tmp_path):
-  for override, field in [("--config.estimator=adam", "estimator"),
-                          ("--config.ste=relu", "ste"), ("--config.dataset=cifar", "dataset")]:
-    proc = run_train(tmp_path, override)
-    assert proc.returncode == 2, proc.stderr
-    assert f"error: config.{field} must be one of" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_cli_config_errors_exit_2_in_one_line(tmp_path):
+  for override, expected in [
+      ("--config.estimator.kind=adam", "error: config.estimator.kind must be one of"),
+      ("--config.quant.ste=relu", "error: config.quant.ste must be one of"),
+      ("--config.data.name=cifar", "error: config.data.name must be one of"),
+      ("--config.optimizer.learning_rate=inf", "error: config.optimizer.learning_rate must be "
+                                               "a finite number > 0.0"),
+      ("--config.optimizer.lerning_rate=0.1", "did you mean --config.optimizer.learning_rate?"),
+      ("--config.foo=1", "error: "),
+  ]:
+    proc = run_train(tmp_path / "w", override)
+    assert proc.returncode == 2, (override, proc.stderr)
+    assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not os.path.exists(tmp_path / "w")
 
 
 def test_cli_missing_data_dir(tmp_path):
-  proc = run_train(tmp_path, f"--config.data_dir={tmp_path / 'missing'}")
+  proc = run_train(tmp_path, f"--config.data.data_dir={tmp_path / 'missing'}")
   assert proc.returncode == 2 and "is not a folder" in proc.stderr
   assert "Traceback" not in proc.stderr
 
 
-def test_cli_runs(tmp_path):
-  proc = run_train(tmp_path, "--config.num_train_steps=5", "--config.estimator=fogzo")
+def test_cli_runs_and_keeps_library_chatter_in_the_log_file(tmp_path):
+  proc = run_train(tmp_path, "--config.num_train_steps=5", "--config.estimator.kind=fogzo")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "test accuracy" in proc.stdout
+  assert "test accuracy" in proc.stdout and "data: " in proc.stdout
+  assert "Closing" not in proc.stdout + proc.stderr and "orbax" not in proc.stderr
   assert json.load(open(tmp_path / "summary.json"))["steps"] == 5
+  assert os.path.getsize(tmp_path / "train.log") > 0

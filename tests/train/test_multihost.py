@@ -13,18 +13,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WORKER = """
-import json, sys
-sys.path.insert(0, {root!r})
+import json
 import jax
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 if {procs} > 1:
   jax.distributed.initialize(coordinator_address="localhost:{port}", num_processes={procs},
                              process_id={pid})
-from configs import mnist_mlp
-from fogzo_jax.train import train_and_evaluate
-config = mnist_mlp.get_config()
-config.update(estimator="fogzo", num_perturbations=4, num_train_steps=12, eval_every_steps=6,
-              checkpoint_every_steps=6, batch_size=256, distributed={procs} > 1)
+from fogzo_jax.train import sweep, train_and_evaluate
+config = sweep.load_config("configs/mnist_mlp.py")
+sweep.apply_overrides(config, ["estimator.kind=fogzo", "estimator.num_perturbations=4",
+                               "num_train_steps=12", "eval_every_steps=6",
+                               "checkpoint_every_steps=6", "data.batch_size=256"])
+config.distributed = {procs} > 1
 s = train_and_evaluate(config, {workdir!r})
 print("RESULT", json.dumps(dict(procs=jax.process_count(), devices=s["devices"],
                                 loss=s["test_loss"], sha=s["params_sha256"])))
@@ -42,7 +42,7 @@ def run_workers(procs, workdir, devices_per_process=1):
   env = dict(os.environ,
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
   workers = [subprocess.Popen(
-      [sys.executable, "-c", WORKER.format(root=ROOT, procs=procs, port=port, pid=pid,
+      [sys.executable, "-c", WORKER.format(procs=procs, port=port, pid=pid,
                                            workdir=str(workdir))],
       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for pid in range(procs)]

@@ -14,51 +14,61 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_load_config_with_and_without_argument():
   llama = sweep.load_config(os.path.join(ROOT, "configs/llama.py:20m"))
-  assert llama.model == "llama_20m"
+  assert llama.model.name == "llama_20m"
   mnist = sweep.load_config(os.path.join(ROOT, "configs/mnist_mlp.py"))
-  assert mnist.model == "mlp"
+  assert mnist.model.name == "mlp"
   with pytest.raises(FileNotFoundError, match="nope.py"):
     sweep.load_config("configs/nope.py")
 
 
 def test_overrides_parse_json_and_refuse_unknown_fields():
   config = sweep.load_config(os.path.join(ROOT, "configs/llama.py:9m"))
-  sweep.apply_overrides(config, ["batch_size=8", "beta_min=0.9", "ste=tanh", "mixup=false",
-                                 'model_kwargs={"dim": 64, "layers": 2}'])
-  assert (config.batch_size, config.beta_min, config.ste, config.mixup) == (8, 0.9, "tanh", False)
-  assert config.model_kwargs.to_dict() == {"dim": 64, "layers": 2}
-  sweep.apply_overrides(config, ["quantize_activations=True", "mixup=False"])  # Python spelling
-  assert config.quantize_activations is True and config.mixup is False
+  sweep.apply_overrides(config, ["data.batch_size=8", "estimator.beta_min=0.9", "quant.ste=tanh",
+                                 "data.mixup=false", "model.dim=64", "model.layers=2",
+                                 "estimator.noise_share=0.3"])
+  assert (config.data.batch_size, config.estimator.beta_min, config.quant.ste,
+          config.data.mixup) == (8, 0.9, "tanh", False)
+  assert (config.model.dim, config.model.layers, config.estimator.noise_share) == (64, 2, 0.3)
+  sweep.apply_overrides(config, ["quant.activations=True", "data.mixup=False"])  # Python spelling
+  assert config.quant.activations is True and config.data.mixup is False
   validate(config)
-  with pytest.raises(KeyError, match="no field 'batchsize'"):
-    sweep.apply_overrides(config, ["batchsize=8"])
+  with pytest.raises(KeyError, match="no field 'data.batchsize'"):
+    sweep.apply_overrides(config, ["data.batchsize=8"])
+  with pytest.raises(KeyError, match="no section 'dat'"):
+    sweep.apply_overrides(config, ["dat.batch_size=8"])
   with pytest.raises(ValueError, match="key=value"):
-    sweep.apply_overrides(config, ["batch_size"])
+    sweep.apply_overrides(config, ["data.batch_size"])
 
 
 def _fake_train(calls):
   def train(config, workdir):
-    calls.append((config.estimator, config.seed, config.beta_min))
+    calls.append((config.estimator.kind, config.seed, config.estimator.beta_min))
     os.makedirs(workdir, exist_ok=True)
     summary = dict(seed=config.seed, steps=3, wall_time_s=1.0, test_accuracy=0.5 + config.seed,
                    test_loss=1.0)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f)
+    for name, content in (("summary.json", summary), ("config.json", config.to_dict())):
+      with open(os.path.join(workdir, name), "w") as f:
+        json.dump(content, f)
     return summary
   return train
 
 
 def test_run_variants_trains_each_once_and_reuses_finished_runs(tmp_path):
-  base = ml_collections.ConfigDict(dict(estimator="fogzo", seed=0, beta_min=0.999))
-  variants = {"ste": ["estimator=ste"], "b9": ["estimator=fogzo", "beta_min=0.9"]}
+  base = ml_collections.ConfigDict(dict(estimator=dict(kind="fogzo", beta_min=0.999), seed=0))
+  variants = {"ste": ["estimator.kind=ste"], "b9": ["estimator.kind=fogzo",
+                                                    "estimator.beta_min=0.9"]}
   calls = []
   runs = sweep.run_variants(base, variants, [0, 1], str(tmp_path), train_fn=_fake_train(calls))
   assert calls == [("ste", 0, 0.999), ("ste", 1, 0.999), ("fogzo", 0, 0.9), ("fogzo", 1, 0.9)]
   assert [s["seed"] for s in runs["b9"]] == [0, 1]
-  assert base.beta_min == 0.999 and base.estimator == "fogzo"  # base left untouched
+  assert base.estimator.beta_min == 0.999 and base.estimator.kind == "fogzo"  # base untouched
   again = sweep.run_variants(base, variants, [0, 1], str(tmp_path), train_fn=_fake_train(calls))
   assert len(calls) == 4 and again == runs
   assert sweep.run_variants(base, {"new": []}, [0], str(tmp_path), report_only=True) == {}
+  # A finished run of another config is not silently reused.
+  with pytest.raises(ValueError, match=r"another config \(fields \['estimator.beta_min'\]\)"):
+    sweep.run_variants(base, {"b9": ["estimator.beta_min=0.5"]}, [0], str(tmp_path),
+                       train_fn=_fake_train(calls))
 
 
 def test_headline_metric_and_mean_std():

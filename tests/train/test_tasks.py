@@ -6,7 +6,6 @@ import importlib.util
 import json
 import os
 
-import ml_collections
 import pytest
 
 from fogzo_jax.train import config as config_lib, train_and_evaluate
@@ -32,9 +31,10 @@ def test_every_config_file_validates(path):
 
 def test_llama_config_trains_offline_and_reports_perplexity(tmp_path):
   config = load_config("llama", "9m")
-  config.update(num_train_steps=7, eval_every_steps=3, batch_size=8, seq_len=32,
-                eval_batch_size=512, warmup_steps=2)
-  config.model_kwargs = ml_collections.ConfigDict(dict(dim=32, layers=2, heads=2))
+  config.update(num_train_steps=7, eval_every_steps=3)
+  config.data.update(batch_size=8, seq_len=32, eval_batch_size=512)
+  config.optimizer.warmup_steps = 2
+  config.model.update(dim=32, layers=2, heads=2)
   summary = train_and_evaluate(config, str(tmp_path))
   assert {"val_loss", "val_perplexity", "tokens_seen"} <= set(summary)
   assert summary["tokens_seen"] == 7 * 8 * 32
@@ -52,9 +52,10 @@ def test_llama_config_trains_offline_and_reports_perplexity(tmp_path):
 ])
 def test_image_configs_run_on_fashion_mnist(tmp_path, name, kwargs):
   config = load_config(name)
-  config.update(dataset=FASHION, num_train_steps=3, batch_size=16, eval_batch_size=5000,
-                warmup_steps=1)
-  config.model_kwargs = ml_collections.ConfigDict(kwargs)
+  config.num_train_steps = 3
+  config.data.update(name=FASHION, batch_size=16, eval_batch_size=5000)
+  config.optimizer.warmup_steps = 1
+  config.model.update(**kwargs)
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["steps"] == 3 and 0.0 <= summary["test_accuracy"] <= 1.0
   assert summary["dataset"] == FASHION and "final_train_loss" not in summary
@@ -62,14 +63,20 @@ def test_image_configs_run_on_fashion_mnist(tmp_path, name, kwargs):
 
 def test_task_mismatch_and_model_kwargs_are_refused(tmp_path):
   config = load_config("llama", "9m")
-  config.dataset = "mnist"
+  config.data.name = "mnist"
   with pytest.raises(config_lib.ConfigError, match="is an image data set but config.model"):
     train_and_evaluate(config, str(tmp_path))
   config = load_config("resnet18_in100")
-  config.model_kwargs = ml_collections.ConfigDict(dict(depth=3))
-  with pytest.raises(config_lib.ConfigError, match="model_kwargs.depth is not an option"):
+  config.model.depth = 3
+  with pytest.raises(config_lib.ConfigError, match="config.model.depth is not an option"):
     train_and_evaluate(config, str(tmp_path))
   config = load_config("resnet18_in100")
-  config.quant = "quest"
-  with pytest.raises(config_lib.ConfigError, match="quant='quest' is for dense layers"):
+  config.quant.kind = "quest"
+  with pytest.raises(config_lib.ConfigError, match="quant.kind='quest' is for dense layers"):
     train_and_evaluate(config, str(tmp_path))
+  config = load_config("deit_tiny_in100")
+  config.data.image_size = 30
+  with pytest.raises(config_lib.ConfigError, match="config.data.image_size 30 is not divisible "
+                                                   "by the patch size 4"):
+    train_and_evaluate(config, str(tmp_path / "deit"))
+  assert not os.path.exists(tmp_path / "deit")

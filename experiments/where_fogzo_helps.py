@@ -1,0 +1,300 @@
+"""Where FOGZO helps: the pre-registered comparison of issue 14.
+
+  python experiments/where_fogzo_helps.py --model=mnist --stage=ste_lr    # STE lr, seeds 0-2
+  python experiments/where_fogzo_helps.py --model=mnist --stage=grid      # FOGZO grid, seeds 0-2
+  python experiments/where_fogzo_helps.py --model=mnist --stage=confirm   # chosen, seeds 3-7
+  python experiments/where_fogzo_helps.py --model=mnist --stage=equal_time  # STE at FOGZO's time
+  python experiments/where_fogzo_helps.py --report                        # every table
+
+The design (docs/results/where_fogzo_helps.md, written before the runs): per model, STE's
+learning rate is chosen on seeds 0-2 from ``STE_LRS``; each FOGZO variant (``VARIANTS``: the
+paper's estimator and our three changes) is then run on seeds 0-2 for every noise share ρ in
+``NOISE_SHARES`` and every learning rate in {STE's ÷ 3, × 1, × 3} (``GRID``: the full product on
+MNIST; on the small LLaMA ρ at STE's rate, then the two other rates at each variant's best ρ).
+Each method's setting with the best mean over seeds 0-2 is its chosen one (``choose``); only the
+chosen settings run on seeds 3-7 (``--stage=confirm``), with the paper's literal setting
+(β_min = 0.999); then STE runs for the wall time of the best FOGZO variant
+(``--stage=equal_time``). Models without a tuning stage (ResNet,
+LLaMA-9M) take the settings chosen on the other models (``TRANSFER``) and run on seeds 3-7 only.
+Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<name>_s<seed>.
+"""
+
+import json
+import os
+import statistics
+
+from absl import app, flags
+
+from fogzo_jax.train import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_MODEL = flags.DEFINE_string("model", "mnist", "Model (MODELS).")
+_STAGE = flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "equal_time"],
+                           "Stage.")
+_OUT = flags.DEFINE_string("out", "runs/where_fogzo_helps", "Output folder.")
+_REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
+_DRY = flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
+
+TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
+
+# name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
+MODELS = {
+    "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
+              "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 10 epochs × 512",
+              (6.7e-4, 2e-3, 6e-3, 1.8e-2, 3.2e-2)),
+    "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
+                                   "num_train_steps=3000", "data.batch_size=16",
+                                   "data.seq_len=64", "optimizer.warmup_steps=100",
+                                   "data.eval_batch_size=256", "eval_every_steps=500",
+                                   "checkpoint_every_steps=1000"],
+                   "val_perplexity", True,
+                   "LLaMA layout at d 64, 2 layers (106,496 quantized weights), Tiny "
+                   "Shakespeare bytes, 3000 steps × 16 × 64", (1e-3, 3e-3, 1e-2)),
+    "resnet8": ("resnet18_in100.py", ["data.name=fashion_mnist", "data.normalize=unit",
+                                      "num_epochs=3", "data.batch_size=128",
+                                      "optimizer.learning_rate=0.001",
+                                      "optimizer.warmup_steps=20", "data.eval_batch_size=2000",
+                                      "checkpoint_every_steps=500", "model.width=8"],
+                "test_accuracy", False,
+                "ResNet-18 width 8, Fashion-MNIST, 3 epochs × 128 (1,404 steps)", None),
+    "llama_9m": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
+                                 "data.seq_len=64", "optimizer.warmup_steps=50",
+                                 "data.eval_batch_size=256", "eval_every_steps=250",
+                                 "checkpoint_every_steps=250"],
+                 "val_perplexity", True,
+                 "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
+                 "1000 steps × 16 × 64", None),
+}
+
+VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
+    "paper": [],
+    "smoothed": ["estimator.smoothed_base=True"],
+    "rmsclip": ["estimator.g_hat_norm=rms", "estimator.g_hat_clip=half_step"],
+    "rmsclip_smoothed": ["estimator.g_hat_norm=rms", "estimator.g_hat_clip=half_step",
+                         "estimator.smoothed_base=True"],
+}
+NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
+LR_FACTORS = (1 / 3, 1.0, 3.0)
+TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny"}  # whose chosen settings run
+
+
+def fogzo(variant: str, rho: float, lr: float) -> list:
+  return (["estimator.kind=fogzo", f"estimator.noise_share={rho:g}",
+           f"optimizer.learning_rate={lr:.6g}"] + VARIANTS[variant])
+
+
+def base_config(model: str):
+  spec, overrides, *_ = MODELS[model]
+  return sweep.apply_overrides(sweep.load_config(os.path.join(ROOT, "configs", spec)), overrides)
+
+
+def summaries(model: str, stage: str, names, seeds) -> dict:
+  runs = {}
+  for name in names:
+    for seed in seeds:
+      path = os.path.join(_OUT.value, model, stage, f"{name}_s{seed}", "summary.json")
+      if os.path.exists(path):
+        runs.setdefault(name, []).append(json.load(open(path)))
+  return runs
+
+
+def score(model: str, runs: list) -> float:
+  """Mean metric over the runs, signed so that lower is better."""
+  _, _, metric, lower, *_ = MODELS[model]
+  value = statistics.mean(r[metric] for r in runs)
+  return value if lower else -value
+
+
+def ste_lr_variants(model: str) -> dict:
+  return {f"ste_lr{lr:g}": ["estimator.kind=ste", f"optimizer.learning_rate={lr:g}"]
+          for lr in MODELS[model][5]}
+
+
+def best(model: str, stage: str, variants: dict) -> str:
+  runs = summaries(model, stage, variants, TUNE_SEEDS)
+  complete = {k: v for k, v in runs.items() if len(v) == len(TUNE_SEEDS)}
+  if len(complete) < len(variants):
+    missing = sorted(set(variants) - set(complete))
+    raise app.UsageError(f"{model}/{stage} is not finished ({len(missing)} settings missing, "
+                         f"e.g. {missing[0]}): run that stage first")
+  return min(complete, key=lambda k: score(model, complete[k]))
+
+
+def ste_lr(model: str) -> float:
+  name = best(model, "ste_lr", ste_lr_variants(model))
+  return float(name[len("ste_lr"):])
+
+
+def grid_variants(model: str) -> dict:
+  """The ρ stage: on MNIST every (variant, ρ, lr factor); elsewhere every (variant, ρ) at STE's
+  rate (the other rates follow in the lr stage, ``lr_variants``)."""
+  lr0 = ste_lr(model)
+  factors = LR_FACTORS if model == "mnist" else (1.0,)
+  return {f"{v}_rho{rho:g}_lr{lr0 * f:.3g}": fogzo(v, rho, lr0 * f)
+          for v in VARIANTS for rho in NOISE_SHARES for f in factors}
+
+
+def lr_variants(model: str) -> dict:
+  """The lr stage (models whose ρ stage ran at STE's rate only): each variant at its best ρ with
+  the rates STE's ÷ 3 and × 3."""
+  lr0, grid = ste_lr(model), grid_variants(model)
+  out = {}
+  for v in VARIANTS:
+    mine = {k: o for k, o in grid.items() if k.startswith(v + "_rho")}
+    name = best(model, "grid", mine)
+    rho = float(name[len(v) + 4:].split("_lr")[0])
+    out.update({f"{v}_rho{rho:g}_lr{lr0 * f:.3g}": fogzo(v, rho, lr0 * f)
+                for f in LR_FACTORS if f != 1.0})
+  return out
+
+
+def choose(model: str) -> dict:
+  """Each method's chosen setting (name → overrides) on seeds 0-2: STE's best rate, and per
+  FOGZO variant the best of its ρ × lr settings; plus the paper's literal setting at STE's
+  rate (β_min = 0.999; not tuned)."""
+  if MODELS[model][5] is None:
+    return transferred(model)
+  lr0 = ste_lr(model)
+  tried = dict(grid_variants(model))
+  if model != "mnist":
+    tried.update(lr_variants(model))
+  chosen = {"ste": ["estimator.kind=ste", f"optimizer.learning_rate={lr0:g}"],
+            "paper_literal": ["estimator.kind=fogzo", "estimator.beta_min=0.999",
+                              f"optimizer.learning_rate={lr0:g}"]}
+  for v in VARIANTS:
+    mine = {k: o for k, o in tried.items() if k.startswith(v + "_rho")}
+    runs = {**summaries(model, "grid", mine, TUNE_SEEDS),
+            **summaries(model, "lr", mine, TUNE_SEEDS)}
+    name = min(runs, key=lambda k: score(model, runs[k]))
+    chosen[v] = mine[name] + [f"# {name}"]
+  return chosen
+
+
+def transferred(model: str) -> dict:
+  """Models without a tuning stage: the source model's chosen variants at this config's rate
+  (ρ kept, lr factor kept relative to the source's STE rate)."""
+  source = TRANSFER[model]
+  lr_here = base_config(model).optimizer.learning_rate
+  lr_source = ste_lr(source)
+  out = {"ste": ["estimator.kind=ste"],
+         "paper_literal": ["estimator.kind=fogzo", "estimator.beta_min=0.999"]}
+  for name, overrides in choose(source).items():
+    if name in ("ste", "paper_literal"):
+      continue
+    lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.learning_rate"))
+    kept = [o for o in overrides if not o.startswith(("optimizer.learning_rate", "#"))]
+    out[name] = kept + [f"optimizer.learning_rate={lr_here * lr / lr_source:.6g}"]
+  return out
+
+
+def best_variant(model: str) -> str:
+  """The FOGZO variant whose chosen setting scored best on seeds 0-2 (the source model's for
+  models without a tuning stage)."""
+  source = TRANSFER.get(model, model)
+  chosen = choose(source)
+  scores = {}
+  for v in VARIANTS:
+    name = chosen[v][-1][2:]  # "# <name>"
+    runs = {**summaries(source, "grid", [name], TUNE_SEEDS),
+            **summaries(source, "lr", [name], TUNE_SEEDS)}
+    scores[v] = score(source, runs[name])
+  return min(scores, key=scores.get)
+
+
+def equal_time_variants(model: str) -> dict:
+  """STE given the wall time of the best FOGZO variant: its steps × the measured FOGZO/STE
+  wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds)."""
+  chosen = stage_variants(model, "confirm")[0]
+  v = best_variant(model)
+  runs = summaries(model, "confirm", ["ste", v], CONFIRM_SEEDS)
+  if len(runs.get("ste", [])) < len(CONFIRM_SEEDS) or len(runs.get(v, [])) < len(CONFIRM_SEEDS):
+    raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
+  ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
+           / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
+  steps = round(runs["ste"][0]["steps"] * max(1.0, ratio))
+  return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
+
+
+def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
+  if stage == "ste_lr":
+    return ste_lr_variants(model), TUNE_SEEDS
+  if stage == "grid":
+    return grid_variants(model), TUNE_SEEDS
+  if stage == "lr":
+    return lr_variants(model), TUNE_SEEDS
+  if stage == "equal_time":
+    return equal_time_variants(model), CONFIRM_SEEDS
+  chosen = choose(model)
+  return {k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()}, CONFIRM_SEEDS
+
+
+def run_stage(model: str, stage: str) -> None:
+  if model not in MODELS:
+    raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
+  if MODELS[model][5] is None and stage not in ("confirm", "equal_time"):
+    raise app.UsageError(f"{model} has no tuning stage: its settings come from "
+                         f"{TRANSFER[model]} (--stage=confirm)")
+  variants, seeds = stage_variants(model, stage)
+  print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
+  for name, overrides in variants.items():
+    print(f"  {name}: {' '.join(overrides)}", flush=True)
+  if not _DRY.value:
+    sweep.run_variants(base_config(model), variants, seeds,
+                       os.path.join(_OUT.value, model, stage))
+
+
+def table(model: str, stage: str, variants: dict, seeds) -> list[str]:
+  _, _, metric, lower, *_ = MODELS[model]
+  runs = summaries(model, stage, variants, seeds)
+  scale = 100.0 if metric == "test_accuracy" else 1.0
+  lines = [f"| setting | {metric} (mean ± std) | per seed | test accuracy (%) | wall time (s) |",
+           "|---|---|---|---|---|"]
+  ranked = sorted(runs, key=lambda k: score(model, runs[k]))
+  for name in ranked:
+    rs = runs[name]
+    values = [scale * r[metric] for r in rs]
+    acc = [100 * r["test_accuracy"] for r in rs if "test_accuracy" in r]
+    lines.append(f"| {name} | {sweep.mean_std(values)} | {', '.join(f'{v:.4g}' for v in values)}"
+                 f" | {sweep.mean_std(acc) if acc and metric != 'test_accuracy' else '–'} | "
+                 f"{statistics.mean(r['wall_time_s'] for r in rs):.0f} |")
+  missing = sorted(set(variants) - set(runs))
+  if missing:
+    lines.append(f"\nNot run yet: {', '.join(missing)}")
+  return lines
+
+
+def report() -> None:
+  out = []
+  for model, (_, _, metric, lower, words, lrs) in MODELS.items():
+    stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
+    try:
+      if lrs:
+        stages.append(("grid", grid_variants(model), TUNE_SEEDS))
+        if model != "mnist":
+          stages.append(("lr", lr_variants(model), TUNE_SEEDS))
+      stages.append(("confirm", stage_variants(model, "confirm")[0], CONFIRM_SEEDS))
+      stages.append(("equal_time", equal_time_variants(model), CONFIRM_SEEDS))
+    except app.UsageError as e:
+      out.append(f"<!-- {model}: {e} -->")
+    for stage, variants, seeds in stages:
+      out += [f"### {model} — {stage} (seeds {', '.join(map(str, seeds))})", "",
+              f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
+      out += table(model, stage, variants, seeds) + [""]
+  path = os.path.join(_OUT.value, "report.md")
+  os.makedirs(_OUT.value, exist_ok=True)
+  with open(path, "w") as f:
+    f.write("\n".join(out) + "\n")
+  print("\n".join(out))
+
+
+def main(argv):
+  del argv
+  if _REPORT.value:
+    report()
+  else:
+    run_stage(_MODEL.value, _STAGE.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

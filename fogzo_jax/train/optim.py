@@ -1,0 +1,124 @@
+"""The optimizer of a training config: ``chain(estimator, AdamW)``, built from the config alone.
+
+``make_estimator(**config.estimator, …)`` is the identity for STE, ``fz.nspsa`` or ``fz.fogzo``
+(optionally after an STE phase, ``fz.start_at``); ``make_optimizer(**config.optimizer, …)`` is
+AdamW with (warm-up +) cosine decay. The estimator perturbs the quantized weights only, with
+ε = α·ε̄(ste) and the law of u from the implicit-smoothing table. α is read from the *current*
+train state at every step: ``train_step`` passes the state's ``quant`` collection to
+``tx.update(…, quant=state.quant)``, and the ε and mask callables take it, so a restored or
+learned step is the one that is used (one source of truth, nothing closed over at init).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional, Union
+
+import optax
+
+import fogzo_jax as fz
+from fogzo_jax import checks
+from fogzo_jax.quant import layers as quant_layers
+
+ESTIMATORS = ("ste", "fogzo", "nspsa")
+
+
+def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
+                         noise_share: Optional[float] = None, g_hat_norm: str = "unit",
+                         g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
+                         start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
+                         evaluation: str = "vmap") -> None:
+  """Checks ``config.estimator`` (each message starts with the field)."""
+  checks.choice("kind", kind, ESTIMATORS)
+  checks.number("num_perturbations", num_perturbations, int, 1)
+  checks.number("beta_min", beta_min, float, 0.0, 1.0)
+  checks.number("noise_share", noise_share, float, 0.0, allow_none=True)
+  checks.choice("g_hat_norm", g_hat_norm, fz.estimators.G_HAT_NORMS)
+  if g_hat_clip != "half_step":
+    try:
+      checks.number("g_hat_clip", g_hat_clip, float, 0.0, low_open=True, allow_none=True)
+    except ValueError:
+      raise ValueError(f"g_hat_clip must be None, a number > 0 or 'half_step'; got "
+                       f"{g_hat_clip!r}") from None
+  checks.boolean("smoothed_base", smoothed_base)
+  checks.number("start_fraction", start_fraction, float, 0.0, 1.0)
+  checks.number("chunk_size", chunk_size, int, 1, allow_none=True)
+  checks.choice("evaluation", evaluation, fz.estimators.EVALUATIONS)
+  if start_fraction > 0 and kind != "fogzo":
+    raise ValueError(f"start_fraction > 0 needs kind='fogzo'; got kind {kind!r}")
+
+
+def start_step(kind: str, start_fraction: float, total_steps: int) -> int:
+  """The first FOGZO step (after the STE phase of ``start_fraction``)."""
+  return int(round(start_fraction * total_steps)) if kind == "fogzo" else 0
+
+
+def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_perturbations: int = 1,
+                   start_fraction: float = 0.0, **_) -> int:
+  """Forward-pass equivalents of ``steps`` steps, counting a backward as 2 (the paper's way).
+
+  STE 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3); n-SPSA 2n (the forward
+  that n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
+  """
+  if kind == "nspsa":
+    return 2 * num_perturbations * steps
+  if kind == "ste":
+    return 3 * steps
+  ste_steps = min(steps, start_step(kind, start_fraction, total_steps))
+  return 3 * steps + 2 * num_perturbations * (steps - ste_steps)
+
+
+def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
+                   noise_share: Optional[float] = None, g_hat_norm: str = "unit",
+                   g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
+                   start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
+                   evaluation: str = "vmap", *, total_steps: int, key: int,
+                   spec: quant_layers.QuantSpec) -> optax.GradientTransformationExtraArgs:
+  """The gradient estimator of ``config.estimator`` for a model quantized per ``spec``.
+
+  β decays linearly from 1 over the FOGZO steps, to ``beta_min`` or, with ``noise_share`` = ρ,
+  to the β whose noise part is ρ times the STE part (``fz.linear_noise_share``; ours).
+  ``g_hat_clip='half_step'`` is 1/(2ε̄(ste)): no weight moves more than α/2 along ĝ (ours).
+  Its ``update`` needs ``quant=<the train state's quant collection>`` besides ``value_fn``.
+  """
+  check_estimator_args(kind, num_perturbations, beta_min, noise_share, g_hat_norm, g_hat_clip,
+                       smoothed_base, start_fraction, chunk_size, evaluation)
+  if kind == "ste":
+    return optax.identity()
+  eps_bar, noise = fz.implicit_smoothing(spec.ste)
+  common = dict(num_perturbations=num_perturbations, noise=noise, key=key,
+                chunk_size=chunk_size, evaluation=evaluation,
+                epsilon=functools.partial(quant_layers.epsilon_from_params, spec=spec),
+                mask=quant_layers.quantized_mask)
+  if kind == "nspsa":
+    return fz.nspsa(**common)
+  start = start_step(kind, start_fraction, total_steps)
+  decay = total_steps - start
+  if noise_share is None:
+    mixing = dict(beta=fz.linear_beta(beta_min, decay))
+  else:
+    mixing = dict(noise_share=fz.linear_noise_share(noise_share, decay))
+  estimator = fz.fogzo(g_hat_norm=g_hat_norm, smoothed_base=smoothed_base,
+                       g_hat_clip=0.5 / eps_bar if g_hat_clip == "half_step" else g_hat_clip,
+                       **mixing, **common)
+  return fz.start_at(start, estimator) if start > 0 else estimator
+
+
+def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
+                         warmup_steps: int = 0) -> None:
+  """Checks ``config.optimizer``."""
+  checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
+  checks.number("weight_decay", weight_decay, float, 0.0)
+  checks.number("warmup_steps", warmup_steps, int, 0)
+
+
+def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
+                   warmup_steps: int = 0, *, total_steps: int) -> optax.GradientTransformation:
+  """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half)."""
+  check_optimizer_args(learning_rate, weight_decay, warmup_steps)
+  warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
+  if warmup:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
+  else:
+    schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
+  return optax.adamw(schedule, weight_decay=weight_decay)
