@@ -85,24 +85,33 @@ def model_inputs(task: str, batch: dict) -> tuple:
   return (batch["inputs"], batch["segment_ids"]) if task == "lm" else (batch["image"],)
 
 
+def _init_variables(model, key, *inputs):
+  return model.init(key, *inputs, train=False)
+
+
+def state_shardings(model, tx, task: str, batch: dict, key, mesh) -> TrainState:
+  """The train state's shardings (``sharding.py``), from abstract shapes only (``eval_shape``)."""
+  abstract = jax.eval_shape(functools.partial(_init_variables, model), key,
+                            *model_inputs(task, batch))
+  var_sh = sharding.variable_shardings(abstract, mesh)
+  params = nn.unbox(abstract)["params"]
+  opt_sh = sharding.opt_state_shardings(tx, jax.eval_shape(tx.init, params), var_sh["params"],
+                                        mesh)
+  return TrainState(sharding.replicated(mesh), var_sh["params"], var_sh.get("quant", {}),
+                    var_sh.get("batch_stats", {}), opt_sh)
+
+
 def create_train_state(model, tx, task: str, batch: dict, key, mesh) -> tuple[TrainState, Any]:
   """The initial state, built sharded on the devices from a real batch (activation steps are
-  initialised from it, LSQ's rule), and its shardings (``sharding.py``)."""
-  def init(key, *inputs):
-    return model.init(key, *inputs, train=False)
+  initialised from it, LSQ's rule), and its shardings."""
+  shardings = state_shardings(model, tx, task, batch, key, mesh)
 
-  inputs = model_inputs(task, batch)
-  abstract = jax.eval_shape(init, key, *inputs)
-  var_sh = sharding.variable_shardings(abstract, mesh)
-  variables = jax.jit(lambda k, *x: nn.unbox(init(k, *x)), out_shardings=var_sh)(key, *inputs)
-  opt_sh = sharding.opt_state_shardings(tx, jax.eval_shape(tx.init, variables["params"]),
-                                        var_sh["params"], mesh)
-  shardings = TrainState(sharding.replicated(mesh), var_sh["params"], var_sh.get("quant", {}),
-                         var_sh.get("batch_stats", {}), opt_sh)
-  state = TrainState(jnp.zeros([], jnp.int32), variables["params"], variables.get("quant", {}),
-                     variables.get("batch_stats", {}),
-                     jax.jit(tx.init, out_shardings=opt_sh)(variables["params"]))
-  return jax.device_put(state, shardings), shardings
+  @functools.partial(jax.jit, out_shardings=shardings)
+  def init(key, batch):
+    variables = nn.unbox(_init_variables(model, key, *model_inputs(task, batch)))
+    return TrainState(jnp.zeros([], jnp.int32), variables["params"], variables.get("quant", {}),
+                      variables.get("batch_stats", {}), tx.init(variables["params"]))
+  return init(key, batch), shardings
 
 
 def per_example_loss(task: str, logits, batch, label_smoothing: float = 0.0):

@@ -49,3 +49,30 @@ def test_more_devices_than_present_is_a_usage_error(tmp_path):
                          "--devices=64", f"--out={tmp_path / 'x.json'}"],
                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0 and "--devices: 64 >" in proc.stderr
+
+
+def test_cost_plan_fogzo_memory_stays_within_its_bound():
+  """Compiled, never run: FOGZO's extra memory over STE is at most k perturbed copies of the
+  perturbed weights plus one forward's temporaries (k = 2 vmapped, 1 sequential)."""
+  import cost_plan  # pylint: disable=import-outside-toplevel  # bench/, on pytest's pythonpath
+  cost_plan.PAPER_CONFIGS["tiny_llama"] = ("llama.py:9m", {"vocab_size": 257})
+  real_config_for = cost_plan.config_for
+
+  def small(name, estimator, dtype, devices):
+    config = real_config_for(name, estimator, dtype, devices)
+    config.model.update(dim=64, layers=2, heads=2)
+    config.data.update(batch_size=8, seq_len=32)
+    return config
+  cost_plan.config_for = small
+  try:
+    rows = cost_plan.with_ratios([cost_plan.row("tiny_llama", e, "float32", 1)
+                                  for e in ("ste", "fogzo", "fogzo_seq")])
+  finally:
+    cost_plan.config_for = real_config_for
+    del cost_plan.PAPER_CONFIGS["tiny_llama"]
+  ste, vmapped, sequential = rows
+  assert ste["flops"] > 0 and ste["total_gb"] > 0
+  for r in (vmapped, sequential):
+    assert r["flop_ratio"] == pytest.approx(5 / 3, rel=0.1)  # F + B + 2F over F + B, B = 2F
+    assert r["extra_gb"] <= r["bound_gb"], r
+  assert sequential["evaluations_at_once"] == 1 and vmapped["evaluations_at_once"] == 2

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import mnist_mlp  # the repo root is on pytest's pythonpath (pyproject.toml)
@@ -97,3 +98,32 @@ def test_cli_runs_and_keeps_library_chatter_in_the_log_file(tmp_path):
   assert "Closing" not in proc.stdout + proc.stderr and "orbax" not in proc.stderr
   assert json.load(open(tmp_path / "summary.json"))["steps"] == 5
   assert os.path.getsize(tmp_path / "train.log") > 0
+
+
+def test_activation_steps_start_from_the_first_batch(tmp_path):
+  """W+A: each activation quantizer's step is LSQ's rule 2·mean|x|/√Q_P on the first training
+  batch (as the LSQ recipe initialises it), not a constant."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.quant import lsq  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
+  config = config_for("ste", steps=1)
+  config.quant.activations = True
+  run, state = loop.build(config)
+  first = run.data.train[0]["image"].reshape(512, -1)
+  expected = lsq.lsq_init_step(jax.numpy.asarray(first), bits=2, signed=True)
+  np.testing.assert_allclose(state.quant["Dense_0"]["input"], expected, rtol=1e-5)
+  assert abs(float(state.quant["Dense_0"]["input"]) - 1.0) > 1e-3
+
+
+def test_wall_time_adds_up_across_a_resume(tmp_path):
+  config = config_for("ste", steps=20)
+  config.checkpoint_every_steps = 10
+  first = train_and_evaluate(config, str(tmp_path))
+  os.remove(tmp_path / "summary.json")
+  config.num_train_steps = 20
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.rmtree(tmp_path / "checkpoints" / "20")  # as if killed after step 10's checkpoint
+  again = train_and_evaluate(config, str(tmp_path))
+  assert again["params_sha256"] == first["params_sha256"]
+  meta = json.load(open(tmp_path / "checkpoints" / "10" / "meta" / "metadata"))
+  assert again["wall_time_s"] > meta["wall_time_s"] > 0

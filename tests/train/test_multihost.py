@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 WORKER = """
@@ -24,7 +26,7 @@ config = sweep.load_config("configs/mnist_mlp.py")
 sweep.apply_overrides(config, ["estimator.kind=fogzo", "estimator.num_perturbations=4",
                                "num_train_steps=12", "eval_every_steps=6",
                                "checkpoint_every_steps=6", "data.batch_size=256"])
-config.distributed = {procs} > 1
+config.distributed, config.fsdp = {procs} > 1, {fsdp}
 s = train_and_evaluate(config, {workdir!r})
 print("RESULT", json.dumps(dict(procs=jax.process_count(), devices=s["devices"],
                                 loss=s["test_loss"], sha=s["params_sha256"])))
@@ -37,12 +39,12 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def run_workers(procs, workdir, devices_per_process=1):
+def run_workers(procs, workdir, devices_per_process=1, fsdp=False):
   port = free_port()
   env = dict(os.environ,
              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
   workers = [subprocess.Popen(
-      [sys.executable, "-c", WORKER.format(procs=procs, port=port, pid=pid,
+      [sys.executable, "-c", WORKER.format(procs=procs, port=port, pid=pid, fsdp=fsdp,
                                            workdir=str(workdir))],
       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for pid in range(procs)]
@@ -54,10 +56,12 @@ def run_workers(procs, workdir, devices_per_process=1):
   return results
 
 
-def test_two_processes_match_one(tmp_path):
-  """2 processes × 1 device against 1 process × 2 devices: the same global computation."""
-  two = run_workers(2, tmp_path / "two")
-  (one,) = run_workers(1, tmp_path / "one", devices_per_process=2)
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_two_processes_match_one(tmp_path, fsdp):
+  """2 processes × 1 device against 1 process × 2 devices: the same global computation. With
+  FSDP the parameters are split across the processes (params_sha256 gathers them)."""
+  two = run_workers(2, tmp_path / "two", fsdp=fsdp)
+  (one,) = run_workers(1, tmp_path / "one", devices_per_process=2, fsdp=fsdp)
   assert [r["procs"] for r in two] == [2, 2] and all(r["devices"] == 2 for r in two)
   assert one["procs"] == 1 and one["devices"] == 2
   assert two[0]["sha"] == two[1]["sha"]               # the processes hold the same parameters
