@@ -15,7 +15,8 @@ Each method's setting with the best mean over seeds 0-2 is its chosen one (``cho
 chosen settings run on seeds 3-7 (``--stage=confirm``), with the paper's literal setting
 (β_min = 0.999); then STE runs for the wall time of the best FOGZO variant
 (``--stage=equal_time``). Models without a tuning stage (ResNet,
-LLaMA-9M) take the settings chosen on the other models (``TRANSFER``) and run on seeds 3-7 only.
+LLaMA-9M) take the settings chosen on the small LLaMA (``TRANSFER``) and run on seeds 3-5 only
+(amendment 1 of the page: CPU time).
 Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<name>_s<seed>.
 """
 
@@ -35,8 +36,11 @@ _STAGE = flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm"
 _OUT = flags.DEFINE_string("out", "runs/where_fogzo_helps", "Output folder.")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
 _DRY = flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
+_SHARD = flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run "
+                             "from the i-th, so k processes can share a stage.")
 
 TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
+TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
 
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
@@ -172,19 +176,21 @@ def choose(model: str) -> dict:
 
 
 def transferred(model: str) -> dict:
-  """Models without a tuning stage: the source model's chosen variants at this config's rate
-  (ρ kept, lr factor kept relative to the source's STE rate)."""
+  """Models without a tuning stage (amendment 1): STE at this config's rate, the source
+  model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
+  llama_9m the paper's estimator at ρ = 0.1 and ρ = 0."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
+  v = best_variant(source)
+  overrides = choose(source)[v]
+  lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.learning_rate"))
+  kept = [o for o in overrides if not o.startswith(("optimizer.learning_rate", "#"))]
   out = {"ste": ["estimator.kind=ste"],
-         "paper_literal": ["estimator.kind=fogzo", "estimator.beta_min=0.999"]}
-  for name, overrides in choose(source).items():
-    if name in ("ste", "paper_literal"):
-      continue
-    lr = next(float(o.split("=")[1]) for o in overrides if o.startswith("optimizer.learning_rate"))
-    kept = [o for o in overrides if not o.startswith(("optimizer.learning_rate", "#"))]
-    out[name] = kept + [f"optimizer.learning_rate={lr_here * lr / lr_source:.6g}"]
+         v: kept + [f"optimizer.learning_rate={lr_here * lr / lr_source:.6g}"]}
+  if model == "llama_9m":
+    out.update({"paper_rho0.1": fogzo("paper", 0.1, lr_here),
+                "paper_rho0": fogzo("paper", 0.0, lr_here)})
   return out
 
 
@@ -207,8 +213,9 @@ def equal_time_variants(model: str) -> dict:
   wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds)."""
   chosen = stage_variants(model, "confirm")[0]
   v = best_variant(model)
-  runs = summaries(model, "confirm", ["ste", v], CONFIRM_SEEDS)
-  if len(runs.get("ste", [])) < len(CONFIRM_SEEDS) or len(runs.get(v, [])) < len(CONFIRM_SEEDS):
+  seeds = confirm_seeds(model)
+  runs = summaries(model, "confirm", ["ste", v], seeds)
+  if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
     raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
   ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
            / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
@@ -224,9 +231,14 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "lr":
     return lr_variants(model), TUNE_SEEDS
   if stage == "equal_time":
-    return equal_time_variants(model), CONFIRM_SEEDS
+    return equal_time_variants(model), confirm_seeds(model)
   chosen = choose(model)
-  return {k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()}, CONFIRM_SEEDS
+  return ({k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()},
+          confirm_seeds(model))
+
+
+def confirm_seeds(model: str) -> tuple:
+  return TRANSFER_SEEDS if model in TRANSFER else CONFIRM_SEEDS
 
 
 def run_stage(model: str, stage: str) -> None:
@@ -239,9 +251,12 @@ def run_stage(model: str, stage: str) -> None:
   print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
+  index, count = (int(x) for x in _SHARD.value.split("/"))
+  jobs = [(name, seed) for name in variants for seed in seeds][index::count]
   if not _DRY.value:
-    sweep.run_variants(base_config(model), variants, seeds,
-                       os.path.join(_OUT.value, model, stage))
+    for name, seed in jobs:
+      sweep.run_variants(base_config(model), {name: variants[name]}, [seed],
+                         os.path.join(_OUT.value, model, stage))
 
 
 def table(model: str, stage: str, variants: dict, seeds) -> list[str]:
@@ -273,8 +288,8 @@ def report() -> None:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))
         if model != "mnist":
           stages.append(("lr", lr_variants(model), TUNE_SEEDS))
-      stages.append(("confirm", stage_variants(model, "confirm")[0], CONFIRM_SEEDS))
-      stages.append(("equal_time", equal_time_variants(model), CONFIRM_SEEDS))
+      stages.append(("confirm", stage_variants(model, "confirm")[0], confirm_seeds(model)))
+      stages.append(("equal_time", equal_time_variants(model), confirm_seeds(model)))
     except app.UsageError as e:
       out.append(f"<!-- {model}: {e} -->")
     for stage, variants, seeds in stages:

@@ -69,12 +69,14 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, reference_sha):
   assert steps == [40, 80]  # no duplicated metric rows after the resume
 
 
-def test_sigterm_saves_checkpoint_and_resumes_exactly(tmp_path, reference_sha):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_sigint_saves_checkpoint_and_resumes_exactly(tmp_path, reference_sha, sig,
+                                                                code):
   proc = start_train(tmp_path, RESUME_ARGS)
   wait_for_checkpoint(tmp_path, 10, proc)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(sig)
   _, err = proc.communicate(timeout=120)
-  assert proc.returncode == 143, err[-3000:]
+  assert proc.returncode == code, err[-3000:]
   assert "checkpoint saved" in err
   saved = max(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
   assert 10 <= saved < 80
