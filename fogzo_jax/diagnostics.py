@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from fogzo_jax import _inputs as inputs
 from fogzo_jax import estimators, perturbations
 
 
@@ -137,9 +138,9 @@ def line_search_fn(value_fn: Callable, epsilon, noise, *, mask=None, g_hat_norm:
 
   @jax.jit
   def terms(params, grads, key, steps, kwargs):
-    kwargs, (eps_kwargs, mask_kwargs) = estimators._route_kwargs(value_fn, (epsilon, mask),
+    kwargs, (eps_kwargs, mask_kwargs) = inputs.route_kwargs(value_fn, (epsilon, mask),
                                                                  kwargs)
-    parts = estimators.perturbed_parts(params, grads, mask, epsilon, mask_kwargs, eps_kwargs)
+    parts = inputs.perturbed_parts(params, grads, mask, epsilon, mask_kwargs, eps_kwargs)
     h = estimators.ste_direction(parts.grads, parts.size, g_hat_norm, g_hat_clip)
 
     def f(shift):
@@ -154,7 +155,7 @@ def line_search_fn(value_fn: Callable, epsilon, noise, *, mask=None, g_hat_norm:
 
     def smoothed(k):
       u = optax.tree.random_like(k, parts.theta, sampler=noise_fn, dtype=jnp.float32)
-      return pair(jax.tree.map(estimators._restrict, parts.selection, u, is_leaf=is_none))
+      return pair(jax.tree.map(inputs.restrict, parts.selection, u, is_leaf=is_none))
 
     raw = pair(optax.tree.zeros_like(h))
     samples = jax.lax.map(smoothed, jax.random.split(key, num_base))

@@ -29,7 +29,6 @@ computes wrong rows of vmaps wider than 8192 (see the project's known issues).
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Callable, Literal, NamedTuple, Optional, Union
 
@@ -38,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fogzo_jax import _inputs as inputs
 from fogzo_jax import perturbations
 from fogzo_jax import schedules
 
@@ -151,7 +151,7 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
     Yang & Aamodt, "Improving the Straight-Through Estimator with Zeroth-Order Information",
     NeurIPS 2025, arXiv:2510.23926.
   """
-  if noise_share is not None and (callable(beta) or (_concrete(beta) and float(beta) != 1.0)):
+  if noise_share is not None and (callable(beta) or (inputs.concrete(beta) and float(beta) != 1.0)):
     raise ValueError("give beta or noise_share, not both (noise_share sets β from the number of "
                      f"perturbed elements); got beta={beta!r}, noise_share={noise_share!r}")
   return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
@@ -183,210 +183,6 @@ def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
                        use_ste_direction=False, evaluation=evaluation)
 
 
-# --------------------------------------------------------------------------------------------
-
-
-def _is_none(x) -> bool:
-  return x is None
-
-
-def _concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
-
-
-def _static_int(value, name: str, low: int, allow_none: bool = False):
-  if value is None and allow_none:
-    return None
-  if not _concrete(value):
-    raise ValueError(f"{name} fixes array shapes and cannot be traced: with "
-                     f"optax.inject_hyperparams pass static_args=({name!r},)")
-  if isinstance(value, bool) or np.ndim(value) or int(value) != value or value < low:
-    raise ValueError(f"{name} must be {'None or ' if allow_none else ''}an integer ≥ {low}; "
-                     f"got {value!r}")
-  return int(value)
-
-
-def _check_unit_interval(value, name: str) -> None:
-  if callable(value) or not _concrete(value):
-    return
-  if not np.all(np.isfinite(value)) or not 0.0 <= float(value) <= 1.0:
-    raise ValueError(f"{name} must be a float in [0, 1] or a schedule step -> {name}; "
-                     f"got {value!r}")
-
-
-def _check_epsilon(eps_tree, where: str) -> None:
-  """Refuses a concrete ε that is not finite and positive (traced values are checked in-graph)."""
-  for leaf in jax.tree.leaves(eps_tree):
-    if _concrete(leaf) and not np.all(np.isfinite(np.asarray(leaf, np.float64)) &
-                                      (np.asarray(leaf, np.float64) > 0)):
-      raise ValueError(f"epsilon must be finite and > 0 (a float, a pytree of per-leaf values "
-                       f"or a callable params -> pytree){where}; got {eps_tree!r}")
-
-
-def _key_data(key) -> jax.Array:
-  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-    return jax.random.key_data(jax.random.key(int(key)))
-  key = jnp.asarray(key)
-  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return jax.random.key_data(key)
-  if key.shape == () and jnp.issubdtype(key.dtype, jnp.integer):  # e.g. inject_hyperparams
-    return jax.random.key_data(jax.random.key(key))
-  if key.dtype != jnp.uint32 or key.shape != (2,):
-    raise ValueError(f"key must be an int or a jax.random key; got dtype {key.dtype}, "
-                     f"shape {key.shape}")
-  return key
-
-
-def _as_dicts(tree):
-  """Any ``Mapping`` (FrozenDict, …) as a plain dict, recursively, so it matches dict params."""
-  if isinstance(tree, dict) or hasattr(tree, "items") and hasattr(tree, "keys"):
-    return {k: _as_dicts(v) for k, v in tree.items()}
-  if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-    return type(tree)(_as_dicts(v) for v in tree)
-  return tree
-
-
-def _like_params(tree, params, what: str):
-  """``tree`` broadcast to the leaves of params: a scalar to all, a prefix tree to its subtrees."""
-  if not (isinstance(tree, (dict, list, tuple)) or hasattr(tree, "keys")) and jnp.ndim(tree) == 0:
-    return jax.tree.map(lambda _: tree, params)
-  if jax.tree.structure(tree) != jax.tree.structure(params):
-    tree, params_ = _as_dicts(tree), _as_dicts(params)
-    if jax.tree.structure(params_) == jax.tree.structure(params):
-      params = params_
-  try:
-    out = jax.tree.map(lambda t, sub: jax.tree.map(lambda _: t, sub), tree, params,
-                       is_leaf=_is_none)
-  except ValueError:
-    raise ValueError(f"{what} must have the structure of params (or a prefix of it): params "
-                     f"are {jax.tree.structure(params)}, {what} is {jax.tree.structure(tree)}"
-                     ) from None
-  return jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(out, is_leaf=_is_none))
-
-
-def _selection(mask, params, mask_kwargs):
-  """Per leaf of params: None (not perturbed), True (every element) or a boolean array."""
-  if mask is None:
-    return jax.tree.map(lambda _: True, params)
-  tree = _like_params(mask(params, **mask_kwargs) if callable(mask) else mask, params, "mask")
-
-  def leaf(m, p):
-    if m is None or isinstance(m, bool):
-      return True if m else None
-    if _concrete(m):
-      m = np.asarray(m)
-      if m.dtype != bool:
-        raise ValueError(f"mask leaves must be bools or boolean arrays; got dtype {m.dtype}")
-      if not m.any():
-        return None
-      if m.all() and np.broadcast_shapes(m.shape, p.shape) == p.shape:
-        return True
-    if jnp.broadcast_shapes(jnp.shape(m), p.shape) != p.shape:
-      raise ValueError(f"a mask leaf of shape {jnp.shape(m)} does not broadcast to its "
-                       f"parameter's shape {p.shape}")
-    return jnp.asarray(m, bool)
-  return jax.tree.map(leaf, tree, params, is_leaf=_is_none)
-
-
-def _accepted(fn: Callable, kwargs: dict) -> Optional[dict]:
-  """The keyword arguments ``fn`` accepts (all with ``**kwargs``; None without a signature)."""
-  try:
-    parameters = inspect.signature(fn).parameters.values()
-  except (TypeError, ValueError):  # no signature (a builtin)
-    return None
-  if any(p.kind == p.VAR_KEYWORD for p in parameters):
-    return dict(kwargs)
-  names = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-  return {k: v for k, v in kwargs.items() if k in names}
-
-
-def _route_kwargs(value_fn: Callable, callables: tuple, extra_args: dict) -> tuple[dict, list]:
-  """Splits the extra arguments between ``value_fn`` and the ε / mask callables, each getting
-  the ones its signature names (as optax's line searches do); an argument none of them takes is
-  an error, except ``value`` and ``grad``, which belong to optax's line searches."""
-  extra_args = {k: v for k, v in extra_args.items() if k not in ("value", "grad")}
-  for_value = _accepted(value_fn, extra_args)
-  if for_value is None:
-    return extra_args, [{} for _ in callables]
-  for_callables = [{} if not callable(f) else _accepted(f, extra_args) or {} for f in callables]
-  used = set(for_value).union(*for_callables)
-  unused = sorted(set(extra_args) - used)
-  if unused:
-    raise TypeError(f"fogzo/nspsa update: extra arguments {unused} are not parameters of "
-                    f"value_fn{inspect.signature(value_fn)} (nor of the epsilon or mask "
-                    "callables); pass only what they take")
-  return for_value, for_callables
-
-
-def _scalar_loss(out) -> jax.Array:
-  if isinstance(out, (tuple, list)):
-    raise TypeError("value_fn must return a scalar loss, got a tuple/list (loss, aux?); pass "
-                    "e.g. lambda params, **kw: loss_fn(params, **kw)[0]")
-  out = jnp.asarray(out)
-  if out.shape != ():
-    raise ValueError(f"value_fn must return a scalar loss (the mean over the batch); got shape "
-                     f"{out.shape}")
-  return out.astype(jnp.float32)
-
-
-def _inverse(norm):
-  """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
-  return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
-
-
-def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
-  """(chunk, num_chunks) with chunk ≤ min(chunk_size, MAX_CHUNK) and the least padding."""
-  limit = min(chunk_size or n, MAX_CHUNK, n)
-  num_chunks = math.ceil(n / limit)
-  return math.ceil(n / num_chunks), num_chunks
-
-
-class PerturbedParts(NamedTuple):
-  """The perturbed part of one update (trees like params, None on unperturbed leaves).
-
-  Attributes:
-    selection: per leaf None (not perturbed), True (every element) or a boolean array.
-    theta: the perturbed parameters.
-    grads: the incoming updates g on the selected elements, float32 (0 elsewhere).
-    epsilon: ε per leaf, float32, broadcastable to it (1.0 where ε was invalid).
-    epsilon_ok: bool scalar, False if any ε is non-finite or ≤ 0 (traced values).
-    size: d, the number of perturbed elements (a float32 scalar).
-  """
-  selection: Any
-  theta: Any
-  grads: Any
-  epsilon: Any
-  epsilon_ok: jax.Array
-  size: jax.Array
-
-
-def perturbed_parts(params, updates, mask, epsilon, mask_kwargs=None,
-                    epsilon_kwargs=None) -> Optional[PerturbedParts]:
-  """Selects what FOGZO perturbs (``mask``) and resolves ε; None when nothing is selected.
-
-  Callable ``mask`` / ``epsilon`` are called as ``fn(params, **kwargs)`` with their kwargs.
-  """
-  sel = _selection(mask, params, mask_kwargs or {})
-  if all(s is None for s in jax.tree.leaves(sel, is_leaf=_is_none)):
-    return None
-
-  def restricted(tree):
-    return jax.tree.map(_restrict, sel, tree, is_leaf=_is_none)
-
-  theta = jax.tree.map(lambda s, p: None if s is None else p, sel, params, is_leaf=_is_none)
-  eps_tree = epsilon(params, **(epsilon_kwargs or {})) if callable(epsilon) else epsilon
-  if callable(epsilon):
-    _check_epsilon(eps_tree, " (as returned by the epsilon callable)")
-  eps = jax.tree.map(lambda s, e, p: None if s is None else _leaf_epsilon(e, p), sel,
-                     _like_params(eps_tree, params, "epsilon"), params, is_leaf=_is_none)
-  eps_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(e) & (e > 0)) for e in jax.tree.leaves(eps)]))
-  eps = jax.tree.map(lambda e: jnp.where(eps_ok, e, 1.0), eps)
-  ones = restricted(jax.tree.map(lambda p: jnp.ones(p.shape, jnp.float32), params))
-  size = sum(jnp.sum(x) for x in jax.tree.leaves(ones))
-  grads = restricted(jax.tree.map(lambda x: x.astype(jnp.float32), updates))
-  return PerturbedParts(sel, theta, grads, eps, eps_ok, size)
-
-
 def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[float] = None):
   """ĝ from the STE gradient on the perturbed elements (``g_hat_norm``, ``g_hat_clip``)."""
   if g_hat_norm == "tensor":
@@ -399,10 +195,15 @@ def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[fl
     g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
   return g_hat
 
+def _inverse(norm):
+  """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
+  return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
 
-def _restrict(s, x):
-  """x on the selected elements: None for an unselected leaf, 0 outside an element mask."""
-  return None if s is None else (x if s is True else jnp.where(s, x, 0).astype(x.dtype))
+def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
+  """(chunk, num_chunks) with chunk ≤ min(chunk_size, MAX_CHUNK) and the least padding."""
+  limit = min(chunk_size or n, MAX_CHUNK, n)
+  num_chunks = math.ceil(n / limit)
+  return math.ceil(n / num_chunks), num_chunks
 
 
 def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
@@ -410,22 +211,22 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
                   noise_share=None, g_hat_clip=None, smoothed_base: bool = False
                   ) -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
-  n = _static_int(num_perturbations, "num_perturbations", 1)
-  chunk, num_chunks = _chunking(n, _static_int(chunk_size, "chunk_size", 1, allow_none=True))
-  _check_unit_interval(beta, "beta")
-  if noise_share is not None and not callable(noise_share) and _concrete(noise_share) and not (
+  n = inputs.static_int(num_perturbations, "num_perturbations", 1)
+  chunk, num_chunks = _chunking(n, inputs.static_int(chunk_size, "chunk_size", 1, allow_none=True))
+  inputs.check_unit_interval(beta, "beta")
+  if noise_share is not None and not callable(noise_share) and inputs.concrete(noise_share) and not (
       np.isfinite(noise_share) and noise_share >= 0):
     raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
   if g_hat_clip is not None and not (np.isfinite(g_hat_clip) and g_hat_clip > 0):
     raise ValueError(f"g_hat_clip must be None or a float > 0; got {g_hat_clip!r}")
   if not callable(epsilon):
-    _check_epsilon(epsilon, "")
+    inputs.check_epsilon(epsilon, "")
   for name, value, allowed in (("evaluation", evaluation, EVALUATIONS),
                                ("g_hat_norm", g_hat_norm, G_HAT_NORMS)):
     if value not in allowed:
       raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
   noise_fn = perturbations.get_noise(noise)
-  key0 = _key_data(key)
+  key0 = inputs.key_data(key)
 
   def init_fn(params):
     del params
@@ -440,12 +241,12 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
       raise ValueError("fogzo/nspsa got params with optax.MaskedNode leaves (inside "
                        "optax.masked): the loss needs every parameter. Use fz.fogzo(mask=...) "
                        "instead of optax.masked(fz.fogzo(...), mask)")
-    kwargs, (eps_kwargs, mask_kwargs) = _route_kwargs(value_fn, (epsilon, mask), extra_args)
+    kwargs, (eps_kwargs, mask_kwargs) = inputs.route_kwargs(value_fn, (epsilon, mask), extra_args)
     if updates is None:
       updates = jax.tree.map(jnp.zeros_like, params)
-    updates = _like_params(updates, params, "updates")
+    updates = inputs.like_params(updates, params, "updates")
     new_state = state._replace(count=optax.safe_increment(state.count))
-    p = perturbed_parts(params, updates, mask, epsilon, mask_kwargs, eps_kwargs)
+    p = inputs.perturbed_parts(params, updates, mask, epsilon, mask_kwargs, eps_kwargs)
     if p is None:
       return updates, new_state  # nothing selected: a pass-through
     sel, theta, eps, eps_ok, d = p.selection, p.theta, p.epsilon, p.epsilon_ok, p.size
@@ -460,7 +261,7 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
 
     def noise_like(k):
       u = optax.tree.random_like(k, theta, sampler=noise_fn, dtype=jnp.float32)
-      return jax.tree.map(_restrict, sel, u, is_leaf=_is_none)
+      return jax.tree.map(inputs.restrict, sel, u, is_leaf=inputs.is_none)
 
     def direction(i):
       """(v_i, base shift u₀_i or None), float32 on the selected elements, from fold_in(·, i)."""
@@ -477,8 +278,8 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
       """f at θ + ε⊙shift on the selected leaves."""
       moved = jax.tree.map(lambda p, e, x: p + (e * x).astype(p.dtype), theta, eps, shift)
       full = jax.tree.map(lambda s, p, m: p if s is None else m, sel, params, moved,
-                          is_leaf=_is_none)
-      return _scalar_loss(value_fn(full, **kwargs))
+                          is_leaf=inputs.is_none)
+      return inputs.scalar_loss(value_fn(full, **kwargs))
 
     def half_difference(vb):
       """[f(θ + ε⊙(u₀ + v)) − f(θ + ε⊙(u₀ − v))] / 2 (u₀ = 0 unless smoothed_base)."""
@@ -518,18 +319,6 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
       if s is not True:
         estimate = jnp.where(s, estimate, incoming.astype(jnp.float32))
       return estimate.astype(incoming.dtype)
-    return jax.tree.map(out, sel, updates, total, is_leaf=_is_none), new_state
+    return jax.tree.map(out, sel, updates, total, is_leaf=inputs.is_none), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _leaf_epsilon(e, p) -> jax.Array:
-  e = jnp.asarray(e, jnp.float32)
-  try:
-    fits = jnp.broadcast_shapes(e.shape, p.shape) == p.shape
-  except ValueError:
-    fits = False
-  if not fits:
-    raise ValueError(f"an epsilon leaf has shape {e.shape}, which does not broadcast to its "
-                     f"parameter's shape {p.shape}")
-  return e
