@@ -26,7 +26,7 @@ import statistics
 
 from absl import app, flags
 
-from fogzo_jax.train import sweep
+from fogzo_jax.train import WorkdirLocked, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,6 +38,9 @@ _REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs 
 _DRY = flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
 _SHARD = flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run "
                              "from the i-th, so k processes can share a stage.")
+_REVERSE = flags.DEFINE_bool("reverse", False, "Go through the stage's runs last to first (a "
+                             "second process on the same stage; a run in progress elsewhere, "
+                             "its workdir locked, is skipped).")
 
 TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
 TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
@@ -254,9 +257,12 @@ def run_stage(model: str, stage: str) -> None:
   index, count = (int(x) for x in _SHARD.value.split("/"))
   jobs = [(name, seed) for name in variants for seed in seeds][index::count]
   if not _DRY.value:
-    for name, seed in jobs:
-      sweep.run_variants(base_config(model), {name: variants[name]}, [seed],
-                         os.path.join(_OUT.value, model, stage))
+    for name, seed in reversed(jobs) if _REVERSE.value else jobs:
+      try:
+        sweep.run_variants(base_config(model), {name: variants[name]}, [seed],
+                           os.path.join(_OUT.value, model, stage))
+      except WorkdirLocked:
+        print(f"  {name} seed {seed}: being trained by another process, skipped", flush=True)
 
 
 def table(model: str, stage: str, variants: dict, seeds) -> list[str]:
