@@ -26,7 +26,7 @@ import statistics
 
 from absl import app, flags
 
-from fogzo_jax.train import WorkdirLocked, sweep
+from fogzo_jax.train import WorkdirLocked, metrics, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -265,24 +265,52 @@ def run_stage(model: str, stage: str) -> None:
         print(f"  {name} seed {seed}: being trained by another process, skipped", flush=True)
 
 
+def last_train_loss(model: str, stage: str, name: str, seed: int) -> float:
+  """The mean training loss of the last logging window (metrics.jsonl's step_loss)."""
+  rows = metrics.read_jsonl(os.path.join(_OUT.value, model, stage, f"{name}_s{seed}",
+                                         "metrics.jsonl"))
+  return rows[-1]["step_loss"] if rows else float("nan")
+
+
 def table(model: str, stage: str, variants: dict, seeds) -> list[str]:
   _, _, metric, lower, *_ = MODELS[model]
   runs = summaries(model, stage, variants, seeds)
   scale = 100.0 if metric == "test_accuracy" else 1.0
-  lines = [f"| setting | {metric} (mean ± std) | per seed | test accuracy (%) | wall time (s) |",
-           "|---|---|---|---|---|"]
-  ranked = sorted(runs, key=lambda k: score(model, runs[k]))
-  for name in ranked:
+  second = "test accuracy (%)" if metric != "test_accuracy" else "final train loss"
+  lines = [f"| setting | {metric} (mean ± std) | per seed | {second} | training loss of the last "
+           "window | wall time (s) |", "|---|---|---|---|---|---|"]
+  for name in sorted(runs, key=lambda k: score(model, runs[k])):
     rs = runs[name]
     values = [scale * r[metric] for r in rs]
-    acc = [100 * r["test_accuracy"] for r in rs if "test_accuracy" in r]
+    other = ([100 * r["test_accuracy"] for r in rs if "test_accuracy" in r]
+             if metric != "test_accuracy" else
+             [r["final_train_loss"] for r in rs if "final_train_loss" in r])
+    train = [last_train_loss(model, stage, name, r["seed"]) for r in rs]
     lines.append(f"| {name} | {sweep.mean_std(values)} | {', '.join(f'{v:.4g}' for v in values)}"
-                 f" | {sweep.mean_std(acc) if acc and metric != 'test_accuracy' else '–'} | "
+                 f" | {sweep.mean_std(other)} | {sweep.mean_std(train)} | "
                  f"{statistics.mean(r['wall_time_s'] for r in rs):.0f} |")
   missing = sorted(set(variants) - set(runs))
   if missing:
     lines.append(f"\nNot run yet: {', '.join(missing)}")
   return lines
+
+
+def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
+  """Per-seed differences b − a of the metric (signed so that > 0 favours b) and the paired
+  t statistic; the decision rule of the pre-registration."""
+  _, _, metric, lower, *_ = MODELS[model]
+  seeds = confirm_seeds(model) if stage == "confirm" else TUNE_SEEDS
+  runs = summaries(model, stage, [a, b], seeds)
+  if len(runs.get(a, [])) != len(seeds) or len(runs.get(b, [])) != len(seeds):
+    return f"{b} vs {a}: not complete"
+  sign = -1.0 if lower else 1.0
+  d = [sign * (y[metric] - x[metric]) for x, y in zip(runs[a], runs[b])]
+  mean, sd = statistics.mean(d), statistics.stdev(d)
+  t = mean / (sd / len(d) ** 0.5) if sd else float("inf")
+  critical = {5: 2.776, 3: 4.303}[len(d)]
+  verdict = "beats" if t > critical else ("loses to" if t < -critical else "ties with")
+  return (f"{b} vs {a}: per-seed gain {', '.join(f'{x:+.4g}' for x in d)}; mean {mean:+.4g}, "
+          f"t = {t:+.2f} (critical {critical} at p 0.05, {len(d) - 1} dof): {b} {verdict} {a}")
 
 
 def report() -> None:
@@ -302,6 +330,8 @@ def report() -> None:
       out += [f"### {model} — {stage} (seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, stage, variants, seeds) + [""]
+      if stage == "confirm":
+        out += [f"- {paired(model, 'ste', name)}" for name in variants if name != "ste"] + [""]
   path = os.path.join(_OUT.value, "report.md")
   os.makedirs(_OUT.value, exist_ok=True)
   with open(path, "w") as f:

@@ -20,6 +20,7 @@ rules that span sections. Nothing is read or written before it passes.
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 from fogzo_jax import checks
 
@@ -44,9 +45,9 @@ def default_config() -> ml_collections.ConfigDict:
       kind="fogzo",             # 'ste' | 'fogzo' | 'nspsa'
       num_perturbations=1,      # n
       beta_min=0.999,           # β decays linearly from 1 to beta_min over the FOGZO steps
-      noise_share=None,         # ours: the final ρ = ‖noise part‖/‖STE part‖ instead of beta_min
+      noise_share=config_dict.placeholder(float),  # ours: the final ρ = ‖noise‖/‖STE part‖
       g_hat_norm="unit",        # 'unit' (paper) | 'rms' | 'tensor' (ours)
-      g_hat_clip=None,          # ours: clip ĝ's elements (a float, or 'half_step' = 1/(2ε̄))
+      g_hat_clip=config_dict.placeholder(object),  # ours: a float, or 'half_step' = 1/(2ε̄)
       smoothed_base=False,      # ours: the ± pair around θ + ε⊙u₀
       start_fraction=0.0,       # > 0: plain STE for this fraction of the steps, then FOGZO
       chunk_size=1024,          # perturbations vmapped at once (None = all, capped at 2048)

@@ -92,7 +92,8 @@ def test_cli_missing_data_dir(tmp_path):
 
 
 def test_cli_runs_and_keeps_library_chatter_in_the_log_file(tmp_path):
-  proc = run_train(tmp_path, "--config.num_train_steps=5", "--config.estimator.kind=fogzo")
+  proc = run_train(tmp_path, "--config.num_train_steps=5", "--config.estimator.kind=fogzo",
+                   "--config.estimator.noise_share=0.3", "--config.estimator.g_hat_clip=half_step")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "test accuracy" in proc.stdout and "data: " in proc.stdout
   assert "Closing" not in proc.stdout + proc.stderr and "orbax" not in proc.stderr
