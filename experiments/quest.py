@@ -12,8 +12,8 @@ from table_runner import FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE, STE, Row
 
 _GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, whose FOGZO step already takes 3.8 s at "
              "16 × 256 tokens on this 2-core CPU (bench/throughput.py), so 1.5–2 min a step here; "
-             "the GPU command is `configs/llama.py:{}` with --config.quant=quest "
-             "--config.quantize_activations=True")
+             "the GPU command is `configs/llama.py:{}` with --config.quant.kind=quest "
+             "--config.quant.activations=True")
 
 
 def make_rows():

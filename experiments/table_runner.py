@@ -49,8 +49,9 @@ FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator.kind=fogzo",))
 
 
 def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: bool = False,
-              train_fn: Callable | None = None) -> list[dict]:
-  """Trains the rows' missing runs; returns one record per (row, variant) for ``format_table``."""
+              train_fn: Callable | None = None, only: Sequence[str] = ()) -> list[dict]:
+  """Trains the rows' missing runs (of the variants in ``only``, when given); returns one record
+  per (row, variant) for ``format_table``."""
   records = []
   for row in rows:
     if row.reason:
@@ -59,8 +60,11 @@ def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: 
       continue
     base = sweep.apply_overrides(sweep.load_config(row.config), row.overrides)
     variants = {name: extra for name, (_, extra) in row.variants.items()}
+    if only and not report_only:
+      sweep.run_variants(base, {k: v for k, v in variants.items() if k in only}, seeds,
+                         os.path.join(out, row.key), train_fn=train_fn)
     runs = sweep.run_variants(base, variants, seeds, os.path.join(out, row.key),
-                              report_only=report_only, train_fn=train_fn)
+                              report_only=report_only or bool(only), train_fn=train_fn)
     for name, (label, _) in row.variants.items():
       summaries = runs.get(name, [])
       metric, scale = sweep.headline_metric(summaries)
@@ -105,6 +109,7 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
   seeds_flag = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
   out_flag = flags.DEFINE_string("out", default_out, "Output folder.")
   report_flag = flags.DEFINE_bool("report_only", False, "Only rebuild table.md from the runs.")
+  variants_flag = flags.DEFINE_list("variants", [], "Train only these variants (default: all).")
 
   def run(argv):
     del argv
@@ -119,7 +124,7 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
       rows = [r for r in rows if r.key in rows_flag.value]
     os.makedirs(out_flag.value, exist_ok=True)
     records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
-                        report_only=report_flag.value)
+                        report_only=report_flag.value, only=variants_flag.value)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
                f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

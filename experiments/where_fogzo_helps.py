@@ -313,6 +313,45 @@ def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
           f"t = {t:+.2f} (critical {critical} at p 0.05, {len(d) - 1} dof): {b} {verdict} {a}")
 
 
+def plot_gains(path: str) -> None:
+  """Per-seed gain over STE (same seed; > 0 favours FOGZO) of every confirmed method, per model."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  panels = []
+  for model, (_, _, metric, lower, words, _) in MODELS.items():
+    try:
+      names = [k for k in stage_variants(model, "confirm")[0] if k != "ste"]
+    except app.UsageError:
+      continue
+    seeds = confirm_seeds(model)
+    runs = summaries(model, "confirm", ["ste", *names], seeds)
+    if len(runs.get("ste", [])) != len(seeds):
+      continue
+    scale = 100.0 if metric == "test_accuracy" else 1.0
+    gains = {n: [(-1 if lower else 1) * scale * (b[metric] - a[metric])
+                 for a, b in zip(runs["ste"], runs[n])]
+             for n in names if len(runs.get(n, [])) == len(seeds)}
+    if gains:
+      panels.append((model, metric, gains))
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+  for ax, (model, metric, gains) in zip(axes[0], panels):
+    for i, (name, g) in enumerate(gains.items()):
+      ax.scatter([i] * len(g), g, color=f"C{i}", alpha=0.7)
+      ax.errorbar(i + 0.15, statistics.mean(g), yerr=statistics.stdev(g) if len(g) > 1 else 0,
+                  fmt="s", color="k", capsize=3)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(gains)), list(gains), rotation=35, ha="right", fontsize=8)
+    unit = {"test_accuracy": "accuracy (pt)", "val_perplexity": "perplexity",
+            "final_train_loss": "train loss"}[metric]
+    ax.set_title(f"{model}: gain over STE in {unit}", fontsize=9)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
 def report() -> None:
   out = []
   for model, (_, _, metric, lower, words, lrs) in MODELS.items():
@@ -336,6 +375,7 @@ def report() -> None:
   os.makedirs(_OUT.value, exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(out) + "\n")
+  plot_gains(os.path.join(_OUT.value, "gains.png"))
   print("\n".join(out))
 
 
