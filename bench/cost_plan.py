@@ -22,7 +22,10 @@ evaluation needs one perturbed copy of the perturbed weights plus one forward's 
 import os
 import sys
 
-if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+# Only as a script: imported (by a test), it must not change the environment that later
+# subprocesses inherit.
+if __name__ == "__main__" and \
+    "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_force_host_platform_device_count=8").strip()
 
@@ -198,10 +201,10 @@ def main(argv):
         for estimator in f.estimators:
           rows.append(row(name, estimator, dtype, devices))
   rows = with_ratios(rows)
-  with open(f.out, "w") as f:
+  with open(f.out, "w") as out:
     json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(),
                                 devices=jax.device_count(), python=sys.version.split()[0]),
-                   rows=rows), f, indent=1)
+                   rows=rows), out, indent=1)
   print(markdown(rows))
 
 

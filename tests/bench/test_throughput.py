@@ -54,7 +54,12 @@ def test_more_devices_than_present_is_a_usage_error(tmp_path):
 def test_cost_plan_fogzo_memory_stays_within_its_bound():
   """Compiled, never run: FOGZO's extra memory over STE is at most k perturbed copies of the
   perturbed weights plus one forward's temporaries (k = 2 vmapped, 1 sequential)."""
+  xla_flags = os.environ.get("XLA_FLAGS")
   import cost_plan  # pylint: disable=import-outside-toplevel  # bench/, on pytest's pythonpath
+  # Imported, the script must leave the environment alone: an 8-device XLA_FLAGS leaked into
+  # os.environ made every later train.py subprocess data-parallel (resume tests then compared
+  # an 8-device run with a 1-device reference).
+  assert os.environ.get("XLA_FLAGS") == xla_flags
   cost_plan.PAPER_CONFIGS["tiny_llama"] = ("llama.py:9m", {"vocab_size": 257})
   real_config_for = cost_plan.config_for
 

@@ -41,6 +41,8 @@ def tiny_config(name, estimator, quant="fixed"):
   config = config_lib.default_config()
   config.model = {"name": name, **TINY[name]}
   config.estimator.update(kind=estimator, num_perturbations=2)
+  if name.startswith("resnet"):  # as the ResNet configs: the ± forwards one after the other
+    config.estimator.evaluation = "sequential"
   config.quant.kind = quant
   return config
 
@@ -64,7 +66,13 @@ def tiny_batch(name):
                    "label": rng.integers(0, 10, 4).astype(np.int32)}
 
 
-@pytest.mark.parametrize("name", list(TINY))
+# ResNet-50 and DeiT-Small repeat code paths of ResNet-18 (plus the bottleneck block) and
+# DeiT-Tiny at these sizes: in the slow suite (`pytest -m slow`) to keep the default run short.
+ONE_STEP = [pytest.param(name, marks=pytest.mark.slow) if name in ("resnet50", "deit_small")
+            else name for name in TINY]
+
+
+@pytest.mark.parametrize("name", ONE_STEP)
 @pytest.mark.parametrize("estimator", ["ste", "fogzo"])
 def test_one_step_of_every_model(name, estimator):
   config = tiny_config(name, estimator, quant="lsq" if name == "deit_tiny" else "fixed")

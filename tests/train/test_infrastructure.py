@@ -69,7 +69,8 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, reference_sha):
   assert steps == [40, 80]  # no duplicated metric rows after the resume
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [  # one signal handler: SIGINT in the slow suite
+    (signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_sigterm_or_sigint_saves_checkpoint_and_resumes_exactly(tmp_path, reference_sha, sig,
                                                                 code):
   proc = start_train(tmp_path, RESUME_ARGS)
@@ -218,7 +219,8 @@ print("RESULT", json.dumps(dict(devices=len(jax.devices()), devices_used=s["devi
 """
 
 
-@pytest.mark.parametrize("estimator, fsdp", [("ste", False), ("fogzo", False), ("fogzo", True)])
+@pytest.mark.parametrize("estimator, fsdp", [  # FOGZO without FSDP: in the slow suite
+    ("ste", False), pytest.param("fogzo", False, marks=pytest.mark.slow), ("fogzo", True)])
 def test_eight_device_data_parallel_matches_single_device(tmp_path, estimator, fsdp):
   """8 fake CPU devices (data parallel; with fsdp also sharded parameters) = 1 device."""
   curves = {}

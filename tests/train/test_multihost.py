@@ -56,7 +56,8 @@ def run_workers(procs, workdir, devices_per_process=1, fsdp=False):
   return results
 
 
-@pytest.mark.parametrize("fsdp", [False, True])
+@pytest.mark.parametrize("fsdp", [  # FSDP shards params and batch; plain DP in the slow suite
+    pytest.param(False, marks=pytest.mark.slow), True])
 def test_two_processes_match_one(tmp_path, fsdp):
   """2 processes × 1 device against 1 process × 2 devices: the same global computation. With
   FSDP the parameters are split across the processes (params_sha256 gathers them)."""

@@ -47,7 +47,7 @@ def test_llama_config_trains_offline_and_reports_perplexity(tmp_path):
 
 
 @pytest.mark.parametrize("name, kwargs", [
-    ("resnet18_in100", dict(width=4)),
+    ("resnet18_in100", dict(width=4, stage_sizes=(1, 1, 1, 1))),
     ("deit_tiny_in100", dict(hidden=16, depth=2, heads=2)),
 ])
 def test_image_configs_run_on_fashion_mnist(tmp_path, name, kwargs):

@@ -1,0 +1,124 @@
+"""Step time of the estimators: this checkout against an older one, side by side in one run.
+
+  git worktree add /tmp/old 0ef8093     # the estimator before the optax rewrite
+  python bench/estimator_versions.py --old=/tmp/old --out=docs/bench/estimator_versions.json
+
+The same jitted step in both checkouts (only ``import fogzo_jax`` differs): the STE gradient of
+a 2-bit quantized MLP (round-to-nearest with the identity STE, written here in plain jax so that
+neither checkout's layers are involved), the estimator's update and ``optax.apply_updates``.
+Rows: the paper's MNIST MLP 784-10-10 (d = 7,960, batch 512) and a wide MLP 784-1024-1024-10
+(d ≈ 1.9 M, batch 256), for FOGZO n = 1 and n = 16 (β = 0.999) and n-SPSA n = 100. Each
+checkout runs in its own subprocess (PYTHONPATH set to it); the two alternate ``--repeats``
+times so both see the same machine state, and each reports the median of ``--steps`` timed steps
+after compiling (bench/timing.py's rule). The ratio is this / old: below 1 is faster.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from absl import app, flags
+
+_OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per measurement.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
+_OUT = flags.DEFINE_string("out", "bench_estimator_versions.json", "JSON output path.")
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = [("mlp_784_10_10", "fogzo", 1), ("mlp_784_10_10", "fogzo", 16),
+        ("mlp_784_10_10", "nspsa", 100), ("mlp_784_1024_1024_10", "fogzo", 1),
+        ("mlp_784_1024_1024_10", "fogzo", 16)]
+
+# Run with PYTHONPATH=<checkout>: prints the median step time in seconds.
+SNIPPET = """
+import statistics, sys, time
+import jax, jax.numpy as jnp, optax
+import fogzo_jax as fz
+model, kind, n, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+widths, batch_size = {"mlp_784_10_10": ([784, 10, 10], 512),
+                      "mlp_784_1024_1024_10": ([784, 1024, 1024, 10], 256)}[model]
+keys = jax.random.split(jax.random.key(0), len(widths) + 1)
+params = {f"w{i}": jax.random.normal(keys[i], (a, b)) / jnp.sqrt(a)
+          for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))}
+alpha = {k: 2 * jnp.mean(jnp.abs(w)) / jnp.sqrt(1.0) for k, w in params.items()}
+batch = {"x": jax.random.normal(keys[-1], (batch_size, 784)),
+         "y": jax.random.randint(keys[-1], (batch_size,), 0, 10)}
+
+def quantize(w, a):  # 2 bits, levels {-2, -1, 0, 1}·a, identity STE
+  q = jnp.clip(jnp.round(w / a), -2, 1) * a
+  return w + jax.lax.stop_gradient(q - w)
+
+def loss_fn(params, batch):
+  h = batch["x"]
+  for i in range(len(params)):
+    h = h @ quantize(params[f"w{i}"], alpha[f"w{i}"])
+    if i < len(params) - 1:
+      h = jax.nn.relu(h)
+  return optax.softmax_cross_entropy_with_integer_labels(h, batch["y"]).mean()
+
+epsilon = {k: 0.5 * a for k, a in alpha.items()}
+if kind == "fogzo":
+  est = fz.fogzo(num_perturbations=n, beta=0.999, epsilon=epsilon, noise="uniform", key=0)
+else:
+  est = fz.nspsa(num_perturbations=n, epsilon=epsilon, noise="uniform", key=0)
+tx = optax.chain(est, optax.adamw(1e-3))
+
+@jax.jit
+def step(state, batch):
+  params, opt_state = state
+  loss, g = jax.value_and_grad(loss_fn)(params, batch)
+  updates, opt_state = tx.update(g, opt_state, params, value_fn=loss_fn, batch=batch)
+  return (optax.apply_updates(params, updates), opt_state), loss
+
+state = (params, tx.init(params))
+state, loss = step(state, batch)
+jax.block_until_ready(loss)
+times = []
+for _ in range(steps):
+  t = time.perf_counter()
+  state, loss = step(state, batch)
+  jax.block_until_ready((state, loss))
+  times.append(time.perf_counter() - t)
+print(statistics.median(times))
+"""
+
+
+def measure(checkout: str, model: str, kind: str, n: int) -> float:
+  env = dict(os.environ, PYTHONPATH=checkout)
+  out = subprocess.run([sys.executable, "-c", SNIPPET, model, kind, str(n), str(_STEPS.value)],
+                       env=env, capture_output=True, text=True, timeout=1800, cwd=checkout)
+  if out.returncode:
+    raise RuntimeError(f"{checkout} {model} {kind} n={n}: {out.stderr[-2000:]}")
+  return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+  del argv
+  checkouts = {"this": HERE, **({"old": os.path.abspath(_OLD.value)} if _OLD.value else {})}
+  rows = []
+  for model, kind, n in ROWS:
+    samples = {k: [] for k in checkouts}
+    for _ in range(_REPEATS.value):
+      for label, path in checkouts.items():
+        samples[label].append(measure(path, model, kind, n))
+    ms = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in samples.items()}
+    rows.append(dict(model=model, estimator=kind, n=n, step_ms=ms,
+                     samples_s=samples,
+                     ratio_this_to_old=ms["this"] / ms["old"] if "old" in ms else None))
+    print(json.dumps(rows[-1]), flush=True)
+  with open(_OUT.value, "w") as f:
+    json.dump(dict(rows=rows, machine=dict(platform=platform.platform(),
+                                           cpu_count=os.cpu_count(), python=sys.version.split()[0]),
+                   old=_OLD.value), f, indent=1)
+  print("| model | estimator | n | this (ms) | old (ms) | this / old |\n|---|---|---|---|---|---|")
+  for r in rows:
+    old = r["step_ms"].get("old")
+    print(f"| {r['model']} | {r['estimator']} | {r['n']} | {r['step_ms']['this']:.3f} | "
+          f"{old:.3f} | {r['ratio_this_to_old']:.3f} |" if old else
+          f"| {r['model']} | {r['estimator']} | {r['n']} | {r['step_ms']['this']:.3f} | – | – |")
+
+
+if __name__ == "__main__":
+  app.run(main)
