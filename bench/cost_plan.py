@@ -8,7 +8,8 @@ at its real size and batch, from abstract shapes (``jax.eval_shape``; no paramet
 allocated), for STE, FOGZO n = 1 (vmapped and sequential ± pair) and n-SPSA n = 16, in float32
 and bfloat16, on 1 device and with FSDP on 8 devices (fake CPU devices: this script sets
 ``--xla_force_host_platform_device_count=8``; per-device numbers). Per row: FLOPs of the step
-(``cost_analysis``; on 8 devices, one device's share) and the FOGZO/STE ratio against the ideal
+(``cost_analysis``; on 8 devices, one device's share; for LLaMA and DeiT, whose blocks are one
+``nn.scan`` and so counted once by XLA, extrapolated from depth 1 and 2: ``scanned_cost``) and the FOGZO/STE ratio against the ideal
 (F + B + 2F)/(F + B) = 5/3; argument, temp and output bytes (``memory_analysis``, per device)
 and their sum (the peak the step needs, without the runtime's own overhead); whether that fits
 11 GB (RTX 2080 Ti), 32 GB (RTX 5090) and 80 GB (A100/H100); and the compile time.
@@ -129,14 +130,39 @@ def perturbed_bytes(state, config, devices: int) -> float:
   return float(total) / (devices if config.fsdp else 1)
 
 
+def _cost(compiled) -> dict:
+  cost = compiled.cost_analysis()
+  return cost[0] if isinstance(cost, (list, tuple)) else cost
+
+
+def scanned_cost(config, model_args: dict, mesh) -> dict:
+  """FLOPs and bytes accessed of a model whose blocks are one ``nn.scan`` (LLaMA, DeiT).
+
+  XLA's cost analysis counts the body of a loop once, not once per iteration, so the scanned
+  step's own numbers miss all blocks but one. Every block is the same, so the cost is linear in
+  the depth L: compile depth 1 and depth 2 (unrolled: no loop) and extrapolate,
+  cost(L) = cost(1) + (L − 1)·(cost(2) − cost(1)).
+  """
+  field = "layers" if "layers" in config.model else "depth"
+  depth, costs = config.model[field], []
+  for k in (1, 2):
+    small = config.copy_and_resolve_references()
+    small.model.update({field: k, "scan_unroll": k})
+    costs.append(_cost(compile_step(small, model_args, mesh)[0]))
+  return {key: costs[0].get(key, 0.0) + (depth - 1) * (costs[1].get(key, 0.0)
+                                                       - costs[0].get(key, 0.0))
+          for key in ("flops", "bytes accessed")}
+
+
 def row(name: str, estimator: str, dtype: str, devices: int) -> dict:
   config = config_for(name, estimator, dtype, devices)
   mesh = sharding.make_mesh(config.fsdp, jax.devices()[:devices])
   start = time.time()
   compiled, state, model, task, batch = compile_step(config, PAPER_CONFIGS[name][1], mesh)
   seconds = time.time() - start
-  mem, cost = compiled.memory_analysis(), compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  mem, cost = compiled.memory_analysis(), _cost(compiled)
+  if "layers" in config.model or "depth" in config.model:  # blocks in one nn.scan
+    cost = scanned_cost(config, PAPER_CONFIGS[name][1], mesh)
   total = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes \
       - mem.alias_size_in_bytes
   out = dict(config=name, estimator=estimator, dtype=dtype, devices=devices,

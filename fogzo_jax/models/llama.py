@@ -105,6 +105,7 @@ class Llama(nn.Module):
   quantize_first_last: bool = False
   dtype: Any = jnp.float32          # compute dtype (bfloat16 on accelerators)
   param_dtype: Any = jnp.float32    # storage dtype of the parameters
+  scan_unroll: int = 1              # blocks per iteration of the scan (same numbers, other code)
 
   @nn.compact
   def __call__(self, tokens, segment_ids=None, train: bool = True):
@@ -121,7 +122,7 @@ class Llama(nn.Module):
                  **dtypes)(tokens).astype(self.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
                      split_rngs={"params": True}, in_axes=nn.broadcast, length=self.layers,
-                     metadata_params={nn.PARTITION_NAME: "layers"})
+                     unroll=self.scan_unroll, metadata_params={nn.PARTITION_NAME: "layers"})
     x, _ = blocks(self.heads, ffn_width(self.dim), self.spec, self.dtype, self.param_dtype,
                   name="blocks")(x, mask)
     x = RMSNorm(name="norm", **dtypes)(x)

@@ -61,6 +61,7 @@ class ViT(nn.Module):
   quantize_first_last: bool = False
   dtype: Any = jnp.float32          # compute dtype (bfloat16 on accelerators)
   param_dtype: Any = jnp.float32    # storage dtype of the parameters
+  scan_unroll: int = 1              # blocks per iteration of the scan (same numbers, other code)
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -82,7 +83,7 @@ class ViT(nn.Module):
                      self.param_dtype)
     x = x + pos.astype(x.dtype)
     blocks = nn.scan(Block, variable_axes={"params": 0, "quant": 0},
-                     split_rngs={"params": True}, length=self.depth,
+                     split_rngs={"params": True}, length=self.depth, unroll=self.scan_unroll,
                      metadata_params={nn.PARTITION_NAME: "layers"})
     x, _ = blocks(self.heads, self.mlp_ratio, self.spec, self.dtype, self.param_dtype,
                   name="blocks")(x, None)
