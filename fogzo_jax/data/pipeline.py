@@ -11,13 +11,17 @@ from (seed, index), and batch s of this process is element s of ``Pipeline.train
 batch of step s is a pure function of (seed, s), each process builds only its contiguous rows of
 it, and the iterator's state (its position) is checkpointed with the train state (grain's orbax
 handler), so a resumed run sees exactly the batches it would have seen. In-memory data without
-augmentation shuffles indices and gathers each batch with one vectorised slice. Evaluation sets
-are padded to whole batches with weight-0 rows (one compiled eval step).
+augmentation and packed text take a faster path to the same law (``_index_batches``): element s
+is the index array of batch s, sliced from a numpy permutation of the epoch, and the batch is
+gathered with one vectorised slice (grain's per-element shuffle + batch costs ~15 µs an element,
+11 ms for an MNIST batch of 512 on our CPU: more than the step it feeds). Evaluation sets are
+padded to whole batches with weight-0 rows (one compiled eval step).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -121,6 +125,27 @@ def _batches(ds: grain.MapDataset, batch_size: int, process_index: int, process_
   return ds.batch(per, drop_remainder=drop_remainder)[process_index::process_count]
 
 
+def _index_batches(num_examples: int, batch_size: int, seed: int, process_index: int,
+                   process_count: int) -> grain.MapDataset:
+  """Element s: this process's rows of global batch s, as indices into ``num_examples``.
+
+  Epoch e is the permutation of range(num_examples) seeded by (seed, e); global batch s is its
+  slice [p·B, (p+1)·B) with (e, p) = divmod(s, steps per epoch) (an epoch's remainder is
+  dropped); process i takes rows [i·B/P, (i+1)·B/P) of it.
+  """
+  steps, per = num_examples // batch_size, batch_size // process_count
+
+  @functools.lru_cache(maxsize=4)  # grain's prefetch threads may straddle two epochs
+  def permutation(epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+  def rows(s, _):
+    epoch, position = divmod(s, steps)
+    start = position * batch_size + process_index * per
+    return permutation(epoch)[start:start + per]
+  return grain.MapDataset.range(steps).repeat().map_with_index(rows)
+
+
 def _shuffled(ds: grain.MapDataset, seed: int) -> grain.MapDataset:
   return ds.shuffle(seed=seed).repeat()
 
@@ -129,8 +154,9 @@ def _eval_set(num_examples: int, eval_batch_size: int, make, shard: dict) -> gra
   """Padded eval batches: ``make(indices, real)`` builds a batch; padding rows get weight 0."""
   if num_examples == 0:
     raise DataError("an evaluation set has no examples")
-  padded = math.ceil(num_examples / eval_batch_size) * eval_batch_size
-  ds = _batches(grain.MapDataset.range(padded), eval_batch_size, **shard)
+  per = eval_batch_size // shard["process_count"]
+  ds = grain.MapDataset.range(math.ceil(num_examples / eval_batch_size)).map(
+      lambda b: b * eval_batch_size + shard["process_index"] * per + np.arange(per))
 
   def build(idx):
     real = idx < num_examples
@@ -198,8 +224,7 @@ def _image_pipeline(name, batch_size, eval_batch_size, seed, shard, *, data_dir=
     return make
 
   if in_memory(train) and augment == "none":
-    ds = _batches(_shuffled(grain.MapDataset.range(len(train)), seed), batch_size, **shard)
-    ds = ds.map(gather(train))
+    ds = _index_batches(len(train), batch_size, seed, **shard).map(gather(train))
   else:
     def example(item, rng):
       image, label = item
@@ -299,8 +324,7 @@ def _text_pipeline(name, batch_size, eval_batch_size, seed, shard, total_steps, 
                                  text_lib.row_segments(np.asarray(split["segment_ids"][idx])))
     return make
 
-  ds = _batches(_shuffled(grain.MapDataset.range(len(train["tokens"])), seed), batch_size,
-                **shard).map(rows(train))
+  ds = _index_batches(len(train["tokens"]), batch_size, seed, **shard).map(rows(train))
   val = packed["validation"]
   return Pipeline("lm", ds, steps_per_epoch,
                   {"validation": _eval_set(len(val["tokens"]), eval_batch_size, rows(val), shard)},
