@@ -14,7 +14,8 @@ MNIST; on the small LLaMA ρ at STE's rate, then the two other rates at each var
 Each method's setting with the best mean over seeds 0-2 is its chosen one (``choose``); only the
 chosen settings run on seeds 3-7 (``--stage=confirm``), with the paper's literal setting
 (β_min = 0.999); then STE runs for the wall time of the best FOGZO variant
-(``--stage=equal_time``). Models without a tuning stage (ResNet,
+(``--stage=equal_time``: the confirm runs' wall-time ratio, or the step-time ratio timed alone by
+``--stage=step_ratio`` when its step_ratio.json exists). Models without a tuning stage (ResNet,
 LLaMA-9M) take the settings chosen on the small LLaMA (``TRANSFER``) and run on seeds 3-5 only
 (amendment 1 of the page: CPU time).
 Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<name>_s<seed>.
@@ -23,6 +24,7 @@ Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<na
 import json
 import os
 import statistics
+import time
 
 from absl import app, flags
 
@@ -31,7 +33,8 @@ from fogzo_jax.train import WorkdirLocked, metrics, sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _MODEL = flags.DEFINE_string("model", "mnist", "Model (MODELS).")
-_STAGE = flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "equal_time"],
+_STAGE = flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
+                                               "equal_time"],
                            "Stage.")
 _OUT = flags.DEFINE_string("out", "runs/where_fogzo_helps", "Output folder.")
 _REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
@@ -222,6 +225,9 @@ def equal_time_variants(model: str) -> dict:
     raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
   ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
            / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
+  measured = os.path.join(_OUT.value, model, "step_ratio.json")
+  if os.path.exists(measured):  # departure (docs): timed alone, not from shared-machine runs
+    ratio = json.load(open(measured))["ratio"]
   steps = round(runs["ste"][0]["steps"] * max(1.0, ratio))
   return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
 
@@ -379,10 +385,44 @@ def report() -> None:
   print("\n".join(out))
 
 
+def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
+  """FOGZO/STE step time of the confirmed STE and best-variant settings, timed in one process
+  with nothing else running: compiled first, then ``rounds`` alternating medians of ``steps``
+  steps; written to <out>/<model>/step_ratio.json for --stage=equal_time."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
+  chosen, v = stage_variants(model, "confirm")[0], best_variant(model)
+  runs = {}
+  for name in ("ste", v):
+    run, state = loop.build(sweep.apply_overrides(base_config(model), chosen[name]))
+    runs[name] = [run.step_fn, state, run.put(run.data.train[0])]
+    runs[name][1], metrics_ = run.step_fn(state, runs[name][2])  # compile
+    jax.block_until_ready(metrics_)
+  medians = {name: [] for name in runs}
+  for _ in range(rounds):
+    for name, r in runs.items():
+      times = []
+      for _ in range(steps):
+        start = time.perf_counter()
+        r[1], metrics_ = r[0](r[1], r[2])
+        jax.block_until_ready((r[1], metrics_))
+        times.append(time.perf_counter() - start)
+      medians[name].append(statistics.median(times))
+  ms = {name: 1e3 * statistics.median(m) for name, m in medians.items()}
+  ratio = ms[v] / ms["ste"]
+  os.makedirs(os.path.join(_OUT.value, model), exist_ok=True)
+  with open(os.path.join(_OUT.value, model, "step_ratio.json"), "w") as f:
+    json.dump(dict(step_ms=ms, samples_s=medians, variant=v, ratio=ratio), f, indent=1)
+  print(f"{model}: step {ms} ms, {v}/ste = {ratio:.3f}")
+  return ratio
+
+
 def main(argv):
   del argv
   if _REPORT.value:
     report()
+  elif _STAGE.value == "step_ratio":
+    step_ratio(_MODEL.value)
   else:
     run_stage(_MODEL.value, _STAGE.value)
 
