@@ -10,7 +10,7 @@ Rows: the paper's MNIST MLP 784-10-10 (d = 7,960, batch 512) and a wide MLP 784-
 (d ≈ 1.9 M, batch 256), for FOGZO n = 1 and n = 16 (β = 0.999) and n-SPSA n = 100. Each
 checkout runs in its own subprocess (PYTHONPATH set to it); the two alternate ``--repeats``
 times so both see the same machine state, and each reports the median of ``--steps`` timed steps
-after compiling (bench/timing.py's rule). The ratio is this / old: below 1 is faster.
+after compiling (bench/timing.py's rule, from this checkout in both). The ratio is this / old: below 1 is faster.
 """
 
 import json
@@ -33,10 +33,11 @@ ROWS = [("mlp_784_10_10", "fogzo", 1), ("mlp_784_10_10", "fogzo", 16),
 
 # Run with PYTHONPATH=<checkout>: prints the median step time in seconds.
 SNIPPET = """
-import statistics, sys, time
+import sys
 import jax, jax.numpy as jnp, optax
 import fogzo_jax as fz
-model, kind, n, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, kind, bench_dir = sys.argv[1], sys.argv[2], sys.argv[5]
+n, steps = int(sys.argv[3]), int(sys.argv[4])
 widths, batch_size = {"mlp_784_10_10": ([784, 10, 10], 512),
                       "mlp_784_1024_1024_10": ([784, 1024, 1024, 10], 256)}[model]
 keys = jax.random.split(jax.random.key(0), len(widths) + 1)
@@ -72,22 +73,16 @@ def step(state, batch):
   updates, opt_state = tx.update(g, opt_state, params, value_fn=loss_fn, batch=batch)
   return (optax.apply_updates(params, updates), opt_state), loss
 
-state = (params, tx.init(params))
-state, loss = step(state, batch)
-jax.block_until_ready(loss)
-times = []
-for _ in range(steps):
-  t = time.perf_counter()
-  state, loss = step(state, batch)
-  jax.block_until_ready((state, loss))
-  times.append(time.perf_counter() - t)
-print(statistics.median(times))
+sys.path.insert(0, bench_dir)  # this checkout's timing rule, for both checkouts
+import timing
+print(timing.median_step_seconds(step, (params, tx.init(params)), batch, steps)[0])
 """
 
 
 def measure(checkout: str, model: str, kind: str, n: int) -> float:
   env = dict(os.environ, PYTHONPATH=checkout)
-  out = subprocess.run([sys.executable, "-c", SNIPPET, model, kind, str(n), str(_STEPS.value)],
+  out = subprocess.run([sys.executable, "-c", SNIPPET, model, kind, str(n), str(_STEPS.value),
+                        os.path.join(HERE, "bench")],
                        env=env, capture_output=True, text=True, timeout=1800, cwd=checkout)
   if out.returncode:
     raise RuntimeError(f"{checkout} {model} {kind} n={n}: {out.stderr[-2000:]}")
