@@ -10,7 +10,8 @@ Rows: the paper's MNIST MLP 784-10-10 (d = 7,960, batch 512) and a wide MLP 784-
 (d ≈ 1.9 M, batch 256), for FOGZO n = 1 and n = 16 (β = 0.999) and n-SPSA n = 100. Each
 checkout runs in its own subprocess (PYTHONPATH set to it); the two alternate ``--repeats``
 times so both see the same machine state, and each reports the median of ``--steps`` timed steps
-after compiling (bench/timing.py's rule, from this checkout in both). The ratio is this / old: below 1 is faster.
+after compiling (bench/timing.py's rule, from this checkout in both). The ratio is this / old:
+below 1 is faster.
 """
 
 import json
