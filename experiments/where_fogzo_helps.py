@@ -24,7 +24,7 @@ Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<na
 import json
 import os
 import statistics
-import time
+import sys
 
 from absl import app, flags
 
@@ -223,11 +223,12 @@ def equal_time_variants(model: str) -> dict:
   runs = summaries(model, "confirm", ["ste", v], seeds)
   if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
     raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
-  ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
-           / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
   measured = os.path.join(_OUT.value, model, "step_ratio.json")
   if os.path.exists(measured):  # departure (docs): timed alone, not from shared-machine runs
     ratio = json.load(open(measured))["ratio"]
+  else:
+    ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
+             / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
   steps = round(runs["ste"][0]["steps"] * max(1.0, ratio))
   return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
 
@@ -387,27 +388,22 @@ def report() -> None:
 
 def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
   """FOGZO/STE step time of the confirmed STE and best-variant settings, timed in one process
-  with nothing else running: compiled first, then ``rounds`` alternating medians of ``steps``
-  steps; written to <out>/<model>/step_ratio.json for --stage=equal_time."""
-  import jax  # pylint: disable=import-outside-toplevel
+  with nothing else running: ``rounds`` alternating medians of ``steps`` steps (bench/timing.py's
+  rule: compiled first); written to <out>/<model>/step_ratio.json for --stage=equal_time."""
+  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  import timing  # pylint: disable=import-outside-toplevel
   from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
   chosen, v = stage_variants(model, "confirm")[0], best_variant(model)
   runs = {}
   for name in ("ste", v):
     run, state = loop.build(sweep.apply_overrides(base_config(model), chosen[name]))
-    runs[name] = [run.step_fn, state, run.put(run.data.train[0])]
-    runs[name][1], metrics_ = run.step_fn(state, runs[name][2])  # compile
-    jax.block_until_ready(metrics_)
+    runs[name] = (run.step_fn, state, run.put(run.data.train[0]))
   medians = {name: [] for name in runs}
   for _ in range(rounds):
-    for name, r in runs.items():
-      times = []
-      for _ in range(steps):
-        start = time.perf_counter()
-        r[1], metrics_ = r[0](r[1], r[2])
-        jax.block_until_ready((r[1], metrics_))
-        times.append(time.perf_counter() - start)
-      medians[name].append(statistics.median(times))
+    for name, (step_fn, state, batch) in runs.items():
+      seconds, state, _ = timing.median_step_seconds(step_fn, state, batch, steps)
+      runs[name] = (step_fn, state, batch)
+      medians[name].append(seconds)
   ms = {name: 1e3 * statistics.median(m) for name, m in medians.items()}
   ratio = ms[v] / ms["ste"]
   os.makedirs(os.path.join(_OUT.value, model), exist_ok=True)

@@ -117,12 +117,12 @@ def make_pipeline(name: str = "mnist", batch_size: int = 512, eval_batch_size: i
   return _image_pipeline(name, batch_size, eval_batch_size, seed, shard, **options)
 
 
-def _batches(ds: grain.MapDataset, batch_size: int, process_index: int, process_count: int,
-             drop_remainder: bool = True) -> grain.MapDataset:
+def _batches(ds: grain.MapDataset, batch_size: int, process_index: int,
+             process_count: int) -> grain.MapDataset:
   """This process's contiguous rows of each global batch: global batch s is elements
   [s·B, (s+1)·B) of ``ds``, process p takes rows [p·B/P, (p+1)·B/P) of it."""
   per = batch_size // process_count
-  return ds.batch(per, drop_remainder=drop_remainder)[process_index::process_count]
+  return ds.batch(per, drop_remainder=True)[process_index::process_count]
 
 
 def _index_batches(num_examples: int, batch_size: int, seed: int, process_index: int,
