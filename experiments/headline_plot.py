@@ -7,7 +7,9 @@
 Gain, positive when FOGZO is better: accuracy points (FOGZO − STE) for image models, relative
 perplexity reduction in % ((STE − FOGZO)/STE) for language models. Ours is the mean over seeds of
 the per-seed gain (runs paired by seed) with its standard deviation as the error bar; rows whose
-FOGZO variant is not named "fogzo" (equal-time) pair the second variant with "ste".
+FOGZO variant is not named "fogzo" (equal-time) pair the second variant with "ste". Rows that
+also ran the study's setting (ours: noise share 0.3 at 3× the rate, table_runner.confirmed_variants)
+get a second gain of ours, against STE at that same rate.
 """
 
 import argparse
@@ -20,6 +22,15 @@ from fogzo_jax.train import sweep
 def gain(ste: float, fogzo: float, perplexity: bool) -> float:
   """FOGZO's gain over STE: accuracy points, or % perplexity reduction (positive = better)."""
   return 100.0 * (ste - fogzo) / ste if perplexity else fogzo - ste
+
+
+CONFIRMED = ("ste_lr3x", "fogzo_rho0.3_lr3x")  # (STE, FOGZO) at the same 3× rate
+
+
+def paired_gains(ste: dict, fogzo: dict, perplexity: bool) -> list[float]:
+  """Per-seed gains of ``fogzo`` over ``ste`` on the seeds both ran, in seed order."""
+  s_of, f_of = dict(zip(ste["seeds"], ste["values"])), dict(zip(fogzo["seeds"], fogzo["values"]))
+  return [gain(s_of[k], f_of[k], perplexity) for k in sorted(set(s_of) & set(f_of))]
 
 
 def row_gains(records: list[dict]) -> list[dict]:
@@ -39,30 +50,41 @@ def row_gains(records: list[dict]) -> list[dict]:
     seeds = sorted(set(ste["seeds"]) & set(fogzo["seeds"]))
     s_of = dict(zip(ste["seeds"], ste["values"]))
     f_of = dict(zip(fogzo["seeds"], fogzo["values"]))
-    ours = [gain(s_of[k], f_of[k], ppl) for k in seeds]
+    ours = paired_gains(ste, fogzo, ppl)
     paper = None
     if ste["paper_value"] is not None and fogzo["paper_value"] is not None:
       paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
     ours_at = ste.get("scale", "").split(",")[0]  # two rows may share one paper setting
     label = f"{ste['paper']}\nours: {ours_at}" if ours_at else ste["paper"]
+    ste3, fogzo3 = (named.get(v) for v in CONFIRMED)
+    confirmed = paired_gains(ste3, fogzo3, ppl) if ste3 and fogzo3 else []
     out.append(dict(label=label, ours=ours, paper=paper, perplexity=ppl,
                     paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
-                    ours_ste=[s_of[k] for k in seeds], ours_fogzo=[f_of[k] for k in seeds]))
+                    ours_ste=[s_of[k] for k in seeds], ours_fogzo=[f_of[k] for k in seeds],
+                    ours_confirmed=confirmed))
   return out
 
 
 def markdown(gains: list[dict]) -> str:
   """The README's compact table: paper STE → FOGZO beside ours, and both gains."""
   lines = ["| paper setting (metric) / our scale | paper STE → FOGZO | ours STE → FOGZO "
-           "| gain paper | gain ours |", "|---|---|---|---|---|"]
+           "| gain paper | gain ours | gain ours, ρ 0.3 at 3× lr vs STE at 3× lr |",
+           "|---|---|---|---|---|---|"]
   for g in gains:
     unit = "%" if g["perplexity"] else " pt"
     paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
     paper_gain = "–" if g["paper"] is None else f"{g['paper']:+.2f}{unit}"
     lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | "
                  f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])} | {paper_gain} | "
-                 f"{statistics.mean(g['ours']):+.2f}{unit} |")
+                 f"{statistics.mean(g['ours']):+.2f}{unit} | {_mean_std(g['ours_confirmed'], unit)} |")
   return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float], unit: str) -> str:
+  if not values:
+    return "–"
+  spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+  return f"{statistics.mean(values):+.2f}{spread}{unit}"
 
 
 def plot(gains: list[dict], out: str) -> None:
@@ -75,9 +97,14 @@ def plot(gains: list[dict], out: str) -> None:
   paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
   mean = [statistics.mean(g["ours"]) for g in gains]
   err = [statistics.stdev(g["ours"]) if len(g["ours"]) > 1 else 0.0 for g in gains]
-  ax.barh([y + 0.2 for y in ys], paper, height=0.4, color="#999999", label="paper (its scale)")
-  ax.barh([y - 0.2 for y in ys], mean, height=0.4, xerr=err, color="#1f77b4",
-          label="ours (reduced scale, mean ± std over seeds)")
+  ax.barh([y - 0.27 for y in ys], paper, height=0.27, color="#999999", label="paper (its scale)")
+  ax.barh(list(ys), mean, height=0.27, xerr=err, color="#1f77b4",
+          label="ours, paper's FOGZO (reduced scale, mean ± std over seeds)")
+  confirmed = [(y, g["ours_confirmed"]) for y, g in zip(ys, gains) if g["ours_confirmed"]]
+  if confirmed:
+    ax.barh([y + 0.27 for y, _ in confirmed], [statistics.mean(v) for _, v in confirmed],
+            height=0.27, xerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in confirmed],
+            color="#ff7f0e", label="ours, noise share 0.3 at 3× lr vs STE at 3× lr (our setting)")
   ax.axvline(0.0, color="black", linewidth=0.8)
   ax.set_yticks(list(ys))
   ax.set_yticklabels([g["label"] for g in gains], fontsize=8)

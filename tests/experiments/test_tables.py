@@ -76,6 +76,8 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   records = [
       dict(ppl, variant="ste", paper_value=100.0, seeds=[0, 1], values=[10.0, 20.0]),
       dict(ppl, variant="fogzo", paper_value=95.0, seeds=[1, 0], values=[19.0, 11.0]),
+      dict(ppl, variant="ste_lr3x", paper_value=None, seeds=[0, 1], values=[10.0, 20.0]),
+      dict(ppl, variant="fogzo_rho0.3_lr3x", paper_value=None, seeds=[0, 1], values=[9.0, 19.0]),
       dict(acc, variant="ste", paper_value=70.0, seeds=[0], values=[80.0]),
       dict(acc, variant="ste70_fogzo30_m276", paper_value=None, seeds=[0], values=[78.5]),
       dict(row="gpu", paper="GPU", reason="needs a GPU", variant="", paper_value=None)]
@@ -83,9 +85,11 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
   assert lm["ours"] == pytest.approx([-10.0, 5.0])     # seed 0: 10 → 11 worse; seed 1 better
   assert img["paper"] is None and img["ours"] == pytest.approx([-1.5])
+  assert lm["ours_confirmed"] == pytest.approx([10.0, 5.0]) and img["ours_confirmed"] == []
   assert lm["label"] == "LM\nours: tiny LM" and img["label"] == "IMG"  # scale's first part
   lines = headline_plot.markdown([lm, img]).splitlines()
-  assert lines[2] == "| LM / ours: tiny LM | 100 → 95 | 15 ± 7.1 → 15 ± 5.7 | +5.00% | -2.50% |"
-  assert lines[3] == "| IMG | – | 80 → 78.5 | – | -1.50 pt |"
+  assert lines[2] == ("| LM / ours: tiny LM | 100 → 95 | 15 ± 7.1 → 15 ± 5.7 | +5.00% | -2.50% "
+                      "| +7.50 ± 3.54% |")
+  assert lines[3] == "| IMG | – | 80 → 78.5 | – | -1.50 pt | – |"
   headline_plot.plot([lm, img], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000
