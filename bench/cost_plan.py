@@ -72,6 +72,9 @@ def define_flags():
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute/parameter dtypes.")
   flags.DEFINE_list("devices", ["1", "8"], "1 (one device) and/or 8 (FSDP).")
   flags.DEFINE_string("out", "bench_cost_plan.json", "JSON output path.")
+  flags.DEFINE_list("merge", [], "Compile nothing: merge these JSON outputs of earlier runs "
+                    "(a later file's row replaces an earlier one) into --out.")
+  flags.DEFINE_string("markdown", "", "Also write the tables (summary + every row) here.")
 
 
 def config_for(name: str, estimator: str, dtype: str, devices: int):
@@ -212,9 +215,62 @@ def markdown(rows: list) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _order(r: dict) -> tuple:
+  return (r["devices"], r["dtype"] != "float32", list(PAPER_CONFIGS).index(r["config"])
+          if r["config"] in PAPER_CONFIGS else len(PAPER_CONFIGS), r["config"],
+          list(ESTIMATORS).index(r["estimator"]) if r["estimator"] in ESTIMATORS else 99)
+
+
+def merge(paths: list) -> list:
+  """Rows of several JSON outputs, one per (config, estimator, dtype, devices), in table order,
+  ratios recomputed."""
+  rows = {}
+  for path in paths:
+    with open(path) as f:
+      for r in json.load(f)["rows"]:
+        rows[(r["config"], r["estimator"], r["dtype"], r["devices"])] = r
+  return with_ratios(sorted(rows.values(), key=_order))
+
+
+def summary_markdown(rows: list) -> str:
+  """One line per (config, dtype, devices): the four estimators side by side."""
+  lines = ["| config | dtype | devices | STE TFLOP/step/device | FOGZO × STE FLOPs (ideal 1.67) | "
+           "GB/device: STE / FOGZO / FOGZO seq / n-SPSA 16 | FOGZO extra / bound GB (vmap; seq) | "
+           "STE, FOGZO fit 11 / 32 / 80 GB |", "|---|---|---|---|---|---|---|---|"]
+  groups = {}
+  for r in rows:
+    groups.setdefault((r["config"], r["dtype"], r["devices"]), {})[r["estimator"]] = r
+  for (config, dtype, devices), by in groups.items():
+    ste, fz, seq = by.get("ste"), by.get("fogzo"), by.get("fogzo_seq")
+    gb = " / ".join(f"{by[e]['total_gb']:.3g}" if e in by else "–" for e in ESTIMATORS)
+    bound = "; ".join(f"{x['extra_gb']:.3g} / {x['bound_gb']:.3g}" for x in (fz, seq)
+                      if x and "extra_gb" in x) or "–"
+    fits = ("–" if not (ste and fz) else " / ".join(
+        ("yes" if ste["fits"][c] else "no") + ("" if fz["fits"][c] == ste["fits"][c] else
+                                               (", FOGZO yes" if fz["fits"][c] else ", FOGZO no"))
+        for c in CARDS))
+    lines.append(f"| {config} | {dtype} | {devices} | "
+                 f"{ste['flops'] / 1e12:.3g} | " if ste else f"| {config} | {dtype} | {devices} | – | ")
+    lines[-1] += (f"{fz['flop_ratio']:.2f} | " if fz and fz.get("flop_ratio") else "– | ") + \
+        f"{gb} | {bound} | {fits} |"
+  return "\n".join(lines) + "\n"
+
+
 def main(argv):
   del argv
   f = flags.FLAGS
+  if f.merge:
+    rows = merge(f.merge)
+    with open(f.out, "w") as out:
+      json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(),
+                                  merged_from=[os.path.basename(p) for p in f.merge]),
+                     rows=rows), out, indent=1)
+    text = summary_markdown(rows) + "\n" + markdown(rows)
+    if f.markdown:
+      with open(f.markdown, "w") as out:
+        out.write(text)
+    print(text)
+    return
   if jax.device_count() < max(int(d) for d in f.devices):
     raise app.UsageError(f"--devices needs {max(int(d) for d in f.devices)} devices; "
                          f"{jax.device_count()} here (XLA_FLAGS was set before jax loaded?)")
@@ -231,7 +287,11 @@ def main(argv):
     json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(),
                                 devices=jax.device_count(), python=sys.version.split()[0]),
                    rows=rows), out, indent=1)
-  print(markdown(rows))
+  text = summary_markdown(rows) + "\n" + markdown(rows)
+  if f.markdown:
+    with open(f.markdown, "w") as out:
+      out.write(text)
+  print(text)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,25 @@ def test_cost_plan_counts_every_scanned_block():
   # Not exact: XLA fuses the elementwise ops of an unrolled depth-3 step a little differently
   # (1.2 % here); the undercount it corrects is a factor of about the depth.
   assert extrapolated["flops"] == pytest.approx(unrolled["flops"], rel=0.03)
+
+
+def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
+  """Rows compiled in several runs merge into one table: a later file's row replaces an earlier
+  one's, ratios are recomputed, and the summary puts the estimators of a setting on one line."""
+  import cost_plan  # pylint: disable=import-outside-toplevel
+
+  def r(estimator, total, flops, **extra):
+    return dict(config="llama_9m", estimator=estimator, dtype="bfloat16", devices=1,
+                flops=flops, total_gb=total, forward_passes=3 if estimator == "ste" else 5,
+                fits={"11 GB": total <= 11, "32 GB": True, "80 GB": True}, **extra)
+  fogzo_extra = dict(perturbed_gb=0.1, forward_temp_gb=0.5, evaluations_at_once=2)
+  first, second = tmp_path / "a.json", tmp_path / "b.json"
+  first.write_text(json.dumps({"rows": [r("fogzo", 99.0, 1.0, **fogzo_extra), r("ste", 10.0, 3.0)]}))
+  second.write_text(json.dumps({"rows": [r("fogzo", 10.5, 5.0, **fogzo_extra)]}))
+  rows = cost_plan.merge([str(first), str(second)])
+  assert [x["estimator"] for x in rows] == ["ste", "fogzo"]  # table order, one row each
+  assert rows[1]["total_gb"] == 10.5 and rows[1]["flop_ratio"] == pytest.approx(5 / 3)
+  assert rows[1]["extra_gb"] == pytest.approx(0.5) and rows[1]["bound_gb"] == pytest.approx(0.7)
+  (line,) = cost_plan.summary_markdown(rows).splitlines()[2:]
+  assert line == ("| llama_9m | bfloat16 | 1 | 3e-12 | 1.67 | 10 / 10.5 / – / – | 0.5 / 0.7 | "
+                  "yes / yes / yes |")
