@@ -72,8 +72,9 @@ def define_flags():
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute/parameter dtypes.")
   flags.DEFINE_list("devices", ["1", "8"], "1 (one device) and/or 8 (FSDP).")
   flags.DEFINE_string("out", "bench_cost_plan.json", "JSON output path.")
-  flags.DEFINE_list("merge", [], "Compile nothing: merge these JSON outputs of earlier runs "
-                    "(a later file's row replaces an earlier one) into --out.")
+  flags.DEFINE_list("merge", [], "Compile nothing: merge these outputs of earlier runs (--out "
+                    "JSON, or their printed row lines; a later file's row replaces an earlier "
+                    "one) into --out.")
   flags.DEFINE_string("markdown", "", "Also write the tables (summary + every row) here.")
 
 
@@ -222,13 +223,19 @@ def _order(r: dict) -> tuple:
 
 
 def merge(paths: list) -> list:
-  """Rows of several JSON outputs, one per (config, estimator, dtype, devices), in table order,
+  """Rows of several outputs (a run's --out JSON, or the rows it printed one per line: a run
+  stopped early keeps those), one per (config, estimator, dtype, devices), in table order,
   ratios recomputed."""
   rows = {}
   for path in paths:
     with open(path) as f:
-      for r in json.load(f)["rows"]:
-        rows[(r["config"], r["estimator"], r["dtype"], r["devices"])] = r
+      text = f.read()
+    try:
+      found = json.loads(text)["rows"]
+    except json.JSONDecodeError:  # the rows a run printed, one per line, before it was stopped
+      found = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    for r in found:
+      rows[(r["config"], r["estimator"], r["dtype"], r["devices"])] = r
   return with_ratios(sorted(rows.values(), key=_order))
 
 

@@ -81,10 +81,14 @@ def markdown(gains: list[dict]) -> str:
 
 
 def _mean_std(values: list[float], unit: str) -> str:
+  """Mean ± std of paired gains, and the paired t (mean / (std/√n)) when there are seeds to."""
   if not values:
     return "–"
-  spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-  return f"{statistics.mean(values):+.2f}{spread}{unit}"
+  if len(values) < 2:
+    return f"{values[0]:+.2f}{unit}"
+  mean, std = statistics.mean(values), statistics.stdev(values)
+  t = f", t = {mean / (std / len(values) ** 0.5):+.2f}" if std > 0 else ""
+  return f"{mean:+.2f} ± {std:.2f}{unit}{t}"
 
 
 def plot(gains: list[dict], out: str) -> None:

@@ -104,7 +104,8 @@ def test_cost_plan_counts_every_scanned_block():
 
 def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
   """Rows compiled in several runs merge into one table: a later file's row replaces an earlier
-  one's, ratios are recomputed, and the summary puts the estimators of a setting on one line."""
+  one's (from a run's JSON or from the rows a stopped run printed), ratios are recomputed, and
+  the summary puts the estimators of a setting on one line."""
   import cost_plan  # pylint: disable=import-outside-toplevel
 
   def r(estimator, total, flops, **extra):
@@ -114,7 +115,7 @@ def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
   fogzo_extra = dict(perturbed_gb=0.1, forward_temp_gb=0.5, evaluations_at_once=2)
   first, second = tmp_path / "a.json", tmp_path / "b.json"
   first.write_text(json.dumps({"rows": [r("fogzo", 99.0, 1.0, **fogzo_extra), r("ste", 10.0, 3.0)]}))
-  second.write_text(json.dumps({"rows": [r("fogzo", 10.5, 5.0, **fogzo_extra)]}))
+  second.write_text("I1129 a log line\n" + json.dumps(r("fogzo", 10.5, 5.0, **fogzo_extra)) + "\n")
   rows = cost_plan.merge([str(first), str(second)])
   assert [x["estimator"] for x in rows] == ["ste", "fogzo"]  # table order, one row each
   assert rows[1]["total_gb"] == 10.5 and rows[1]["flop_ratio"] == pytest.approx(5 / 3)

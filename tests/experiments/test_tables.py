@@ -89,7 +89,7 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   assert lm["label"] == "LM\nours: tiny LM" and img["label"] == "IMG"  # scale's first part
   lines = headline_plot.markdown([lm, img]).splitlines()
   assert lines[2] == ("| LM / ours: tiny LM | 100 → 95 | 15 ± 7.1 → 15 ± 5.7 | +5.00% | -2.50% "
-                      "| +7.50 ± 3.54% |")
+                      "| +7.50 ± 3.54%, t = +3.00 |")
   assert lines[3] == "| IMG | – | 80 → 78.5 | – | -1.50 pt | – |"
   headline_plot.plot([lm, img], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000
