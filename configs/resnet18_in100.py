@@ -25,7 +25,8 @@ def get_config():
   config.quant.update(kind="fixed", bits=2, ste="identity")  # --config.quant.ste=tanh: tanh row
   config.estimator.update(kind="fogzo", beta_min=0.999,
                           evaluation="sequential")  # ± forwards one after the other: 1.8×
-                                                    # faster for convolutions on XLA:CPU
+                                                    # faster for convolutions on XLA:CPU, and
+                                                    # 1.63× STE's FLOPs under FSDP (vmapped: 5.7×)
   config.optimizer.update(learning_rate=1e-3 * 256 / 256,  # linear scaling from 1e-3 at 256
                           weight_decay=0.05, warmup_steps=500)
   config.data.update(name="imagenet100", augment="crop_flip", normalize="imagenet",

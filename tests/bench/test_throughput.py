@@ -123,3 +123,39 @@ def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
   (line,) = cost_plan.summary_markdown(rows).splitlines()[2:]
   assert line == ("| llama_9m | bfloat16 | 1 | 3e-12 | 1.67 | 10 / 10.5 / – / – | 0.5 / 0.7 | "
                   "yes / yes / yes |")
+
+
+@pytest.mark.slow  # three 8-device compiles of a ResNet: minutes on 2 cores
+def test_cost_plan_convolutional_fogzo_under_fsdp_stays_near_five_thirds():
+  """On 8 fake devices with FSDP, the ResNet and DeiT configs' FOGZO (sequential ± pair, their
+  default) costs about 5/3 of STE's FLOPs per device and stays within its memory bound; the
+  vmapped pair of convolutions does not (about 5.7x on ResNet-18), which is why they default
+  to sequential."""
+  script = """
+import os, sys, json
+sys.path.insert(0, "bench")
+import jax, cost_plan
+from fogzo_jax.train import sharding
+for name in ("resnet18", "deit_tiny"):
+  assert cost_plan.load_config(os.path.join(cost_plan.ROOT, "configs",
+      cost_plan.PAPER_CONFIGS[name][0])).estimator.evaluation == "sequential"
+real = cost_plan.config_for
+def small(name, estimator, dtype, devices):
+  c = real(name, estimator, dtype, devices)
+  c.model.width = 8
+  c.data.update(batch_size=32, image_size=32)
+  return c
+cost_plan.config_for = small
+rows = cost_plan.with_ratios([cost_plan.row("resnet18", e, "float32", 8)
+                              for e in ("ste", "fogzo_seq", "fogzo")])
+print("RESULT", json.dumps(rows))
+"""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+  _, sequential, vmapped = json.loads(line[len("RESULT "):])
+  assert sequential["flop_ratio"] == pytest.approx(5 / 3, rel=0.1)
+  assert sequential["extra_gb"] <= sequential["bound_gb"]
+  assert vmapped["flop_ratio"] > 2.5  # the known cost of the vmapped pair of convolutions
