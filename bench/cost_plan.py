@@ -241,7 +241,7 @@ def merge(paths: list) -> list:
 
 def summary_markdown(rows: list) -> str:
   """One line per (config, dtype, devices): the four estimators side by side."""
-  lines = ["| config | dtype | devices | STE TFLOP/step/device | FOGZO × STE FLOPs (ideal 1.67) | "
+  lines = ["| config | dtype | devices | STE TFLOP/step/device | FOGZO × STE FLOPs, vmap; seq (ideal 1.67) | "
            "GB/device: STE / FOGZO / FOGZO seq / n-SPSA 16 | FOGZO extra / bound GB (vmap; seq) | "
            "STE, FOGZO fit 11 / 32 / 80 GB |", "|---|---|---|---|---|---|---|---|"]
   groups = {}
@@ -258,8 +258,9 @@ def summary_markdown(rows: list) -> str:
         for c in CARDS))
     lines.append(f"| {config} | {dtype} | {devices} | "
                  f"{ste['flops'] / 1e12:.3g} | " if ste else f"| {config} | {dtype} | {devices} | – | ")
-    lines[-1] += (f"{fz['flop_ratio']:.2f} | " if fz and fz.get("flop_ratio") else "– | ") + \
-        f"{gb} | {bound} | {fits} |"
+    ratios = "; ".join(f"{x['flop_ratio']:.2f}" if x and x.get("flop_ratio") else "–"
+                       for x in (fz, seq))
+    lines[-1] += f"{ratios} | {gb} | {bound} | {fits} |"
   return "\n".join(lines) + "\n"
 
 
