@@ -44,8 +44,14 @@ def row_gains(records: list[dict]) -> list[dict]:
     named = {r["variant"]: r for r in recs}
     ste = named.get("ste")
     fogzo = named.get("fogzo") or next((r for r in recs if r["variant"] != "ste"), None)
-    if ste is None or fogzo is None or not ste["values"] or not fogzo["values"]:
+    ste3, fogzo3 = (named.get(v) for v in CONFIRMED)
+    ran = lambda r: bool(r and r["values"])  # pylint: disable=unnecessary-lambda-assignment
+    if not (ran(ste) and ran(fogzo)) and not (ran(ste3) and ran(fogzo3)):
       continue
+    # A row that ran only the study's pair keeps its labels and the paper's numbers.
+    ste = ste if ran(ste) else dict(ste3, values=[], seeds=[],
+                                    paper_value=(ste or {}).get("paper_value"))
+    fogzo = fogzo if ran(fogzo) else dict(fogzo or ste, values=[], seeds=[])
     ppl = ste["metric"] == "val_perplexity"
     seeds = sorted(set(ste["seeds"]) & set(fogzo["seeds"]))
     s_of = dict(zip(ste["seeds"], ste["values"]))
@@ -56,8 +62,7 @@ def row_gains(records: list[dict]) -> list[dict]:
       paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
     ours_at = ste.get("scale", "").split(",")[0]  # two rows may share one paper setting
     label = f"{ste['paper']}\nours: {ours_at}" if ours_at else ste["paper"]
-    ste3, fogzo3 = (named.get(v) for v in CONFIRMED)
-    confirmed = paired_gains(ste3, fogzo3, ppl) if ste3 and fogzo3 else []
+    confirmed = paired_gains(ste3, fogzo3, ppl) if ran(ste3) and ran(fogzo3) else []
     out.append(dict(label=label, ours=ours, paper=paper, perplexity=ppl,
                     paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
                     ours_ste=[s_of[k] for k in seeds], ours_fogzo=[f_of[k] for k in seeds],
@@ -74,9 +79,11 @@ def markdown(gains: list[dict]) -> str:
     unit = "%" if g["perplexity"] else " pt"
     paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
     paper_gain = "–" if g["paper"] is None else f"{g['paper']:+.2f}{unit}"
+    ours = (f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])}"
+            if g["ours"] else "not run")
+    ours_gain = f"{statistics.mean(g['ours']):+.2f}{unit}" if g["ours"] else "–"
     lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | "
-                 f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])} | {paper_gain} | "
-                 f"{statistics.mean(g['ours']):+.2f}{unit} | {_mean_std(g['ours_confirmed'], unit)} |")
+                 f"{ours} | {paper_gain} | {ours_gain} | {_mean_std(g['ours_confirmed'], unit)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -96,10 +103,10 @@ def plot(gains: list[dict], out: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # noqa: PLC0415
 
-  fig, ax = plt.subplots(figsize=(10, 0.75 * len(gains) + 1.4))
+  fig, ax = plt.subplots(figsize=(10, 0.75 * len(gains) + 2.4))
   ys = range(len(gains))
   paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
-  mean = [statistics.mean(g["ours"]) for g in gains]
+  mean = [statistics.mean(g["ours"]) if g["ours"] else 0.0 for g in gains]
   err = [statistics.stdev(g["ours"]) if len(g["ours"]) > 1 else 0.0 for g in gains]
   ax.barh([y - 0.27 for y in ys], paper, height=0.27, color="#999999", label="paper (its scale)")
   ax.barh(list(ys), mean, height=0.27, xerr=err, color="#1f77b4",
@@ -114,7 +121,7 @@ def plot(gains: list[dict], out: str) -> None:
   ax.set_yticklabels([g["label"] for g in gains], fontsize=8)
   ax.invert_yaxis()
   ax.set_xlabel("FOGZO gain over STE (> 0: FOGZO better)\naccuracy points, or % lower perplexity")
-  ax.legend(fontsize=8, loc="lower left")
+  ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
   fig.tight_layout()
   fig.savefig(out, dpi=120)
 
@@ -131,8 +138,9 @@ def main():
       gains += row_gains(json.load(f)["records"])
   for g in gains:
     paper = "–" if g["paper"] is None else f"{g['paper']:+.2f}"
-    print(f"{g['label'].replace(chr(10), ' | '):90s} paper {paper:>7s}   ours "
-          f"{statistics.mean(g['ours']):+.2f} (per seed {', '.join(f'{v:+.2f}' for v in g['ours'])})")
+    print(f"{g['label'].replace(chr(10), ' | '):90s} paper {paper:>7s}   ours per seed "
+          f"{', '.join(f'{v:+.2f}' for v in g['ours']) or '–'}; study's setting "
+          f"{', '.join(f'{v:+.2f}' for v in g['ours_confirmed']) or '–'}")
   if args.markdown:
     with open(args.markdown, "w") as f:
       f.write(markdown(gains))

@@ -80,8 +80,16 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
       dict(ppl, variant="fogzo_rho0.3_lr3x", paper_value=None, seeds=[0, 1], values=[9.0, 19.0]),
       dict(acc, variant="ste", paper_value=70.0, seeds=[0], values=[80.0]),
       dict(acc, variant="ste70_fogzo30_m276", paper_value=None, seeds=[0], values=[78.5]),
-      dict(row="gpu", paper="GPU", reason="needs a GPU", variant="", paper_value=None)]
-  lm, img = headline_plot.row_gains(records)
+      dict(row="gpu", paper="GPU", reason="needs a GPU", variant="", paper_value=None),
+      dict(ppl, row="big", paper="BIG", variant="ste", paper_value=100.0, seeds=[0], values=[9.0]),
+      dict(ppl, row="big", paper="BIG", variant="fogzo", paper_value=95.0, seeds=[], values=[]),
+      dict(ppl, row="big", paper="BIG", variant="ste_lr3x", paper_value=None, seeds=[0, 1],
+           values=[10.0, 10.0]),
+      dict(ppl, row="big", paper="BIG", variant="fogzo_rho0.3_lr3x", paper_value=None,
+           seeds=[0, 1], values=[9.0, 11.0])]
+  lm, img, big = headline_plot.row_gains(records)
+  assert big["ours"] == [] and big["ours_confirmed"] == pytest.approx([10.0, -10.0])
+  assert big["paper"] == pytest.approx(5.0)  # the paper's gain shows although ours did not run
   assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
   assert lm["ours"] == pytest.approx([-10.0, 5.0])     # seed 0: 10 → 11 worse; seed 1 better
   assert img["paper"] is None and img["ours"] == pytest.approx([-1.5])
@@ -91,5 +99,7 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   assert lines[2] == ("| LM / ours: tiny LM | 100 → 95 | 15 ± 7.1 → 15 ± 5.7 | +5.00% | -2.50% "
                       "| +7.50 ± 3.54%, t = +3.00 |")
   assert lines[3] == "| IMG | – | 80 → 78.5 | – | -1.50 pt | – |"
-  headline_plot.plot([lm, img], str(tmp_path / "h.png"))
+  assert headline_plot.markdown([big]).splitlines()[2] == (
+      "| BIG / ours: tiny LM | 100 → 95 | not run | +5.00% | – | +0.00 ± 14.14%, t = +0.00 |")
+  headline_plot.plot([lm, img, big], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000
