@@ -264,20 +264,24 @@ def summary_markdown(rows: list) -> str:
   return "\n".join(lines) + "\n"
 
 
+def write(rows: list, out: str, markdown_path: str, **machine) -> None:
+  """The JSON (rows + the machine) to ``out``; both tables to stdout and ``markdown_path``."""
+  with open(out, "w") as f:
+    json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(), **machine),
+                   rows=rows), f, indent=1)
+  text = summary_markdown(rows) + "\n" + markdown(rows)
+  if markdown_path:
+    with open(markdown_path, "w") as f:
+      f.write(text)
+  print(text)
+
+
 def main(argv):
   del argv
   f = flags.FLAGS
   if f.merge:
-    rows = merge(f.merge)
-    with open(f.out, "w") as out:
-      json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(),
-                                  merged_from=[os.path.basename(p) for p in f.merge]),
-                     rows=rows), out, indent=1)
-    text = summary_markdown(rows) + "\n" + markdown(rows)
-    if f.markdown:
-      with open(f.markdown, "w") as out:
-        out.write(text)
-    print(text)
+    write(merge(f.merge), f.out, f.markdown,
+          merged_from=[os.path.basename(p) for p in f.merge])
     return
   if jax.device_count() < max(int(d) for d in f.devices):
     raise app.UsageError(f"--devices needs {max(int(d) for d in f.devices)} devices; "
@@ -290,16 +294,8 @@ def main(argv):
       for dtype in f.dtypes:
         for estimator in f.estimators:
           rows.append(row(name, estimator, dtype, devices))
-  rows = with_ratios(rows)
-  with open(f.out, "w") as out:
-    json.dump(dict(machine=dict(jax=jax.__version__, backend=jax.default_backend(),
-                                devices=jax.device_count(), python=sys.version.split()[0]),
-                   rows=rows), out, indent=1)
-  text = summary_markdown(rows) + "\n" + markdown(rows)
-  if f.markdown:
-    with open(f.markdown, "w") as out:
-      out.write(text)
-  print(text)
+  write(with_ratios(rows), f.out, f.markdown, devices=jax.device_count(),
+        python=sys.version.split()[0])
 
 
 if __name__ == "__main__":
