@@ -234,6 +234,8 @@ def merge(paths: list) -> list:
       found = json.loads(text)["rows"]
     except json.JSONDecodeError:  # the rows a run printed, one per line, before it was stopped
       found = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    if not found:
+      raise ValueError(f"no cost_plan rows in {path}")
     for r in found:
       rows[(r["config"], r["estimator"], r["dtype"], r["devices"])] = r
   return with_ratios(sorted(rows.values(), key=_order))
@@ -256,11 +258,11 @@ def summary_markdown(rows: list) -> str:
         ("yes" if ste["fits"][c] else "no") + ("" if fz["fits"][c] == ste["fits"][c] else
                                                (", FOGZO yes" if fz["fits"][c] else ", FOGZO no"))
         for c in CARDS))
-    lines.append(f"| {config} | {dtype} | {devices} | "
-                 f"{ste['flops'] / 1e12:.3g} | " if ste else f"| {config} | {dtype} | {devices} | – | ")
+    tflops = f"{ste['flops'] / 1e12:.3g}" if ste else "–"
     ratios = "; ".join(f"{x['flop_ratio']:.2f}" if x and x.get("flop_ratio") else "–"
                        for x in (fz, seq))
-    lines[-1] += f"{ratios} | {gb} | {bound} | {fits} |"
+    lines.append(f"| {config} | {dtype} | {devices} | {tflops} | {ratios} | {gb} | {bound} | "
+                 f"{fits} |")
   return "\n".join(lines) + "\n"
 
 
@@ -280,8 +282,12 @@ def main(argv):
   del argv
   f = flags.FLAGS
   if f.merge:
-    write(merge(f.merge), f.out, f.markdown,
-          merged_from=[os.path.basename(p) for p in f.merge])
+    try:
+      rows = merge(f.merge)
+    except (OSError, ValueError, KeyError) as e:  # a missing file, or not a cost_plan output
+      sys.exit(f"cost_plan --merge: cannot read {f.merge}: {e!r}; pass the --out JSON files "
+               "(or the printed output) of cost_plan runs")
+    write(rows, f.out, f.markdown, merged_from=[os.path.basename(p) for p in f.merge])
     return
   if jax.device_count() < max(int(d) for d in f.devices):
     raise app.UsageError(f"--devices needs {max(int(d) for d in f.devices)} devices; "

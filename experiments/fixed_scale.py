@@ -12,7 +12,7 @@ unit RMS, ĝ of unit norm per tensor, and STE and FOGZO at learning rates 1e-2 a
 import table_runner
 from table_runner import DEIT_FASHION, DEIT_FASHION_SCALE, FOGZO, LLAMA_9M, LLAMA_9M_SCALE
 from table_runner import LLAMA_TINY, LLAMA_TINY_SCALE
-from table_runner import RESNET_FASHION, RESNET_FASHION_SCALE, STE, Row, confirmed_variants
+from table_runner import RESNET_FASHION, RESNET_FASHION_SCALE, STE, Row, with_confirmed
 
 
 def make_rows():
@@ -33,33 +33,23 @@ def make_rows():
                                        ("estimator.kind=fogzo", f"optimizer.learning_rate={lr}"))
   both = {"ste": STE, "fogzo": FOGZO}
   tanh = ("quant.ste=tanh",)
-
-  def with_confirmed(config, overrides, variants=both):  # + the study's setting (ours)
-    return {**variants, **confirmed_variants(config, overrides)}
-
-  return [
+  return with_confirmed([  # + the study's setting (ours) on every row
       Row("deit_tiny_identity", "Fixed α, DeiT-Tiny, ImageNet-100, identity STE (acc %)",
-          {"ste": 62.72, "fogzo": 70.06}, DEIT_FASHION_SCALE, deit, DEIT_FASHION,
-          with_confirmed(deit, DEIT_FASHION)),
+          {"ste": 62.72, "fogzo": 70.06}, DEIT_FASHION_SCALE, deit, DEIT_FASHION, both),
       Row("deit_tiny_tanh", "Fixed α, DeiT-Tiny, ImageNet-100, tanh STE (acc %)",
-          {"ste": 41.98, "fogzo": 46.80}, DEIT_FASHION_SCALE, deit, DEIT_FASHION + tanh,
-          with_confirmed(deit, DEIT_FASHION + tanh)),
+          {"ste": 41.98, "fogzo": 46.80}, DEIT_FASHION_SCALE, deit, DEIT_FASHION + tanh, both),
       Row("llama_identity", "Fixed α, LLaMA-9M, C4, identity STE (ppl)",
           {"ste": 109.95, "fogzo": 105.64}, LLAMA_TINY_SCALE, llama, LLAMA_TINY,
-          with_confirmed(llama, LLAMA_TINY, llama_variants)),
+          llama_variants),
       Row("llama9m_identity", "Fixed α, LLaMA-9M, C4, identity STE (ppl)",
-          {"ste": 109.95, "fogzo": 105.64}, LLAMA_9M_SCALE, llama, LLAMA_9M,
-          with_confirmed(llama, LLAMA_9M)),
+          {"ste": 109.95, "fogzo": 105.64}, LLAMA_9M_SCALE, llama, LLAMA_9M, both),
       Row("llama_tanh", "Fixed α, LLaMA-9M, C4, tanh STE (ppl)",
-          {"ste": 123.97, "fogzo": 121.51}, LLAMA_TINY_SCALE, llama, LLAMA_TINY + tanh,
-          with_confirmed(llama, LLAMA_TINY + tanh)),
+          {"ste": 123.97, "fogzo": 121.51}, LLAMA_TINY_SCALE, llama, LLAMA_TINY + tanh, both),
       Row("resnet18_identity", "Fixed α, ResNet-18, ImageNet-100, identity STE (acc %)",
-          {"ste": 79.92, "fogzo": 80.42}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION,
-          with_confirmed(resnet, RESNET_FASHION)),
+          {"ste": 79.92, "fogzo": 80.42}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION, both),
       Row("resnet18_tanh", "Fixed α, ResNet-18, ImageNet-100, tanh STE (acc %)",
-          {"ste": 74.68, "fogzo": 75.02}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION + tanh,
-          with_confirmed(resnet, RESNET_FASHION + tanh)),
-  ]
+          {"ste": 74.68, "fogzo": 75.02}, RESNET_FASHION_SCALE, resnet, RESNET_FASHION + tanh, both),
+  ])
 
 
 if __name__ == "__main__":

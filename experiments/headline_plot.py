@@ -27,10 +27,10 @@ def gain(ste: float, fogzo: float, perplexity: bool) -> float:
 CONFIRMED = ("ste_lr3x", "fogzo_rho0.3_lr3x")  # (STE, FOGZO) at the same 3× rate
 
 
-def paired_gains(ste: dict, fogzo: dict, perplexity: bool) -> list[float]:
-  """Per-seed gains of ``fogzo`` over ``ste`` on the seeds both ran, in seed order."""
+def paired(ste: dict, fogzo: dict) -> list[tuple[float, float]]:
+  """(STE, FOGZO) values on the seeds both records ran, in seed order."""
   s_of, f_of = dict(zip(ste["seeds"], ste["values"])), dict(zip(fogzo["seeds"], fogzo["values"]))
-  return [gain(s_of[k], f_of[k], perplexity) for k in sorted(set(s_of) & set(f_of))]
+  return [(s_of[k], f_of[k]) for k in sorted(set(s_of) & set(f_of))]
 
 
 def row_gains(records: list[dict]) -> list[dict]:
@@ -53,20 +53,17 @@ def row_gains(records: list[dict]) -> list[dict]:
                                     paper_value=(ste or {}).get("paper_value"))
     fogzo = fogzo if ran(fogzo) else dict(fogzo or ste, values=[], seeds=[])
     ppl = ste["metric"] == "val_perplexity"
-    seeds = sorted(set(ste["seeds"]) & set(fogzo["seeds"]))
-    s_of = dict(zip(ste["seeds"], ste["values"]))
-    f_of = dict(zip(fogzo["seeds"], fogzo["values"]))
-    ours = paired_gains(ste, fogzo, ppl)
+    pairs = paired(ste, fogzo)
     paper = None
     if ste["paper_value"] is not None and fogzo["paper_value"] is not None:
       paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
     ours_at = ste.get("scale", "").split(",")[0]  # two rows may share one paper setting
     label = f"{ste['paper']}\nours: {ours_at}" if ours_at else ste["paper"]
-    confirmed = paired_gains(ste3, fogzo3, ppl) if ran(ste3) and ran(fogzo3) else []
-    out.append(dict(label=label, ours=ours, paper=paper, perplexity=ppl,
-                    paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
-                    ours_ste=[s_of[k] for k in seeds], ours_fogzo=[f_of[k] for k in seeds],
-                    ours_confirmed=confirmed))
+    confirmed = paired(ste3, fogzo3) if ran(ste3) and ran(fogzo3) else []
+    out.append(dict(label=label, ours=[gain(a, b, ppl) for a, b in pairs], paper=paper,
+                    perplexity=ppl, paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
+                    ours_ste=[a for a, _ in pairs], ours_fogzo=[b for _, b in pairs],
+                    ours_confirmed=[gain(a, b, ppl) for a, b in confirmed]))
   return out
 
 

@@ -8,7 +8,7 @@ only the weights are perturbed by FOGZO.
 """
 
 import table_runner
-from table_runner import FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE, STE, Row, confirmed_variants
+from table_runner import FOGZO, LLAMA_TINY, LLAMA_TINY_SCALE, STE, Row, with_confirmed
 
 _GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, whose FOGZO step already takes 3.8 s at "
              "16 × 256 tokens on this 2-core CPU (bench/throughput.py), so 1.5–2 min a step here; "
@@ -19,24 +19,18 @@ _GPU_ONLY = ("{} non-embedding parameters, {}× LLaMA-9M, whose FOGZO step alrea
 def make_rows():
   both = {"ste": STE, "fogzo": FOGZO}
   wa = ("quant.activations=true",)
-
-  def with_confirmed(config, overrides):  # + the study's setting (ours)
-    return {**both, **confirmed_variants(config, overrides)}
-
-  return [
+  return with_confirmed([  # + the study's setting (ours) on every row that runs
       Row("llama_quest_wa", "QuEST W+A, LLaMA-95M, C4 (ppl)", {"ste": 37.75, "fogzo": 37.37},
           LLAMA_TINY_SCALE + " (for 95M)", "configs/llama.py:9m",
-          LLAMA_TINY + ("quant.kind=quest",) + wa,
-          with_confirmed("configs/llama.py:9m", LLAMA_TINY + ("quant.kind=quest",) + wa)),
+          LLAMA_TINY + ("quant.kind=quest",) + wa, both),
       Row("llama_lsq_wa", "LSQ W+A, LLaMA-95M, C4 (ppl)", {"ste": 39.06, "fogzo": 37.38},
           LLAMA_TINY_SCALE + " (for 95M)", "configs/llama.py:9m",
-          LLAMA_TINY + ("quant.kind=lsq",) + wa,
-          with_confirmed("configs/llama.py:9m", LLAMA_TINY + ("quant.kind=lsq",) + wa)),
+          LLAMA_TINY + ("quant.kind=lsq",) + wa, both),
       Row("quest_200m", "QuEST W+A, LLaMA-200M, C4 (ppl)", {"ste": 26.63, "fogzo": 26.45},
           reason=_GPU_ONLY.format("202M", 23, "200m")),
       Row("quest_300m", "QuEST W+A, LLaMA-300M, C4 (ppl)", {"ste": 22.90, "fogzo": 22.72},
           reason=_GPU_ONLY.format("297M", 33, "300m")),
-  ]
+  ])
 
 
 if __name__ == "__main__":

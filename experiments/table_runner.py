@@ -67,6 +67,12 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
   }
 
 
+def with_confirmed(rows: Sequence[Row]) -> list[Row]:
+  """``rows`` with the study's setting (``confirmed_variants``) added to every row that runs."""
+  return [r if r.reason else r._replace(
+      variants={**r.variants, **confirmed_variants(r.config, r.overrides)}) for r in rows]
+
+
 def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: bool = False,
               train_fn: Callable | None = None, only: Sequence[str] = ()) -> list[dict]:
   """Trains the rows' missing runs (of the variants in ``only``, when given); returns one record

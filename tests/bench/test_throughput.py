@@ -120,6 +120,9 @@ def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
   assert [x["estimator"] for x in rows] == ["ste", "fogzo"]  # table order, one row each
   assert rows[1]["total_gb"] == 10.5 and rows[1]["flop_ratio"] == pytest.approx(5 / 3)
   assert rows[1]["extra_gb"] == pytest.approx(0.5) and rows[1]["bound_gb"] == pytest.approx(0.7)
+  (tmp_path / "c.log").write_text("a log without rows\n")
+  with pytest.raises(ValueError, match="no cost_plan rows"):
+    cost_plan.merge([str(tmp_path / "c.log")])
   (line,) = cost_plan.summary_markdown(rows).splitlines()[2:]
   assert line == ("| llama_9m | bfloat16 | 1 | 3e-12 | 1.67; – | 10 / 10.5 / – / – | 0.5 / 0.7 | "
                   "yes / yes / yes |")
