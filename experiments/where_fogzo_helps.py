@@ -41,6 +41,8 @@ _REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs 
 _DRY = flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
 _SHARD = flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run "
                              "from the i-th, so k processes can share a stage.")
+_SETTINGS = flags.DEFINE_list("settings", None, "Only these settings of the stage, in this order, "
+                               "seed by seed (all settings of a seed before the next seed).")
 _REVERSE = flags.DEFINE_bool("reverse", False, "Go through the stage's runs last to first (a "
                              "second process on the same stage; a run in progress elsewhere, "
                              "its workdir locked, is skipped).")
@@ -196,7 +198,9 @@ def transferred(model: str) -> dict:
          v: kept + [f"optimizer.learning_rate={lr_here * lr / lr_source:.6g}"]}
   if model == "llama_9m":
     out.update({"paper_rho0.1": fogzo("paper", 0.1, lr_here),
-                "paper_rho0": fogzo("paper", 0.0, lr_here)})
+                "paper_rho0": fogzo("paper", 0.0, lr_here),
+                # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
+                "ste_lr3x": ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]})
   return out
 
 
@@ -262,7 +266,15 @@ def run_stage(model: str, stage: str) -> None:
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
   index, count = (int(x) for x in _SHARD.value.split("/"))
-  jobs = [(name, seed) for name in variants for seed in seeds][index::count]
+  if _SETTINGS.value:
+    unknown = sorted(set(_SETTINGS.value) - set(variants))
+    if unknown:
+      raise app.UsageError(f"--settings: {', '.join(unknown)} not in {model}/{stage}; "
+                           f"allowed: {', '.join(variants)}")
+    jobs = [(name, seed) for seed in seeds for name in _SETTINGS.value]
+  else:
+    jobs = [(name, seed) for name in variants for seed in seeds]
+  jobs = jobs[index::count]
   if not _DRY.value:
     for name, seed in reversed(jobs) if _REVERSE.value else jobs:
       try:
