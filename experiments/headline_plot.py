@@ -91,7 +91,7 @@ def _mean_std(values: list[float], unit: str) -> str:
   if len(values) < 2:
     return f"{values[0]:+.2f}{unit}"
   mean, std = statistics.mean(values), statistics.stdev(values)
-  t = f", t = {mean / (std / len(values) ** 0.5):+.2f}" if std > 0 else ""
+  t = f", t = {sweep.paired_t(values)[0]:+.2f}" if std > 0 else ""
   return f"{mean:+.2f} ± {std:.2f}{unit}{t}"
 
 

@@ -255,6 +255,26 @@ def confirm_seeds(model: str) -> tuple:
   return TRANSFER_SEEDS if model in TRANSFER else CONFIRM_SEEDS
 
 
+def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[str, int]]:
+  """The (setting, seed) runs this process trains, in order: setting by setting, or with
+  ``settings`` only those, seed by seed; then every k-th from the i-th (``shard`` "i/k")."""
+  if settings:
+    unknown = [s for s in settings if s not in variants]
+    if unknown:
+      raise app.UsageError(f"--settings: {', '.join(unknown)} not a setting of this stage; "
+                           f"allowed: {', '.join(variants)}")
+    jobs = [(name, seed) for seed in seeds for name in settings]
+  else:
+    jobs = [(name, seed) for name in variants for seed in seeds]
+  try:
+    index, count = (int(x) for x in shard.split("/"))
+  except ValueError:
+    raise app.UsageError(f"--shard: {shard!r} is not i/k (e.g. 0/2)") from None
+  if not 0 <= index < count:
+    raise app.UsageError(f"--shard: {shard!r} needs 0 <= i < k")
+  return jobs[index::count]
+
+
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
@@ -265,16 +285,7 @@ def run_stage(model: str, stage: str) -> None:
   print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
-  index, count = (int(x) for x in _SHARD.value.split("/"))
-  if _SETTINGS.value:
-    unknown = sorted(set(_SETTINGS.value) - set(variants))
-    if unknown:
-      raise app.UsageError(f"--settings: {', '.join(unknown)} not in {model}/{stage}; "
-                           f"allowed: {', '.join(variants)}")
-    jobs = [(name, seed) for seed in seeds for name in _SETTINGS.value]
-  else:
-    jobs = [(name, seed) for name in variants for seed in seeds]
-  jobs = jobs[index::count]
+  jobs = job_order(variants, seeds, _SETTINGS.value, _SHARD.value)
   if not _DRY.value:
     for name, seed in reversed(jobs) if _REVERSE.value else jobs:
       try:
@@ -324,12 +335,11 @@ def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
     return f"{b} vs {a}: not complete"
   sign = -1.0 if lower else 1.0
   d = [sign * (y[metric] - x[metric]) for x, y in zip(runs[a], runs[b])]
-  mean, sd = statistics.mean(d), statistics.stdev(d)
-  t = mean / (sd / len(d) ** 0.5) if sd else float("inf")
-  critical = {5: 2.776, 3: 4.303}[len(d)]
-  verdict = "beats" if t > critical else ("loses to" if t < -critical else "ties with")
-  return (f"{b} vs {a}: per-seed gain {', '.join(f'{x:+.4g}' for x in d)}; mean {mean:+.4g}, "
-          f"t = {t:+.2f} (critical {critical} at p 0.05, {len(d) - 1} dof): {b} {verdict} {a}")
+  t, critical, verdict = sweep.paired_t(d)
+  verdict = {"better": "beats", "worse": "loses to", "tie": "ties with"}[verdict]
+  return (f"{b} vs {a}: per-seed gain {', '.join(f'{x:+.4g}' for x in d)}; "
+          f"mean {statistics.mean(d):+.4g}, t = {t:+.2f} (critical {critical:.3f} at p 0.05, "
+          f"{len(d) - 1} dof): {b} {verdict} {a}")
 
 
 def plot_gains(path: str) -> None:

@@ -124,6 +124,17 @@ def headline_metric(summaries: Sequence[Mapping]) -> tuple[str, float]:
   return "test_accuracy", 100.0
 
 
+def paired_t(gains: Sequence[float], level: float = 0.05) -> tuple[float, float, str]:
+  """The study's decision rule on per-seed gains (paired differences, > 0 favours the second
+  method): (t statistic, two-sided critical value at ``level``, "better" / "worse" / "tie")."""
+  from scipy import stats  # pylint: disable=import-outside-toplevel
+  if len(gains) < 2:
+    raise ValueError(f"paired_t: needs gains on at least 2 seeds, got {len(gains)}")
+  t = float(stats.ttest_1samp(gains, 0.0).statistic)  # nan when every gain is equal to 0
+  critical = float(stats.t.ppf(1 - level / 2, len(gains) - 1))
+  return t, critical, ("better" if t > critical else "worse" if t < -critical else "tie")
+
+
 def mean_std(values: Sequence[float], digits: int = 4) -> str:
   """"m ± s" (sample std over seeds); one value alone; "–" for none."""
   if not values:

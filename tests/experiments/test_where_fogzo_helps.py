@@ -1,0 +1,56 @@
+"""experiments/where_fogzo_helps.py: the study's run order and its decision rule."""
+
+import json
+import os
+
+import pytest
+from absl import app, flags
+from absl.testing import flagsaver
+
+import where_fogzo_helps as study
+
+from fogzo_jax.train import sweep
+
+
+def test_job_order_setting_by_setting_or_seed_by_seed():
+  variants = {"ste": [], "a": [], "b": []}
+  assert study.job_order(variants, (3, 4)) == [("ste", 3), ("ste", 4), ("a", 3), ("a", 4),
+                                               ("b", 3), ("b", 4)]
+  # --settings: only those, in the given order, all settings of a seed before the next seed
+  assert study.job_order(variants, (3, 4), ["b", "ste"]) == [("b", 3), ("ste", 3), ("b", 4),
+                                                             ("ste", 4)]
+  assert study.job_order(variants, (3, 4), ["b", "ste"], "1/2") == [("ste", 3), ("ste", 4)]
+  with pytest.raises(app.UsageError, match="--settings: c not a setting.*allowed: ste, a, b"):
+    study.job_order(variants, (3,), ["a", "c"])
+  for bad in ("2/2", "x", "1"):
+    with pytest.raises(app.UsageError, match="--shard"):
+      study.job_order(variants, (3,), None, bad)
+
+
+def test_paired_t_decision_rule():
+  t, critical, verdict = sweep.paired_t([1.0, 2.0, 3.0])
+  assert t == pytest.approx(2.0 / (1.0 / 3 ** 0.5)) and critical == pytest.approx(4.303, abs=1e-3)
+  assert verdict == "tie"  # t = 3.46 < 4.303 with two degrees of freedom
+  assert sweep.paired_t([1.0, 1.1, 0.9, 1.0, 1.05])[1:] == (pytest.approx(2.776, abs=1e-3),
+                                                            "better")
+  assert sweep.paired_t([-1.0, -1.1, -0.9])[2] == "worse"
+  assert sweep.paired_t([0.0, 0.0, 0.0])[2] == "tie"  # no difference is not a win
+  with pytest.raises(ValueError, match="at least 2 seeds"):
+    sweep.paired_t([1.0])
+
+
+def test_paired_reads_runs_and_signs_gains(tmp_path):
+  def write(name, seed, ppl):
+    os.makedirs(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}")
+    with open(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}" / "summary.json", "w") as f:
+      json.dump({"seed": seed, "val_perplexity": ppl}, f)
+
+  flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(out=str(tmp_path)):
+    for seed, (ste, fogzo) in zip((3, 4, 5), ((10.0, 9.0), (10.5, 9.4), (10.2, 9.3))):
+      write("ste", seed, ste)
+      write("paper_rho0.1", seed, fogzo)
+    line = study.paired("llama_9m", "ste", "paper_rho0.1")
+    assert "per-seed gain +1, +1.1, +0.9" in line  # perplexity: lower is better, gain = STE − FOGZO
+    assert line.endswith("paper_rho0.1 beats ste") and "critical 4.303" in line
+    assert study.paired("llama_9m", "ste", "paper_rho0") == "paper_rho0 vs ste: not complete"
