@@ -89,6 +89,7 @@ VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
 NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny"}  # whose chosen settings run
+SAME_RATE = {"llama_9m": (("ste_lr3x", "paper"),)}  # amendment 5: also paired at one rate
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
@@ -325,6 +326,50 @@ def table(model: str, stage: str, variants: dict, seeds) -> list[str]:
   return lines
 
 
+def trajectory(model: str, runs, seeds, title: str) -> list[str]:
+  """The metric at every evaluation (mean over seeds) of each (label, stage, name) in ``runs``:
+  whether a difference at the end was there all along or grew late in training."""
+  _, _, metric, *_ = MODELS[model]
+  curves = {}
+  for label, stage, name in runs:
+    for seed in seeds:
+      workdir = os.path.join(_OUT.value, model, stage, f"{name}_s{seed}")
+      if os.path.exists(os.path.join(workdir, "summary.json")):
+        for row in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+          if metric in row:
+            curves.setdefault(label, {}).setdefault(row["step"], []).append(row[metric])
+  steps = sorted({k for c in curves.values() for k in c})
+  if not steps:
+    return []
+  lines = [f"{title}: {metric} at each evaluation (mean over the finished seeds, "
+           f"n = {max(len(v) for c in curves.values() for v in c.values())}).", "",
+           "| setting | " + " | ".join(f"step {k}" for k in steps) + " |",
+           "|---|" + "---|" * len(steps)]
+  for label, c in curves.items():
+    lines.append(f"| {label} | " + " | ".join(
+        f"{statistics.mean(c[k]):.4g}" if k in c else "–" for k in steps) + " |")
+  return lines + [""]
+
+
+def same_rate(model: str) -> list[str]:
+  """Post hoc, on the tuning seeds 0-2: STE and the best FOGZO variant (at its chosen ρ) at
+  every learning rate both ran, evaluation by evaluation."""
+  if not MODELS[model][5]:
+    return []
+  v = best_variant(model)
+  rho = choose(model)[v][-1][len(v) + 6:].split("_lr")[0]  # "# <v>_rho<ρ>_lr<lr>"
+  stages = [st for st in ("grid", "lr") if os.path.isdir(os.path.join(_OUT.value, model, st))]
+  fogzo_runs = {n: st for st in stages for n in os.listdir(os.path.join(_OUT.value, model, st))}
+  runs = []
+  for lr in MODELS[model][5]:
+    name = f"{v}_rho{rho}_lr{lr:.3g}"
+    if f"{name}_s{TUNE_SEEDS[0]}" in fogzo_runs:
+      runs += [(f"STE, lr {lr:g}", "ste_lr", f"ste_lr{lr:g}"),
+               (f"{v} ρ {rho}, lr {lr:g}", fogzo_runs[f"{name}_s{TUNE_SEEDS[0]}"], name)]
+  return trajectory(model, runs, TUNE_SEEDS, "Post hoc, tuning seeds 0-2, STE and the best "
+                    "FOGZO variant at the same learning rate")
+
+
 def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
   """Per-seed differences b − a of the metric (signed so that > 0 favours b) and the paired
   t statistic; the decision rule of the pre-registration."""
@@ -399,7 +444,12 @@ def report() -> None:
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, stage, variants, seeds) + [""]
       if stage == "confirm":
-        out += [f"- {paired(model, 'ste', name)}" for name in variants if name != "ste"] + [""]
+        out += trajectory(model, [(n, stage, n) for n in variants], seeds, "Confirmation runs")
+        out += [f"- {paired(model, 'ste', name)}" for name in variants
+                if not name.startswith("ste")]
+        out += [f"- {paired(model, ste, name)}" for ste, name in SAME_RATE.get(model, ())
+                if ste in variants and name in variants] + [""]
+    out += same_rate(model)
   path = os.path.join(_OUT.value, "report.md")
   os.makedirs(_OUT.value, exist_ok=True)
   with open(path, "w") as f:
