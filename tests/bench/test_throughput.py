@@ -126,6 +126,12 @@ def test_cost_plan_merge_keeps_one_row_per_setting_and_summarises(tmp_path):
   (line,) = cost_plan.summary_markdown(rows).splitlines()[2:]
   assert line == ("| llama_9m | bfloat16 | 1 | 3e-12 | 1.67; – | 10 / 10.5 / – / – | 0.5 / 0.7 | "
                   "yes / yes / yes |")
+  # "fits" reads the FOGZO row of the config's own evaluation: a sequential one that does not fit
+  rows.append(r("fogzo_seq", 12.0, 5.0, **fogzo_extra))
+  (line,) = cost_plan.summary_markdown(rows, lambda config: "fogzo_seq").splitlines()[2:]
+  assert line.endswith("| yes, FOGZO no / yes / yes |")
+  assert cost_plan.default_fogzo("resnet18") == "fogzo_seq"  # configs/resnet18_in100.py
+  assert cost_plan.default_fogzo("llama_9m") == "fogzo"
 
 
 @pytest.mark.slow  # three 8-device compiles of a ResNet: minutes on 2 cores
