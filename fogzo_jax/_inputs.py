@@ -43,6 +43,22 @@ def check_unit_interval(value, name: str) -> None:
                      f"got {value!r}")
 
 
+BETA_RESOLUTION = 1e-6  # float32's spacing below 1 is 6e-8: a smaller 1 − β is > 3 % off or 0
+
+
+def check_beta_resolution(value, name: str) -> None:
+  """Refuses a concrete β with 0 < 1 − β < 1e-6: β is used in float32, where such a value rounds
+  to within 6e-8 of 1 (1 − 10⁻⁹ is exactly 1), so the noise part would be misscaled or lost."""
+  if callable(value) or not concrete(value):
+    return
+  gap = 1.0 - float(value)
+  if 0.0 < gap < BETA_RESOLUTION:
+    raise ValueError(f"{name}={value!r}: 1 - {name} = {gap:.2g} is below float32's resolution "
+                     f"near 1 (it would round to {float(np.float32(value))!r}, the noise part "
+                     "misscaled or lost); give noise_share=ρ instead (exact at any size: "
+                     f"1 - β ≈ ρ²/d), or {name}=1.0 for no noise part")
+
+
 def check_epsilon(eps_tree, where: str) -> None:
   """Refuses a concrete ε that is not finite and positive (traced values are checked in-graph)."""
   for leaf in jax.tree.leaves(eps_tree):

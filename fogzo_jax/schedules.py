@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import optax
 
+from fogzo_jax import _inputs as inputs
+
 
 def _check_unit(name: str, value: float) -> None:
   if not 0.0 <= float(value) <= 1.0:
@@ -46,6 +48,8 @@ def linear_beta(beta_min: float, transition_steps: int,
   """
   _check_unit("beta_min", beta_min)
   _check_unit("beta_max", beta_max)
+  inputs.check_beta_resolution(beta_min, "beta_min")
+  inputs.check_beta_resolution(beta_max, "beta_max")
   _check_steps(transition_steps)
   if transition_steps == 0:
     return optax.constant_schedule(float(beta_min))

@@ -382,6 +382,27 @@ def test_noise_share_sets_beta_from_the_number_of_perturbed_elements():
   np.testing.assert_allclose(flat(g0), expected(1.0), rtol=2e-4, atol=2e-4)
 
 
+def test_noise_share_is_exact_where_float32_cannot_hold_beta():
+  """ρ = 0.1 at d = 2²¹: 1 − β = ρ²/d ≈ 5·10⁻⁹ is 0 in float32, yet the noise part must be ρ
+  times the STE part. On a linear loss G ∝ v = √β·s·ĝ + √(1−β)·u, so ‖G⊥ĝ‖ / |G·ĝ| measures
+  √(1−β)‖u⊥‖ / √β ≈ ρ (relative spread ~ 1/√(2d) of ‖u‖, |u·ĝ| ~ 1 against √d)."""
+  d, rho = 2 ** 21, 0.1
+  assert float(jnp.float32(fz.noise_share_to_beta(rho, jnp.float32(d)))) == 1.0  # the trap
+  a = jax.random.normal(jax.random.key(0), (d,))
+  params, linear = {"w": jnp.zeros(d)}, lambda p: jnp.sum(a * p["w"])
+  tx = fz.fogzo(1, noise_share=rho, epsilon=0.01, key=3)
+  G, _ = tx.update({"w": a}, tx.init(params), params, value_fn=linear)
+  g_hat = a / jnp.linalg.norm(a)
+  along = G["w"] @ g_hat
+  ratio = float(jnp.linalg.norm(G["w"] - along * g_hat) / jnp.abs(along))
+  assert ratio == pytest.approx(rho, rel=0.01)
+  # β given directly cannot be that close to 1: refused with the way out
+  for make in (lambda: fz.fogzo(beta=1 - 1e-9), lambda: fz.linear_beta(1 - 1e-9, 10)):
+    with pytest.raises(ValueError, match="below float32's resolution.*noise_share"):
+      make()
+  fz.linear_beta(1 - 1e-5, 10)  # 1 − β = 10⁻⁵ is held to 0.3 %: allowed
+
+
 def test_noise_share_expectation():
   n, rho = 4000, 1.5
   beta = fz.noise_share_to_beta(rho, 9)

@@ -17,6 +17,7 @@ from typing import Optional, Union
 import optax
 
 import fogzo_jax as fz
+from fogzo_jax import _inputs as inputs
 from fogzo_jax import checks
 from fogzo_jax.quant import layers as quant_layers
 
@@ -32,6 +33,7 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
   checks.choice("kind", kind, ESTIMATORS)
   checks.number("num_perturbations", num_perturbations, int, 1)
   checks.number("beta_min", beta_min, float, 0.0, 1.0)
+  inputs.check_beta_resolution(beta_min, "beta_min")
   checks.number("noise_share", noise_share, float, 0.0, allow_none=True)
   checks.choice("g_hat_norm", g_hat_norm, fz.estimators.G_HAT_NORMS)
   if g_hat_clip != "half_step":

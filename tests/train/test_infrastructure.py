@@ -146,6 +146,8 @@ BAD_CONFIGS = [
     ("estimator.beta_min", -0.1, "beta_min must be a finite number ≥ 0.0 and ≤ 1.0"),
     ("estimator.beta_min", "high", "config.estimator.beta_min must be a finite number"),
     ("estimator.noise_share", -1.0, "config.estimator.noise_share must be None or a finite"),
+    ("estimator.beta_min", 1 - 1e-9, "config.estimator.beta_min=0.999999999: 1 - beta_min = 1e-09 "
+                                     "is below float32's resolution"),
     ("estimator.g_hat_clip", "big", "config.estimator.g_hat_clip must be None, a number > 0 or "
                                     "'half_step'"),
     ("estimator.start_fraction", 1.2, "start_fraction must be a finite number ≥ 0.0 and ≤ 1.0"),
