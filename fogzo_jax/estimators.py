@@ -93,7 +93,9 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
     num_perturbations: n ≥ 1, the number of random directions v_i. It fixes array shapes, so
       with ``optax.inject_hyperparams`` list it in ``static_args``.
     beta: β ∈ [0, 1], or an optax schedule ``step -> β`` (e.g. ``fz.linear_beta``). β = 1 is a
-      finite-difference line search along ±ĝ; β = 0 is n-SPSA.
+      finite-difference line search along ±ĝ; β = 0 is n-SPSA. β is used in float32, so a
+      fixed β with 0 < 1 − β < 1e-6 is refused (it would round to within 6e-8 of 1); for a
+      small noise part at large d give ``noise_share``, which is exact at any d.
     epsilon: ε > 0: a float, a pytree of per-leaf values (scalars, or arrays broadcastable to
       the leaf, e.g. per channel) with the structure of params, or a callable
       ``params -> pytree`` evaluated at every update (LSQ: ε = α·ε̄ follows the learned α);

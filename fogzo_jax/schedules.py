@@ -61,7 +61,9 @@ def noise_share_to_beta(noise_share, num_elements, g_hat_sq_norm=1.0):
 
   With d perturbed elements of unit-variance noise, E‖u‖² = d, so ρ² = (1−β)·d / (β·‖ĝ‖²) and
   β = d / (d + ρ²·‖ĝ‖²). ‖ĝ‖² is 1 for the paper's unit ĝ (then 1 − β ≈ ρ²/d), d for
-  ``g_hat_norm="rms"``; ‖ĝ‖ = 0 (a zero STE gradient) gives β = 1.
+  ``g_hat_norm="rms"``; ‖ĝ‖ = 0 (a zero STE gradient) gives β = 1. For reporting: in float32
+  this β is exactly 1 once ρ²‖ĝ‖²/d < 3e-8, so ``fz.fogzo(noise_share=…)`` never forms it and
+  takes √β = √d/√(d + ρ²‖ĝ‖²), √(1−β) = ρ‖ĝ‖/√(d + ρ²‖ĝ‖²) instead.
 
   Args:
     noise_share: ρ ≥ 0 (float or array).
