@@ -89,7 +89,9 @@ VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
 NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny"}  # whose chosen settings run
-SAME_RATE = {"llama_9m": (("ste_lr3x", "paper"),)}  # amendment 5: also paired at one rate
+# Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
+# (ρ 0.1 against β = 1).
+EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"))}
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
@@ -447,8 +449,8 @@ def report() -> None:
         out += trajectory(model, [(n, stage, n) for n in variants], seeds, "Confirmation runs")
         out += [f"- {paired(model, 'ste', name)}" for name in variants
                 if not name.startswith("ste")]
-        out += [f"- {paired(model, ste, name)}" for ste, name in SAME_RATE.get(model, ())
-                if ste in variants and name in variants] + [""]
+        out += [f"- {paired(model, a, b)}" for a, b in EXTRA_PAIRS.get(model, ())
+                if a in variants and b in variants] + [""]
     out += same_rate(model)
   path = os.path.join(_OUT.value, "report.md")
   os.makedirs(_OUT.value, exist_ok=True)
