@@ -32,20 +32,25 @@ from fogzo_jax.train import WorkdirLocked, metrics, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_MODEL = flags.DEFINE_string("model", "mnist", "Model (MODELS).")
-_STAGE = flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
-                                               "equal_time"],
-                           "Stage.")
-_OUT = flags.DEFINE_string("out", "runs/where_fogzo_helps", "Output folder.")
-_REPORT = flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
-_DRY = flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
-_SHARD = flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run "
-                             "from the i-th, so k processes can share a stage.")
-_SETTINGS = flags.DEFINE_list("settings", None, "Only these settings of the stage, in this order, "
-                               "seed by seed (all settings of a seed before the next seed).")
-_REVERSE = flags.DEFINE_bool("reverse", False, "Go through the stage's runs last to first (a "
-                             "second process on the same stage; a run in progress elsewhere, "
-                             "its workdir locked, is skipped).")
+OUT = "runs/where_fogzo_helps"  # the output folder (--out); main() sets it
+
+
+def define_flags():
+  """The command line (defined only when run as a script, so tests can import the functions)."""
+  flags.DEFINE_string("model", "mnist", "Model (MODELS).")
+  flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
+                                        "equal_time"], "Stage.")
+  flags.DEFINE_string("out", OUT, "Output folder.")
+  flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
+  flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
+  flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run from the "
+                      "i-th, so k processes can share a stage.")
+  flags.DEFINE_list("settings", None, "Only these settings of the stage, in this order, seed by "
+                    "seed (all settings of a seed before the next seed).")
+  flags.DEFINE_bool("reverse", False, "Go through the stage's runs last to first (a second "
+                    "process on the same stage; a run in progress elsewhere, its workdir locked, "
+                    "is skipped).")
+
 
 TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
 TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
@@ -108,7 +113,7 @@ def summaries(model: str, stage: str, names, seeds) -> dict:
   runs = {}
   for name in names:
     for seed in seeds:
-      path = os.path.join(_OUT.value, model, stage, f"{name}_s{seed}", "summary.json")
+      path = os.path.join(OUT, model, stage, f"{name}_s{seed}", "summary.json")
       if os.path.exists(path):
         runs.setdefault(name, []).append(json.load(open(path)))
   return runs
@@ -230,7 +235,7 @@ def equal_time_variants(model: str) -> dict:
   runs = summaries(model, "confirm", ["ste", v], seeds)
   if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
     raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
-  measured = os.path.join(_OUT.value, model, "step_ratio.json")
+  measured = os.path.join(OUT, model, "step_ratio.json")
   if os.path.exists(measured):  # departure (docs): timed alone, not from shared-machine runs
     ratio = json.load(open(measured))["ratio"]
   else:
@@ -288,19 +293,20 @@ def run_stage(model: str, stage: str) -> None:
   print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
-  jobs = job_order(variants, seeds, _SETTINGS.value, _SHARD.value)
-  if not _DRY.value:
-    for name, seed in reversed(jobs) if _REVERSE.value else jobs:
+  f = flags.FLAGS
+  jobs = job_order(variants, seeds, f.settings, f.shard)
+  if not f.dry_run:
+    for name, seed in reversed(jobs) if f.reverse else jobs:
       try:
         sweep.run_variants(base_config(model), {name: variants[name]}, [seed],
-                           os.path.join(_OUT.value, model, stage))
+                           os.path.join(OUT, model, stage))
       except WorkdirLocked:
         print(f"  {name} seed {seed}: being trained by another process, skipped", flush=True)
 
 
 def last_train_loss(model: str, stage: str, name: str, seed: int) -> float:
   """The mean training loss of the last logging window (metrics.jsonl's step_loss)."""
-  rows = metrics.read_jsonl(os.path.join(_OUT.value, model, stage, f"{name}_s{seed}",
+  rows = metrics.read_jsonl(os.path.join(OUT, model, stage, f"{name}_s{seed}",
                                          "metrics.jsonl"))
   return rows[-1]["step_loss"] if rows else float("nan")
 
@@ -335,7 +341,7 @@ def trajectory(model: str, runs, seeds, title: str) -> list[str]:
   curves = {}
   for label, stage, name in runs:
     for seed in seeds:
-      workdir = os.path.join(_OUT.value, model, stage, f"{name}_s{seed}")
+      workdir = os.path.join(OUT, model, stage, f"{name}_s{seed}")
       if os.path.exists(os.path.join(workdir, "summary.json")):
         for row in metrics.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
           if metric in row:
@@ -360,8 +366,8 @@ def same_rate(model: str) -> list[str]:
     return []
   v = best_variant(model)
   rho = choose(model)[v][-1][len(v) + 6:].split("_lr")[0]  # "# <v>_rho<ρ>_lr<lr>"
-  stages = [st for st in ("grid", "lr") if os.path.isdir(os.path.join(_OUT.value, model, st))]
-  fogzo_runs = {n: st for st in stages for n in os.listdir(os.path.join(_OUT.value, model, st))}
+  stages = [st for st in ("grid", "lr") if os.path.isdir(os.path.join(OUT, model, st))]
+  fogzo_runs = {n: st for st in stages for n in os.listdir(os.path.join(OUT, model, st))}
   runs = []
   for lr in MODELS[model][5]:
     name = f"{v}_rho{rho}_lr{lr:.3g}"
@@ -452,11 +458,11 @@ def report() -> None:
         out += [f"- {paired(model, a, b)}" for a, b in EXTRA_PAIRS.get(model, ())
                 if a in variants and b in variants] + [""]
     out += same_rate(model)
-  path = os.path.join(_OUT.value, "report.md")
-  os.makedirs(_OUT.value, exist_ok=True)
+  path = os.path.join(OUT, "report.md")
+  os.makedirs(OUT, exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(out) + "\n")
-  plot_gains(os.path.join(_OUT.value, "gains.png"))
+  plot_gains(os.path.join(OUT, "gains.png"))
   print("\n".join(out))
 
 
@@ -480,8 +486,8 @@ def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
       medians[name].append(seconds)
   ms = {name: 1e3 * statistics.median(m) for name, m in medians.items()}
   ratio = ms[v] / ms["ste"]
-  os.makedirs(os.path.join(_OUT.value, model), exist_ok=True)
-  with open(os.path.join(_OUT.value, model, "step_ratio.json"), "w") as f:
+  os.makedirs(os.path.join(OUT, model), exist_ok=True)
+  with open(os.path.join(OUT, model, "step_ratio.json"), "w") as f:
     json.dump(dict(step_ms=ms, samples_s=medians, variant=v, ratio=ratio), f, indent=1)
   print(f"{model}: step {ms} ms, {v}/ste = {ratio:.3f}")
   return ratio
@@ -489,13 +495,17 @@ def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
 
 def main(argv):
   del argv
-  if _REPORT.value:
+  global OUT  # pylint: disable=global-statement
+  f = flags.FLAGS
+  OUT = f.out
+  if f.report:
     report()
-  elif _STAGE.value == "step_ratio":
-    step_ratio(_MODEL.value)
+  elif f.stage == "step_ratio":
+    step_ratio(f.model)
   else:
-    run_stage(_MODEL.value, _STAGE.value)
+    run_stage(f.model, f.stage)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

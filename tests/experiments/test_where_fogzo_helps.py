@@ -4,8 +4,7 @@ import json
 import os
 
 import pytest
-from absl import app, flags
-from absl.testing import flagsaver
+from absl import app
 
 import where_fogzo_helps as study
 
@@ -39,18 +38,17 @@ def test_paired_t_decision_rule():
     sweep.paired_t([1.0])
 
 
-def test_paired_reads_runs_and_signs_gains(tmp_path):
+def test_paired_reads_runs_and_signs_gains(tmp_path, monkeypatch):
   def write(name, seed, ppl):
     os.makedirs(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}")
     with open(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}" / "summary.json", "w") as f:
       json.dump({"seed": seed, "val_perplexity": ppl}, f)
 
-  flags.FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(out=str(tmp_path)):
-    for seed, (ste, fogzo) in zip((3, 4, 5), ((10.0, 9.0), (10.5, 9.4), (10.2, 9.3))):
-      write("ste", seed, ste)
-      write("paper_rho0.1", seed, fogzo)
-    line = study.paired("llama_9m", "ste", "paper_rho0.1")
-    assert "per-seed gain +1, +1.1, +0.9" in line  # perplexity: lower is better, gain = STE − FOGZO
-    assert line.endswith("paper_rho0.1 beats ste") and "critical 4.303" in line
-    assert study.paired("llama_9m", "ste", "paper_rho0") == "paper_rho0 vs ste: not complete"
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  for seed, (ste, fogzo) in zip((3, 4, 5), ((10.0, 9.0), (10.5, 9.4), (10.2, 9.3))):
+    write("ste", seed, ste)
+    write("paper_rho0.1", seed, fogzo)
+  line = study.paired("llama_9m", "ste", "paper_rho0.1")
+  assert "per-seed gain +1, +1.1, +0.9" in line  # perplexity: lower is better, gain = STE − FOGZO
+  assert line.endswith("paper_rho0.1 beats ste") and "critical 4.303" in line
+  assert study.paired("llama_9m", "ste", "paper_rho0") == "paper_rho0 vs ste: not complete"
