@@ -39,6 +39,7 @@ import optax
 
 from fogzo_jax import _inputs as inputs
 from fogzo_jax import perturbations
+from fogzo_jax import schedules
 
 MAX_CHUNK = 2048
 """Most perturbations vmapped at once (each is a ± pair, so 4096 evaluations)."""
@@ -256,12 +257,8 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
     if not use_ste_direction:
       sqrt_b, sqrt_1mb = 0.0, 1.0
     elif noise_share is not None:
-      # √β and √(1−β) of β = d/(d + ρ²‖ĝ‖²) without forming 1 − β: in float32 that difference
-      # is 0 once ρ²‖ĝ‖²/d < 3e-8 (ρ ≤ 0.3 at d = 8.9 M), and the noise part would vanish.
       rho = noise_share(state.count) if callable(noise_share) else noise_share
-      g_norm = optax.tree.norm(g_hat)
-      denom = jnp.sqrt(d + (rho * g_norm) ** 2)
-      sqrt_b, sqrt_1mb = jnp.sqrt(d) / denom, rho * g_norm / denom
+      sqrt_b, sqrt_1mb = schedules.noise_share_mix(rho, d, optax.tree.norm(g_hat))
     else:
       b = jnp.clip(jnp.asarray(beta(state.count) if callable(beta) else beta, jnp.float32), 0, 1)
       sqrt_b, sqrt_1mb = jnp.sqrt(b), jnp.sqrt(1.0 - b)

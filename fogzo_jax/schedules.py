@@ -63,7 +63,7 @@ def noise_share_to_beta(noise_share, num_elements, g_hat_sq_norm=1.0):
   β = d / (d + ρ²·‖ĝ‖²). ‖ĝ‖² is 1 for the paper's unit ĝ (then 1 − β ≈ ρ²/d), d for
   ``g_hat_norm="rms"``; ‖ĝ‖ = 0 (a zero STE gradient) gives β = 1. For reporting: in float32
   this β is exactly 1 once ρ²‖ĝ‖²/d < 3e-8, so ``fz.fogzo(noise_share=…)`` never forms it and
-  takes √β = √d/√(d + ρ²‖ĝ‖²), √(1−β) = ρ‖ĝ‖/√(d + ρ²‖ĝ‖²) instead.
+  takes √β and √(1−β) from ``noise_share_mix`` instead.
 
   Args:
     noise_share: ρ ≥ 0 (float or array).
@@ -79,6 +79,17 @@ def noise_share_to_beta(noise_share, num_elements, g_hat_sq_norm=1.0):
     '9.1e-10'
   """
   return num_elements / (num_elements + noise_share ** 2 * g_hat_sq_norm)
+
+
+def noise_share_mix(noise_share, num_elements, g_hat_norm=1.0):
+  """(√β, √(1−β)) of ``noise_share_to_beta`` without forming 1 − β (*ours*).
+
+  √β = √d/√(d + ρ²‖ĝ‖²), √(1−β) = ρ‖ĝ‖/√(d + ρ²‖ĝ‖²): exact in float32 at any d, where β itself
+  is 1 once ρ²‖ĝ‖²/d < 3e-8 (ρ ≤ 0.3 at d = 8.9 M) and √(1 − β) would lose the noise part.
+  """
+  scaled = noise_share * g_hat_norm
+  denom = (num_elements + scaled ** 2) ** 0.5
+  return num_elements ** 0.5 / denom, scaled / denom
 
 
 def linear_noise_share(noise_share: float, transition_steps: int) -> optax.Schedule:
