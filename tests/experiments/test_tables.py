@@ -45,6 +45,16 @@ def test_equal_time_step_count():
     equal_time.mixed_steps(300, 0.5)
   (row,) = equal_time.make_rows(step_ratio=5 / 3)
   assert "ste70_fogzo30_m250" in row.variants
+  # the study's setting: the same mix with noise share 0.3, at the row's rate and at 3x it
+  lr = sweep.apply_overrides(sweep.load_config(os.path.join(ROOT, row.config)),
+                             row.overrides).optimizer.learning_rate
+  _, mix3 = row.variants["ste70_fogzo30_rho0.3_lr3x_m250"]
+  _, ste3 = row.variants["ste_lr3x"]
+  assert "estimator.noise_share=0.3" in mix3 and "num_train_steps=250" in mix3
+  assert f"optimizer.learning_rate={3 * lr:g}" in mix3 and f"optimizer.learning_rate={3 * lr:g}" in ste3
+  assert "num_train_steps=300" in ste3
+  _, mix1 = row.variants["ste70_fogzo30_rho0.3_m250"]
+  assert not any(o.startswith("optimizer.learning_rate") for o in mix1)
 
 
 def test_run_table_and_format(tmp_path):
