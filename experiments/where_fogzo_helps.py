@@ -17,7 +17,8 @@ chosen settings run on seeds 3-7 (``--stage=confirm``), with the paper's literal
 (``--stage=equal_time``: the confirm runs' wall-time ratio, or the step-time ratio timed alone by
 ``--stage=step_ratio`` when its step_ratio.json exists). Models without a tuning stage (ResNet,
 LLaMA-9M) take the settings chosen on the small LLaMA (``TRANSFER``) and run on seeds 3-5 only
-(amendment 1 of the page: CPU time).
+(amendment 1 of the page: CPU time); ``llama_9m_long`` (amendment 9: LLaMA-9M for 3,000 steps,
+a GPU job) on seeds 3-7.
 Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<name>_s<seed>.
 """
 
@@ -82,6 +83,14 @@ MODELS = {
                  "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
+    # amendment 9: the same model trained 3x longer (a GPU job: ~1.5 h per FOGZO run on this CPU)
+    "llama_9m_long": ("llama.py:9m", ["num_train_steps=3000", "data.batch_size=16",
+                                      "data.seq_len=64", "optimizer.warmup_steps=50",
+                                      "data.eval_batch_size=256", "eval_every_steps=500",
+                                      "checkpoint_every_steps=500"],
+                      "val_perplexity", True,
+                      "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare "
+                      "bytes, 3000 steps × 16 × 64", None),
 }
 
 VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
@@ -93,10 +102,12 @@ VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
 }
 NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
-TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny"}  # whose chosen settings run
+TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
+            "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1).
-EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"))}
+EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1")),
+               "llama_9m_long": (("ste_lr3x", "paper"),)}
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
@@ -194,7 +205,8 @@ def choose(model: str) -> dict:
 def transferred(model: str) -> dict:
   """Models without a tuning stage (amendment 1): STE at this config's rate, the source
   model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
-  llama_9m the paper's estimator at ρ = 0.1 and ρ = 0."""
+  llama_9m the paper's estimator at ρ = 0.1 and ρ = 0 and STE at the variant's rate (on
+  llama_9m_long the same without ρ = 0)."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
@@ -204,11 +216,12 @@ def transferred(model: str) -> dict:
   kept = [o for o in overrides if not o.startswith(("optimizer.learning_rate", "#"))]
   out = {"ste": ["estimator.kind=ste"],
          v: kept + [f"optimizer.learning_rate={lr_here * lr / lr_source:.6g}"]}
-  if model == "llama_9m":
-    out.update({"paper_rho0.1": fogzo("paper", 0.1, lr_here),
-                "paper_rho0": fogzo("paper", 0.0, lr_here),
-                # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
-                "ste_lr3x": ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]})
+  if model in ("llama_9m", "llama_9m_long"):
+    out["paper_rho0.1"] = fogzo("paper", 0.1, lr_here)
+    if model == "llama_9m":  # amendment 9: not at 3,000 steps
+      out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
+    # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
+    out["ste_lr3x"] = ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]
   return out
 
 
@@ -260,7 +273,9 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
 
 
 def confirm_seeds(model: str) -> tuple:
-  return TRANSFER_SEEDS if model in TRANSFER else CONFIRM_SEEDS
+  """Seeds 3-7; 3-5 for the transferred models of amendment 1 (llama_9m_long, a GPU job, has
+  the five of section 1: amendment 9)."""
+  return TRANSFER_SEEDS if model in ("resnet8", "llama_9m") else CONFIRM_SEEDS
 
 
 def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[str, int]]:

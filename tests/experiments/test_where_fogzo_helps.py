@@ -52,3 +52,22 @@ def test_paired_reads_runs_and_signs_gains(tmp_path, monkeypatch):
   assert "per-seed gain +1, +1.1, +0.9" in line  # perplexity: lower is better, gain = STE − FOGZO
   assert line.endswith("paper_rho0.1 beats ste") and "critical 4.303" in line
   assert study.paired("llama_9m", "ste", "paper_rho0") == "paper_rho0 vs ste: not complete"
+
+
+def test_long_llama_9m_settings_and_seeds(monkeypatch):
+  """Amendment 9: LLaMA-9M for 3,000 steps runs STE, the transferred variant (ρ 0.3 at 3x the
+  config's rate), ρ 0.1 at the config's rate and STE at 3x, on seeds 3-7."""
+  monkeypatch.setattr(study, "ste_lr", lambda model: 1e-3)
+  monkeypatch.setattr(study, "best_variant", lambda model: "paper")
+  monkeypatch.setattr(study, "choose", lambda model: {"paper": [
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
+      "# paper_rho0.3_lr0.003"]} if model == "llama_tiny" else study.transferred(model))
+  variants, seeds = study.stage_variants("llama_9m_long", "confirm")
+  assert seeds == (3, 4, 5, 6, 7) and study.confirm_seeds("llama_9m") == (3, 4, 5)
+  assert list(variants) == ["ste", "paper", "paper_rho0.1", "ste_lr3x"]
+  assert variants["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                               "optimizer.learning_rate=0.009"]  # 3x the config's 3e-3
+  assert "optimizer.learning_rate=0.009" in variants["ste_lr3x"]
+  assert "paper_rho0" in study.stage_variants("llama_9m", "confirm")[0]
+  config = study.base_config("llama_9m_long")
+  assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
