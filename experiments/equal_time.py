@@ -32,13 +32,14 @@ def mixed_steps(ste_steps: int, ratio: float, fogzo_fraction: float = _FOGZO_FRA
 
 def make_rows(step_ratio: float | None = None):
   m = mixed_steps(_STE_STEPS, _STEP_RATIO.value if step_ratio is None else step_ratio)
+  config = "configs/llama.py:9m"
   base = tuple(o for o in LLAMA_TINY if not o.startswith("num_train_steps="))
   ste_steps, mix = f"num_train_steps={_STE_STEPS}", (
       "estimator.kind=fogzo", f"num_train_steps={m}",
       f"estimator.start_fraction={1 - _FOGZO_FRACTION:g}")
   # The study's setting (ours; table_runner.confirmed_variants): noise share 0.3, at the row's
   # rate and at 3x it, each against STE at the same rate.
-  ours = table_runner.confirmed_variants("configs/llama.py:9m", base)
+  ours = table_runner.confirmed_variants(config, base)
   rho = ours["fogzo_rho0.3"][1][1:]  # without "estimator.kind=…"
   label_3x, (_, high) = ours["ste_lr3x"]
   variants = {
@@ -55,7 +56,7 @@ def make_rows(step_ratio: float | None = None):
                        "3.7 h each)",
               {"ste": 38.25, f"ste70_fogzo30_m{m}": 37.93},
               LLAMA_TINY_SCALE.replace("300 steps", f"STE {_STE_STEPS} steps") + " (for 30M)",
-              "configs/llama.py:9m", base, variants)]
+              config, base, variants)]
 
 
 if __name__ == "__main__":
