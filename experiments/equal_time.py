@@ -40,7 +40,7 @@ def make_rows(step_ratio: float | None = None):
   # The study's setting (ours; table_runner.confirmed_variants): noise share 0.3, at the row's
   # rate and at 3x it, each against STE at the same rate.
   ours = table_runner.confirmed_variants(config, base)
-  rho = ours["fogzo_rho0.3"][1][1:]  # without "estimator.kind=…"
+  rho = tuple(o for o in ours["fogzo_rho0.3"][1] if not o.startswith("estimator.kind="))
   label_3x, (_, high) = ours["ste_lr3x"]
   variants = {
       "ste": ("STE", ("estimator.kind=ste", ste_steps)),

@@ -51,7 +51,8 @@ def test_equal_time_step_count():
   _, mix3 = row.variants["ste70_fogzo30_rho0.3_lr3x_m250"]
   _, ste3 = row.variants["ste_lr3x"]
   assert "estimator.noise_share=0.3" in mix3 and "num_train_steps=250" in mix3
-  assert f"optimizer.learning_rate={3 * lr:g}" in mix3 and f"optimizer.learning_rate={3 * lr:g}" in ste3
+  high = f"optimizer.learning_rate={3 * lr:g}"
+  assert high in mix3 and high in ste3
   assert "num_train_steps=300" in ste3
   _, mix1 = row.variants["ste70_fogzo30_rho0.3_m250"]
   assert not any(o.startswith("optimizer.learning_rate") for o in mix1)
