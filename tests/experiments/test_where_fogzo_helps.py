@@ -71,3 +71,17 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   assert "paper_rho0" in study.stage_variants("llama_9m", "confirm")[0]
   config = study.base_config("llama_9m_long")
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
+
+
+def test_gpu_job_queue_is_seed_by_seed_one_run_per_shard():
+  """experiments/gpu_job.sh (amendment 10) runs shard i/20 of the four settings as job i: job i
+  is one run, and the queue finishes all settings of a seed before the next seed."""
+  settings = ["ste", "paper", "paper_rho0.1", "ste_lr3x"]
+  variants = dict.fromkeys(settings, [])
+  jobs = [study.job_order(variants, study.CONFIRM_SEEDS, settings, f"{i}/20") for i in range(20)]
+  assert all(len(job) == 1 for job in jobs)
+  assert [job[0] for job in jobs] == [(s, seed) for seed in (3, 4, 5, 6, 7) for s in settings]
+  script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
+  with open(script) as f:
+    assert "--settings=ste,paper,paper_rho0.1,ste_lr3x --shard={}/20" in f.read()
+  assert os.system(f"bash -n {script}") == 0  # the script parses
