@@ -24,13 +24,17 @@ def median_step_seconds(step, state, batch, repeats: int):
 
 
 def save(path: str, rows: list, **extra) -> dict:
-  """Writes {machine, rows} as JSON to ``path``; machine = platform, device, jax version and
-  ``extra``. Returns the machine dict (the scripts print it under their table)."""
+  """Writes {machine, rows} as JSON to ``path`` (whole or not at all: a temporary file renamed,
+  so a script may save after every row and a kill leaves the rows measured so far); machine =
+  platform, device, jax version and ``extra``. Returns the machine dict (the scripts print it
+  under their table)."""
   device = jax.devices()[0]
   machine = dict(platform=platform.platform(), processor=platform.processor(),
                  device=str(device), device_kind=device.device_kind,
                  device_count=jax.device_count(), cpu_count=os.cpu_count(),
                  jax=jax.__version__, **extra)
-  with open(path, "w") as f:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
     json.dump(dict(machine=machine, rows=rows), f, indent=2)
+  os.replace(tmp, path)
   return machine

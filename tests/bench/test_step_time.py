@@ -1,0 +1,36 @@
+"""bench/step_time.py: the rows reach the JSON file one by one, so a killed run keeps them."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# The timed step is replaced by fixed times, the third call failing as a time limit would.
+SCRIPT = textwrap.dedent("""
+    import sys
+    from absl import app
+    import step_time
+    times = iter([0.002, 0.003])
+    def fake_time_step(config, task, batch, repeats):
+      return next(times)  # StopIteration at the third row: the process dies there
+    step_time.time_step = fake_time_step
+    sys.argv = ["step_time.py", "--models=mlp", "--fogzo_n=1,2", "--nspsa_n=",
+                "--out=" + sys.argv[1]]
+    app.run(step_time.main)
+""")
+
+
+def test_rows_measured_before_a_failure_are_on_disk(tmp_path):
+  out = tmp_path / "rows.json"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
+  proc = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "StopIteration" in proc.stderr
+  saved = json.loads(out.read_text())
+  assert [(r["estimator"], r["n"]) for r in saved["rows"]] == [("ste", 1), ("fogzo", 1)]
+  assert [r["step_ms"] for r in saved["rows"]] == [2.0, 3.0]
+  assert saved["rows"][1]["ratio_to_ste"] == 1.5 and "jax" in saved["machine"]
+  assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]  # no temporary file left
