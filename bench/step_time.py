@@ -125,7 +125,8 @@ def main(argv):
       print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
-      machine = timing.save(_OUT.value, rows, dtype=_DTYPE.value)  # a kill keeps finished rows
+      timing.save(_OUT.value, rows, dtype=_DTYPE.value)  # a kill keeps the finished rows
+  machine = timing.save(_OUT.value, rows, dtype=_DTYPE.value)
   print("\n| model | size | batch | estimator | n | evaluation | step (ms) | × STE | "
         "ideal × STE (F+B=3F) | peak mem (MB) |")
   print("|---|---|---|---|---|---|---|---|---|---|")
