@@ -8,6 +8,8 @@ import time
 
 import jax
 
+from fogzo_jax.train.workdir import write_atomic
+
 
 def median_step_seconds(step, state, batch, repeats: int):
   """Median wall time of ``state, metrics = step(state, batch)`` (compile excluded, each step
@@ -33,8 +35,5 @@ def save(path: str, rows: list, **extra) -> dict:
                  device=str(device), device_kind=device.device_kind,
                  device_count=jax.device_count(), cpu_count=os.cpu_count(),
                  jax=jax.__version__, **extra)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(dict(machine=machine, rows=rows), f, indent=2)
-  os.replace(tmp, path)
+  write_atomic(path, json.dumps(dict(machine=machine, rows=rows), indent=2))
   return machine

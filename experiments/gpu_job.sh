@@ -17,10 +17,10 @@ OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
 GRID_S=${2:-480}
 END_S=${3:-560}
 WORKERS=${4:-8}
-MODEL=${MODEL:-llama_9m_long}  # a test may point the job at another model of the study
+MODEL=llama_9m_long  # its four settings are named in the queue below
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
-mkdir -p "$OUT/logs" runs/gpu
+mkdir -p "$OUT/logs"
 export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/fogzo_jax_cache
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout, not an installed copy
 
