@@ -53,7 +53,14 @@ MODELS = {
                                  "optimizer.warmup_steps=20", "data.eval_batch_size=256",
                                  "eval_every_steps=100"],
                  "LLaMA-9M, 200 steps × 16 × 64"),
+    # amendment 12 of docs/results/where_fogzo_helps.md: the study's 1,000-step LLaMA-9M run
+    # (where_fogzo_helps.py's llama_9m recipe), to see whether c's signal lasts to its end
+    "llama_9m_1000": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
+                                      "data.seq_len=64", "optimizer.warmup_steps=50",
+                                      "data.eval_batch_size=256", "eval_every_steps=250"],
+                      "LLaMA-9M, 1000 steps × 16 × 64"),
 }
+SAME_D = {"llama_9m_1000": "llama_9m"}  # longer runs of a plotted model: open markers, no line
 PHASES = {"start": 0.0, "30%": 0.3, "70%": 0.7, "end": 1.0}
 SCALINGS = {"unit (paper)": dict(g_hat_norm="unit"), "per tensor": dict(g_hat_norm="tensor"),
             "unit RMS": dict(g_hat_norm="rms"),
@@ -130,15 +137,19 @@ def plot(rows: list[dict], path: str) -> None:
                          (axes[1], "smoothed_snr", "SNR of one smoothed-base draw")):
     for scaling in SCALINGS:
       for phase, marker in zip(PHASES, "os^D"):
-        pts = sorted((r["size"], r[key]) for r in rows
-                     if r["scaling"] == scaling and r["phase"] == phase)
+        mine = [r for r in rows if r["scaling"] == scaling and r["phase"] == phase]
+        color = f"C{list(SCALINGS).index(scaling)}"
+        pts = sorted((r["size"], r[key]) for r in mine if r["model"] not in SAME_D)
         if pts:
-          ax.plot(*zip(*pts), marker=marker, ls="-" if phase == "end" else ":",
-                  color=f"C{list(SCALINGS).index(scaling)}",
+          ax.plot(*zip(*pts), marker=marker, ls="-" if phase == "end" else ":", color=color,
                   label=f"{scaling}" if phase == "end" else None, alpha=0.9)
+        longer = [(1.25 * r["size"], r[key]) for r in mine if r["model"] in SAME_D]
+        if longer:  # drawn just right of the shorter run's d
+          ax.plot(*zip(*longer), marker=marker, ls="none", mfc="none", color=color)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log"), ax.set_yscale("log"), ax.grid(alpha=0.3)
-    ax.set_xlabel("perturbed weights d (markers: start o, 30 % s, 70 % ^, end D)")
+    ax.set_xlabel("perturbed weights d (markers: start o, 30 % s, 70 % ^, end D; open: "
+                  "LLaMA-9M's 1,000-step run)")
     ax.set_title(label, fontsize=10)
   axes[0].legend(fontsize=8)
   fig.tight_layout()

@@ -48,6 +48,8 @@ def define_flags():
                       "i-th, so k processes can share a stage.")
   flags.DEFINE_list("settings", None, "Only these settings of the stage, in this order, seed by "
                     "seed (all settings of a seed before the next seed).")
+  flags.DEFINE_list("seeds", None, "Only these seeds (integers), instead of the stage's own; "
+                    "amendment 12 adds seeds 6 and 7 to llama_9m's ste and paper this way.")
   flags.DEFINE_bool("reverse", False, "Go through the stage's runs last to first (a second "
                     "process on the same stage; a run in progress elsewhere, its workdir locked, "
                     "is skipped).")
@@ -55,6 +57,9 @@ def define_flags():
 
 TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
 TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
+# Amendment 12: seeds 6 and 7 added to these settings (section 1's five seeds), tested over 3-7
+# beside the registered three-seed test, which stands.
+EXTENDED = {"llama_9m": ((3, 4, 5, 6, 7), ("ste", "paper"))}
 
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
@@ -278,6 +283,20 @@ def confirm_seeds(model: str) -> tuple:
   return TRANSFER_SEEDS if model in ("resnet8", "llama_9m") else CONFIRM_SEEDS
 
 
+def run_seeds(stage_seeds, requested=None) -> tuple:
+  """The seeds a process trains: the stage's, or --seeds (non-negative integers)."""
+  if not requested:
+    return tuple(stage_seeds)
+  try:
+    seeds = tuple(int(s) for s in requested)
+  except ValueError:
+    seeds = (-1,)
+  if any(s < 0 for s in seeds):
+    raise app.UsageError(f"--seeds: {','.join(requested)!r} is not a list of integers ≥ 0 "
+                         "(e.g. 6,7)")
+  return seeds
+
+
 def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[str, int]]:
   """The (setting, seed) runs this process trains, in order: setting by setting, or with
   ``settings`` only those, seed by seed; then every k-th from the i-th (``shard`` "i/k")."""
@@ -305,10 +324,12 @@ def run_stage(model: str, stage: str) -> None:
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
   variants, seeds = stage_variants(model, stage)
-  print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
+  print(f"{model} / {stage}: {len(variants)} settings × seeds "
+        f"{list(run_seeds(seeds, flags.FLAGS.seeds))}", flush=True)
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
   f = flags.FLAGS
+  seeds = run_seeds(seeds, f.seeds)
   jobs = job_order(variants, seeds, f.settings, f.shard)
   if not f.dry_run:
     for name, seed in reversed(jobs) if f.reverse else jobs:
@@ -393,11 +414,12 @@ def same_rate(model: str) -> list[str]:
                     "FOGZO variant at the same learning rate")
 
 
-def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
+def paired(model: str, a: str, b: str, stage: str = "confirm", seeds=None) -> str:
   """Per-seed differences b − a of the metric (signed so that > 0 favours b) and the paired
-  t statistic; the decision rule of the pre-registration."""
+  t statistic; the decision rule of the pre-registration (on the stage's seeds unless given)."""
   _, _, metric, lower, *_ = MODELS[model]
-  seeds = confirm_seeds(model) if stage == "confirm" else TUNE_SEEDS
+  if seeds is None:
+    seeds = confirm_seeds(model) if stage == "confirm" else TUNE_SEEDS
   runs = summaries(model, stage, [a, b], seeds)
   if len(runs.get(a, [])) != len(seeds) or len(runs.get(b, [])) != len(seeds):
     return f"{b} vs {a}: not complete"
@@ -408,6 +430,19 @@ def paired(model: str, a: str, b: str, stage: str = "confirm") -> str:
   return (f"{b} vs {a}: per-seed gain {', '.join(f'{x:+.4g}' for x in d)}; "
           f"mean {statistics.mean(d):+.4g}, t = {t:+.2f} (critical {critical:.3f} at p 0.05, "
           f"{len(d) - 1} dof): {b} {verdict} {a}")
+
+
+def extended(model: str) -> list[str]:
+  """Amendment 12's section of the report: the extended settings over their five seeds."""
+  if model not in EXTENDED:
+    return []
+  seeds, (a, b) = EXTENDED[model]
+  names = {a: None, b: None}
+  title = f"Amendment 12: {b} and {a} on seeds {', '.join(map(str, seeds))}"
+  return ([f"{title} (the registered test above, seeds {', '.join(map(str, confirm_seeds(model)))}"
+           ", stands).", ""] + table(model, "confirm", names, seeds) + [""]
+          + trajectory(model, [(n, "confirm", n) for n in names], seeds, "Amendment 12 runs")
+          + [f"- {paired(model, a, b, seeds=seeds)}", ""])
 
 
 def plot_gains(path: str) -> None:
@@ -472,6 +507,7 @@ def report() -> None:
                 if not name.startswith("ste")]
         out += [f"- {paired(model, a, b)}" for a, b in EXTRA_PAIRS.get(model, ())
                 if a in variants and b in variants] + [""]
+        out += extended(model)
     out += same_rate(model)
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)

@@ -54,6 +54,36 @@ def test_paired_reads_runs_and_signs_gains(tmp_path, monkeypatch):
   assert study.paired("llama_9m", "ste", "paper_rho0") == "paper_rho0 vs ste: not complete"
 
 
+def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
+  """--seeds replaces the stage's seeds (refused unless integers ≥ 0); the report's amendment-12
+  section tests llama_9m's paper against ste over seeds 3-7, once all ten runs exist."""
+  assert study.run_seeds((3, 4, 5)) == (3, 4, 5)
+  assert study.run_seeds((3, 4, 5), ["6", "7"]) == (6, 7)
+  for bad in (["6", "x"], ["-1"]):
+    with pytest.raises(app.UsageError, match="--seeds: .* integers ≥ 0"):
+      study.run_seeds((3,), bad)
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+
+  def write(name, seed, ppl):
+    os.makedirs(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}")
+    with open(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}" / "summary.json", "w") as f:
+      json.dump({"seed": seed, "val_perplexity": ppl, "wall_time_s": 1.0}, f)
+    with open(tmp_path / "llama_9m" / "confirm" / f"{name}_s{seed}" / "metrics.jsonl", "w") as f:
+      f.write(json.dumps({"step": 1000, "step_loss": 1.7, "val_perplexity": ppl}) + "\n")
+
+  gains = (0.1, 0.2, 0.15, 0.12, 0.18)
+  for seed, gain in zip((3, 4, 5, 6), gains):
+    write("ste", seed, 6.2)
+    write("paper", seed, 6.2 - gain)
+  assert study.extended("llama_9m")[-2] == "- paper vs ste: not complete"  # seed 7 missing
+  write("ste", 7, 6.2)
+  write("paper", 7, 6.2 - gains[-1])
+  lines = study.extended("llama_9m")
+  assert lines[0].startswith("Amendment 12: paper and ste on seeds 3, 4, 5, 6, 7")
+  assert "critical 2.776" in lines[-2] and lines[-2].endswith("paper beats ste")
+  assert study.extended("mnist") == []
+
+
 def test_long_llama_9m_settings_and_seeds(monkeypatch):
   """Amendment 9: LLaMA-9M for 3,000 steps runs STE, the transferred variant (ρ 0.3 at 3x the
   config's rate), ρ 0.1 at the config's rate and STE at 3x, on seeds 3-7."""
