@@ -12,11 +12,19 @@
 # not count). bench/step_time.py then runs per model until END_SECONDS. Everything written (runs
 # without checkpoints, logs, bench JSON) is packed into OUT/results.tgz; OUT/summary.txt lists the
 # finished runs.
+#
+# Amendment 10 ran it (at ab1770b) with 8 workers and XLA's defaults: every process spent 309-394 s
+# of the 470 s compiling its step (XLA's slow-compile alarm on the float32 `gemm_fusion_dot`
+# modules, 4m19-4m39 each), then stepped at 14-22 steps/s. Since then: 4 workers by default (one
+# per setting of a seed, so later seeds reuse the persistent compilation cache instead of
+# compiling the same program at once), and XLA flags that skip GEMM autotuning, each candidate
+# first tried on a small jitted matmul (an XLA that does not know a flag aborts; then the next
+# candidate, finally none), the one used written to logs/machine.txt.
 set -u
 OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
 GRID_S=${2:-480}
 END_S=${3:-560}
-WORKERS=${4:-8}
+WORKERS=${4:-4}
 MODEL=llama_9m_long  # its four settings are named in the queue below
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
@@ -27,12 +35,22 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout, not an inst
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   python3 -c "import sys, jax, flax, optax, grain, orbax.checkpoint as o; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())"
 } > "$OUT/logs/machine.txt" 2>&1 || { cat "$OUT/logs/machine.txt"; echo "gpu_job: the imports failed"; exit 1; }
+for flags in "--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0" \
+             "--xla_gpu_autotune_level=0" ""; do
+  if XLA_FLAGS="${XLA_FLAGS:-} $flags" JAX_DEFAULT_MATMUL_PRECISION=highest timeout 300 python3 -c \
+      "import jax, jax.numpy as jnp; x = jnp.ones((512, 512)); jax.block_until_ready(jax.jit(lambda a: a @ a)(x))" \
+      >> "$OUT/logs/machine.txt" 2>&1; then
+    GRID_XLA_FLAGS="${XLA_FLAGS:-} $flags"; break  # for the grid only: the bench keeps defaults
+  fi
+done
+echo "grid XLA_FLAGS=${GRID_XLA_FLAGS:-}" >> "$OUT/logs/machine.txt"
 cat "$OUT/logs/machine.txt"
 
 # Amendment 10: float32 matmuls as on XLA:CPU (no TF32 rounding in the ± losses); processes share
 # the GPU, so memory is allocated on demand.
 echo "[$(elapsed) s] grid: $MODEL, $WORKERS workers, deadline ${GRID_S} s"
-seq 0 19 | XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest \
+seq 0 19 | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
+  JAX_DEFAULT_MATMUL_PRECISION=highest \
   timeout "$GRID_S" xargs -P "$WORKERS" -I{} sh -c \
   "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=confirm --out=runs/gpu \
    --settings=ste,paper,paper_rho0.1,ste_lr3x --shard={}/20 > $OUT/logs/job{}.log 2>&1; \
