@@ -22,6 +22,8 @@ import sys
 
 from absl import app, flags
 
+from fogzo_jax.train.workdir import write_atomic
+
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
@@ -104,10 +106,9 @@ def main(argv):
                      samples_s=samples,
                      ratio_this_to_old=ms["this"] / ms["old"] if "old" in ms else None))
     print(json.dumps(rows[-1]), flush=True)
-  with open(_OUT.value, "w") as f:
-    json.dump(dict(rows=rows, machine=dict(platform=platform.platform(),
-                                           cpu_count=os.cpu_count(), python=sys.version.split()[0]),
-                   old=_OLD.value), f, indent=1)
+    write_atomic(_OUT.value, json.dumps(dict(  # after every row: a time limit keeps these rows
+        rows=rows, machine=dict(platform=platform.platform(), cpu_count=os.cpu_count(),
+                                python=sys.version.split()[0]), old=_OLD.value), indent=1))
   print("| model | estimator | n | this (ms) | old (ms) | this / old |\n|---|---|---|---|---|---|")
   for r in rows:
     old = r["step_ms"].get("old")

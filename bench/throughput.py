@@ -132,6 +132,7 @@ def main(argv):
           model_tflops_per_s=flops_s / 1e12,
           mfu=flops_s / (k * peak * 1e12) if peak else None, loss=r["loss"]))
       x = rows[-1]
+      timing.save(_OUT.value, rows, peak_tflops=peak or None)  # a time limit keeps these rows
       mfu = f"{100 * x['mfu']:.1f} %" if x["mfu"] is not None else "n/a"
       print(f"{estimator:6s} k={k}  {x['step_ms']:9.1f} ms  {x['tokens_per_s']:10.0f} tok/s  "
             f"eff {x['scaling_efficiency']:.2f}  {x['model_tflops_per_s']:.3f} TFLOP/s  MFU {mfu}",
