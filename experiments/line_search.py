@@ -148,8 +148,8 @@ def plot(rows: list[dict], path: str) -> None:
           ax.plot(*zip(*longer), marker=marker, ls="none", mfc="none", color=color)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log"), ax.set_yscale("log"), ax.grid(alpha=0.3)
-    ax.set_xlabel("perturbed weights d (markers: start o, 30 % s, 70 % ^, end D; open: "
-                  "LLaMA-9M's 1,000-step run)")
+    ax.set_xlabel("perturbed weights d (markers: start o, 30 % s, 70 % ^, end D;\n"
+                  "open, drawn right of d: LLaMA-9M's 1,000-step run)")
     ax.set_title(label, fontsize=10)
   axes[0].legend(fontsize=8)
   fig.tight_layout()
