@@ -40,7 +40,7 @@ def define_flags():
   """The command line (defined only when run as a script, so tests can import the functions)."""
   flags.DEFINE_string("model", "mnist", "Model (MODELS).")
   flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
-                                        "equal_time"], "Stage.")
+                                        "equal_time", "ablation"], "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
   flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
   flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
@@ -60,6 +60,9 @@ TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
 # Amendment 12: seeds 6 and 7 added to these settings (section 1's five seeds), tested over 3-7
 # beside the registered three-seed test, which stands.
 EXTENDED = {"llama_9m": ((3, 4, 5, 6, 7), ("ste", "paper"))}
+# Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
+ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
+                                 ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
 
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
@@ -272,9 +275,25 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
     return lr_variants(model), TUNE_SEEDS
   if stage == "equal_time":
     return equal_time_variants(model), confirm_seeds(model)
+  if stage == "ablation":
+    return ablation_variants(model), CONFIRM_SEEDS
   chosen = choose(model)
   return ({k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()},
           confirm_seeds(model))
+
+
+def ablation_variants(model: str) -> dict:
+  """Amendment 13: what FOGZO's measured difference adds. The confirmed ``ste`` and ``paper``
+  settings, ``paper`` with the difference replaced by the STE's linear prediction of it
+  (``estimator.difference=ste_linear``: same directions and noise, no zeroth-order
+  information) and STE at paper's learning rate; all rerun at this code on seeds 3-7."""
+  if model not in ABLATION_PAIRS:
+    raise app.UsageError(f"--stage=ablation: only for {', '.join(ABLATION_PAIRS)}")
+  chosen = {k: [o for o in v if not o.startswith("#")] for k, v in choose(model).items()}
+  lr = [o for o in chosen["paper"] if o.startswith("optimizer.learning_rate=")]
+  return {"ste": chosen["ste"], "paper": chosen["paper"],
+          "paper_ste_linear": chosen["paper"] + ["estimator.difference=ste_linear"],
+          "ste_at_paper_lr": ["estimator.kind=ste", *lr]}
 
 
 def confirm_seeds(model: str) -> tuple:
@@ -508,6 +527,15 @@ def report() -> None:
         out += [f"- {paired(model, a, b)}" for a, b in EXTRA_PAIRS.get(model, ())
                 if a in variants and b in variants] + [""]
         out += extended(model)
+    if model in ABLATION_PAIRS:
+      variants = ablation_variants(model)
+      out += [f"### {model} — ablation (amendment 13; seeds {', '.join(map(str, CONFIRM_SEEDS))})",
+              "", f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
+      out += table(model, "ablation", variants, CONFIRM_SEEDS) + [""]
+      out += trajectory(model, [(n, "ablation", n) for n in variants], CONFIRM_SEEDS,
+                        "Ablation runs")
+      out += [f"- {paired(model, a, b, 'ablation', CONFIRM_SEEDS)}"
+              for a, b in ABLATION_PAIRS[model]] + [""]
     out += same_rate(model)
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)

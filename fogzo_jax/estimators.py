@@ -55,6 +55,11 @@ G_HAT_NORMS = ("unit", "rms", "tensor")
 """How ĝ is normalised: "unit" ‖ĝ‖ = 1 (the paper); "rms" ‖ĝ‖ = √d (ours); "tensor" each
 perturbed leaf's part of ĝ has norm 1 (ours)."""
 
+DIFFERENCES = ("loss", "ste_linear")
+"""What multiplies each v_i: "loss", the measured half difference of the loss (the paper);
+"ste_linear", the STE's linear prediction of it (ours, an ablation without zeroth-order
+information)."""
+
 Epsilon = Union[float, Any, Callable[[Any], Any]]
 Schedulable = Union[float, jax.Array, optax.Schedule]
 
@@ -79,8 +84,8 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
           noise: Union[str, perturbations.NoiseFn] = "uniform", key: Any = 0,
           chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: GHatNorm = "unit",
           evaluation: Evaluation = "vmap", noise_share: Optional[Schedulable] = None,
-          g_hat_clip: Optional[float] = None, smoothed_base: bool = False
-          ) -> optax.GradientTransformationExtraArgs:
+          g_hat_clip: Optional[float] = None, smoothed_base: bool = False,
+          difference: str = "loss") -> optax.GradientTransformationExtraArgs:
   """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
 
   ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
@@ -135,6 +140,11 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
       per perturbation) instead of θ, so f(θ+ε(u₀+v)) − f(θ+ε(u₀−v)) is unbiased for the
       difference of the smoothed loss L_s(θ) = E_u f(θ + ε⊙u) that the STE differentiates.
       Same cost.
+    difference: "loss" (default, the paper): the measured half difference of ``value_fn``.
+      *Ours, an ablation*: "ste_linear" puts the STE's linear prediction of it, ⟨g, ε⊙v⟩, in its
+      place, so G = (1/n) Σ ⟨g, ε⊙v_i⟩·v_i ⊘ ε keeps FOGZO's directions and noise but no
+      zeroth-order information (with uniform ε and β = 1 it is g itself); no forward passes
+      of ``value_fn``. Comparing it with "loss" tells what the measured difference adds.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
@@ -159,7 +169,7 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
   return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
                        use_ste_direction=True, g_hat_norm=g_hat_norm, evaluation=evaluation,
                        noise_share=noise_share, g_hat_clip=g_hat_clip,
-                       smoothed_base=smoothed_base)
+                       smoothed_base=smoothed_base, difference=difference)
 
 
 def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
@@ -210,8 +220,8 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
 
 def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
                   use_ste_direction: bool, g_hat_norm: str = "unit", evaluation: str = "vmap",
-                  noise_share=None, g_hat_clip=None, smoothed_base: bool = False
-                  ) -> optax.GradientTransformationExtraArgs:
+                  noise_share=None, g_hat_clip=None, smoothed_base: bool = False,
+                  difference: str = "loss") -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
   n = inputs.static_int(num_perturbations, "num_perturbations", 1)
   chunk, num_chunks = _chunking(n, inputs.static_int(chunk_size, "chunk_size", 1, allow_none=True))
@@ -225,7 +235,8 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
   if not callable(epsilon):
     inputs.check_epsilon(epsilon, "")
   for name, value, allowed in (("evaluation", evaluation, EVALUATIONS),
-                               ("g_hat_norm", g_hat_norm, G_HAT_NORMS)):
+                               ("g_hat_norm", g_hat_norm, G_HAT_NORMS),
+                               ("difference", difference, DIFFERENCES)):
     if value not in allowed:
       raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
   noise_fn = perturbations.get_noise(noise)
@@ -289,6 +300,9 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
     def half_difference(vb):
       """[f(θ + ε⊙(u₀ + v)) − f(θ + ε⊙(u₀ − v))] / 2 (u₀ = 0 unless smoothed_base)."""
       v, base = vb
+      if difference == "ste_linear":  # the STE's first-order prediction of the half difference
+        return sum(jax.tree.leaves(jax.tree.map(
+            lambda g, e, vi: jnp.sum(g.astype(jnp.float32) * e * vi), p.grads, eps, v)))
 
       def at(sign):
         shift = optax.tree.scale(sign, v)

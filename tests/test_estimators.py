@@ -432,6 +432,30 @@ def test_g_hat_clip_bounds_every_element_of_the_ste_part():
   np.testing.assert_allclose(flat(out), v * (v @ flat(H)), rtol=2e-4, atol=2e-3)
 
 
+def test_ste_linear_difference_is_the_ste_prediction_of_the_loss_difference():
+  """difference="ste_linear" (ours, an ablation) puts ⟨g, ε⊙v⟩ where the paper has the measured
+  half difference: the paper's G on the linear loss whose gradient is g (central differences are
+  exact there), for the same key and per-element ε; it never evaluates the loss; at β = 1 with
+  scalar ε it is g itself."""
+  eps = {"w": jnp.full((2, 3), 0.05), "b": jnp.asarray([0.02, 0.05, 0.1])}
+  linear = lambda p: jnp.vdot(flat(G_STE), flat(p))
+
+  def no_loss(p):
+    raise AssertionError("ste_linear evaluated the loss")
+
+  outs = []
+  for difference, value_fn in (("loss", linear), ("ste_linear", no_loss)):
+    tx = fz.fogzo(8, beta=0.6, epsilon=eps, key=31, difference=difference)
+    outs.append(tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=value_fn)[0])
+  assert float(jnp.linalg.norm(flat(outs[0]) - flat(G_STE))) > 0.1  # n = 8: not g itself
+  np.testing.assert_allclose(flat(outs[1]), flat(outs[0]), rtol=1e-3, atol=1e-3)
+  tx = fz.fogzo(3, beta=1.0, epsilon=0.05, key=32, difference="ste_linear")
+  out, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=no_loss)
+  np.testing.assert_allclose(flat(out), flat(G_STE), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="difference must be one of 'loss', 'ste_linear'"):
+    fz.fogzo(difference="linear")
+
+
 def test_smoothed_base_keeps_the_expectation_on_a_quadratic():
   """Around θ + εu₀ the pair's difference is 2ε vᵀ(h + εAu₀): same mean, one more variance
   term, E[(vᵀAu₀)² v_k²]·ε² ≤ ε²·E[v_k²]·E[(vᵀAu₀)²] bounded below by sampling it in numpy."""

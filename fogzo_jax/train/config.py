@@ -49,6 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
       g_hat_norm="unit",        # 'unit' (paper) | 'rms' | 'tensor' (ours)
       g_hat_clip=config_dict.placeholder(object),  # ours: a float, or 'half_step' = 1/(2ε̄)
       smoothed_base=False,      # ours: the ± pair around θ + ε⊙u₀
+      difference="loss",        # 'loss' (paper) | 'ste_linear' (ours: ablation, no ZO information)
       start_fraction=0.0,       # > 0: plain STE for this fraction of the steps, then FOGZO
       chunk_size=1024,          # perturbations vmapped at once (None = all, capped at 2048)
       evaluation="vmap"))       # perturbed forwards: 'vmap' (batched) | 'sequential'
@@ -187,8 +188,12 @@ def flatten(config: dict, prefix: str = "") -> dict:
 
 
 def incompatible_fields(old: dict, new: dict) -> list[str]:
-  """Fields (outside RESUME_SAFE) whose values differ between two configs given as dicts."""
+  """Fields (outside RESUME_SAFE) whose values differ between two configs given as dicts. A
+  field the old config lacks (added to the code after that run started) counts as equal when
+  the new config has it at its default, which keeps the old behaviour."""
   import json  # pylint: disable=import-outside-toplevel
-  old, new = (flatten(json.loads(json.dumps(c, default=str))) for c in (old, new))
+  old, new, defaults = (flatten(json.loads(json.dumps(c, default=str)))
+                        for c in (old, new, default_config().to_dict()))
   keys = (set(old) | set(new)) - set(RESUME_SAFE)
-  return sorted(k for k in keys if old.get(k) != new.get(k))
+  return sorted(k for k in keys if old.get(k) != new.get(k) and not (
+      k not in old and k in defaults and new.get(k) == defaults[k]))

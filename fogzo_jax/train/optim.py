@@ -27,8 +27,8 @@ ESTIMATORS = ("ste", "fogzo", "nspsa")
 def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
                          noise_share: Optional[float] = None, g_hat_norm: str = "unit",
                          g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
-                         start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
-                         evaluation: str = "vmap") -> None:
+                         difference: str = "loss", start_fraction: float = 0.0,
+                         chunk_size: Optional[int] = 1024, evaluation: str = "vmap") -> None:
   """Checks ``config.estimator`` (each message starts with the field)."""
   checks.choice("kind", kind, ESTIMATORS)
   checks.number("num_perturbations", num_perturbations, int, 1)
@@ -43,6 +43,7 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
       raise ValueError(f"g_hat_clip must be None, a number > 0 or 'half_step'; got "
                        f"{g_hat_clip!r}") from None
   checks.boolean("smoothed_base", smoothed_base)
+  checks.choice("difference", difference, fz.estimators.DIFFERENCES)
   checks.number("start_fraction", start_fraction, float, 0.0, 1.0)
   checks.number("chunk_size", chunk_size, int, 1, allow_none=True)
   checks.choice("evaluation", evaluation, fz.estimators.EVALUATIONS)
@@ -56,15 +57,16 @@ def start_step(kind: str, start_fraction: float, total_steps: int) -> int:
 
 
 def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_perturbations: int = 1,
-                   start_fraction: float = 0.0, **_) -> int:
+                   start_fraction: float = 0.0, difference: str = "loss", **_) -> int:
   """Forward-pass equivalents of ``steps`` steps, counting a backward as 2 (the paper's way).
 
-  STE 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3); n-SPSA 2n (the forward
-  that n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
+  STE 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3; 3 with the
+  ``difference="ste_linear"`` ablation, which evaluates no loss); n-SPSA 2n (the forward that
+  n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
   """
   if kind == "nspsa":
     return 2 * num_perturbations * steps
-  if kind == "ste":
+  if kind == "ste" or difference == "ste_linear":
     return 3 * steps
   ste_steps = min(steps, start_step(kind, start_fraction, total_steps))
   return 3 * steps + 2 * num_perturbations * (steps - ste_steps)
@@ -73,8 +75,9 @@ def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_pertur
 def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
                    noise_share: Optional[float] = None, g_hat_norm: str = "unit",
                    g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
-                   start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
-                   evaluation: str = "vmap", *, total_steps: int, key: int,
+                   difference: str = "loss", start_fraction: float = 0.0,
+                   chunk_size: Optional[int] = 1024, evaluation: str = "vmap", *,
+                   total_steps: int, key: int,
                    spec: quant_layers.QuantSpec) -> optax.GradientTransformationExtraArgs:
   """The gradient estimator of ``config.estimator`` for a model quantized per ``spec``.
 
@@ -84,7 +87,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
   Its ``update`` needs ``quant=<the train state's quant collection>`` besides ``value_fn``.
   """
   check_estimator_args(kind, num_perturbations, beta_min, noise_share, g_hat_norm, g_hat_clip,
-                       smoothed_base, start_fraction, chunk_size, evaluation)
+                       smoothed_base, difference, start_fraction, chunk_size, evaluation)
   if kind == "ste":
     return optax.identity()
   eps_bar, noise = fz.implicit_smoothing(spec.ste)
@@ -100,7 +103,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
     mixing = dict(beta=fz.linear_beta(beta_min, decay))
   else:
     mixing = dict(noise_share=fz.linear_noise_share(noise_share, decay))
-  estimator = fz.fogzo(g_hat_norm=g_hat_norm, smoothed_base=smoothed_base,
+  estimator = fz.fogzo(g_hat_norm=g_hat_norm, smoothed_base=smoothed_base, difference=difference,
                        g_hat_clip=0.5 / eps_bar if g_hat_clip == "half_step" else g_hat_clip,
                        **mixing, **common)
   return fz.start_at(start, estimator) if start > 0 else estimator

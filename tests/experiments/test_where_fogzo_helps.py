@@ -84,6 +84,22 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   assert study.extended("mnist") == []
 
 
+def test_ablation_settings(monkeypatch):
+  """Amendment 13: paper's confirmed setting with and without the measured difference, STE at
+  its own and at paper's rate; only on the small LLaMA."""
+  monkeypatch.setattr(study, "choose", lambda model: {
+      "ste": ["estimator.kind=ste", "optimizer.learning_rate=0.001"],
+      "paper": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                "optimizer.learning_rate=0.003", "# paper_rho0.3_lr0.003"]})
+  variants, seeds = study.stage_variants("llama_tiny", "ablation")
+  assert seeds == (3, 4, 5, 6, 7)
+  assert variants["paper_ste_linear"] == variants["paper"] + ["estimator.difference=ste_linear"]
+  assert variants["ste_at_paper_lr"] == ["estimator.kind=ste", "optimizer.learning_rate=0.003"]
+  assert not any(o.startswith("#") for o in variants["paper"])
+  with pytest.raises(app.UsageError, match="only for llama_tiny"):
+    study.stage_variants("mnist", "ablation")
+
+
 def test_long_llama_9m_settings_and_seeds(monkeypatch):
   """Amendment 9: LLaMA-9M for 3,000 steps runs STE, the transferred variant (ρ 0.3 at 3x the
   config's rate), ρ 0.1 at the config's rate and STE at 3x, on seeds 3-7."""

@@ -130,9 +130,23 @@ def test_incompatible_workdir_refused_unless_forced(tmp_path):
   assert forced["estimator"] == "fogzo" and forced["steps"] == 4
 
 
+def test_a_field_added_later_at_its_default_keeps_an_old_run_compatible():
+  """A run started before estimator.difference existed resumes under code that has it at its
+  default ('loss', the old behaviour); any other value is a different config."""
+  from fogzo_jax.train import config as config_lib  # pylint: disable=import-outside-toplevel
+  new = mnist_mlp.get_config().to_dict()
+  old = json.loads(json.dumps(new, default=str))
+  del old["estimator"]["difference"]
+  assert config_lib.incompatible_fields(old, new) == []
+  new["estimator"]["difference"] = "ste_linear"
+  assert config_lib.incompatible_fields(old, new) == ["estimator.difference"]
+
+
 BAD_CONFIGS = [
     ("estimator.kind", "adam", "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa'"),
     ("estimator.kind", 3, "config.estimator.kind must be one of"),
+    ("estimator.difference", "linear",
+     "config.estimator.difference must be one of 'loss', 'ste_linear'"),
     ("quant.ste", "relu", "config.quant.ste must be one of 'identity', 'hardtanh', 'tanh', "
                           "'approxsign'"),
     ("data.name", "cifar", "config.data.name must be one of 'mnist', 'fashion_mnist'"),
@@ -202,6 +216,9 @@ def test_ste_then_fogzo_forward_passes(tmp_path):
   config.num_train_steps = 10
   summary = train_and_evaluate(config, str(tmp_path))
   assert summary["forward_passes"] == 7 * 3 + 3 * (3 + 2 * 2)
+  from fogzo_jax.train import optim  # pylint: disable=import-outside-toplevel
+  # the difference="ste_linear" ablation (ours) evaluates no loss: STE's 3 per step
+  assert optim.forward_passes(10, 10, **dict(config.estimator, difference="ste_linear")) == 30
 
 
 DP_SCRIPT = """
