@@ -29,6 +29,8 @@ from fogzo_jax.quant.fixed import levels
 from fogzo_jax.train import loop, train_and_evaluate
 from fogzo_jax.train.sweep import apply_overrides, load_config
 
+import where_fogzo_helps  # experiments/: the study whose 1,000-step LLaMA-9M recipe is reused
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -53,11 +55,9 @@ MODELS = {
                                  "optimizer.warmup_steps=20", "data.eval_batch_size=256",
                                  "eval_every_steps=100"],
                  "LLaMA-9M, 200 steps × 16 × 64"),
-    # amendment 12 of docs/results/where_fogzo_helps.md: the study's 1,000-step LLaMA-9M run
-    # (where_fogzo_helps.py's llama_9m recipe), to see whether c's signal lasts to its end
-    "llama_9m_1000": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
-                                      "data.seq_len=64", "optimizer.warmup_steps=50",
-                                      "data.eval_batch_size=256", "eval_every_steps=250"],
+    # amendment 12 of docs/results/where_fogzo_helps.md: the study's 1,000-step LLaMA-9M recipe
+    # (its checkpoint interval is replaced below), to see whether c's signal lasts to its end
+    "llama_9m_1000": ("llama.py:9m", list(where_fogzo_helps.MODELS["llama_9m"][1]),
                       "LLaMA-9M, 1000 steps × 16 × 64"),
 }
 SAME_D = {"llama_9m_1000": "llama_9m"}  # longer runs of a plotted model: open markers, no line

@@ -309,14 +309,10 @@ def run_seeds(stage_seeds, requested=None) -> tuple:
   """The seeds a process trains: the stage's, or --seeds (non-negative integers)."""
   if not requested:
     return tuple(stage_seeds)
-  try:
-    seeds = tuple(int(s) for s in requested)
-  except ValueError:
-    seeds = (-1,)
-  if any(s < 0 for s in seeds):
+  if not all(s.strip().isdigit() for s in requested):
     raise app.UsageError(f"--seeds: {','.join(requested)!r} is not a list of integers ≥ 0 "
                          "(e.g. 6,7)")
-  return seeds
+  return tuple(int(s) for s in requested)
 
 
 def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[str, int]]:
@@ -345,13 +341,12 @@ def run_stage(model: str, stage: str) -> None:
   if MODELS[model][5] is None and stage not in ("confirm", "equal_time"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
+  f = flags.FLAGS
   variants, seeds = stage_variants(model, stage)
-  print(f"{model} / {stage}: {len(variants)} settings × seeds "
-        f"{list(run_seeds(seeds, flags.FLAGS.seeds))}", flush=True)
+  seeds = run_seeds(seeds, f.seeds)
+  print(f"{model} / {stage}: {len(variants)} settings × seeds {list(seeds)}", flush=True)
   for name, overrides in variants.items():
     print(f"  {name}: {' '.join(overrides)}", flush=True)
-  f = flags.FLAGS
-  seeds = run_seeds(seeds, f.seeds)
   jobs = job_order(variants, seeds, f.settings, f.shard)
   if not f.dry_run:
     for name, seed in reversed(jobs) if f.reverse else jobs:
