@@ -57,9 +57,21 @@ def define_flags():
 
 TUNE_SEEDS, CONFIRM_SEEDS = (0, 1, 2), (3, 4, 5, 6, 7)
 TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
-# Amendment 12: seeds 6 and 7 added to these settings (section 1's five seeds), tested over 3-7
-# beside the registered three-seed test, which stands.
-EXTENDED = {"llama_9m": ((3, 4, 5, 6, 7), ("ste", "paper"))}
+# Seed extensions of the confirmation, each tested beside the registered three-seed test, which
+# stands: (title, seeds, settings in the table, pairs (a, b: does b beat a)).
+EXTENDED = {"llama_9m": (
+    # Amendment 12: seeds 6 and 7 for ste and paper (section 1's five seeds).
+    ("Amendment 12: paper and ste on seeds 3-7", (3, 4, 5, 6, 7), ("paper", "ste"),
+     (("ste", "paper"),)),
+    # Amendment 15: amendment 14's ablation confirmed on seeds it was not seen on (6-9), then
+    # pooled over every seed it ran, and against paper over paper's five seeds.
+    ("Amendment 15: paper_ste_linear and ste on held-out seeds 6-9", (6, 7, 8, 9),
+     ("paper_ste_linear", "ste"), (("ste", "paper_ste_linear"),)),
+    ("Amendment 15: paper_ste_linear and ste on seeds 3-9 (pooled, an estimate)",
+     (3, 4, 5, 6, 7, 8, 9), ("paper_ste_linear", "ste"), (("ste", "paper_ste_linear"),)),
+    ("Amendment 15: paper_ste_linear and paper on seeds 3-7", (3, 4, 5, 6, 7),
+     ("paper_ste_linear", "paper"), (("paper", "paper_ste_linear"),)),
+)}
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
                                  ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
@@ -450,16 +462,16 @@ def paired(model: str, a: str, b: str, stage: str = "confirm", seeds=None) -> st
 
 
 def extended(model: str) -> list[str]:
-  """Amendment 12's section of the report: the extended settings over their five seeds."""
-  if model not in EXTENDED:
-    return []
-  seeds, (a, b) = EXTENDED[model]
-  names = {a: None, b: None}
-  title = f"Amendment 12: {b} and {a} on seeds {', '.join(map(str, seeds))}"
-  return ([f"{title} (the registered test above, seeds {', '.join(map(str, confirm_seeds(model)))}"
-           ", stands).", ""] + table(model, "confirm", names, seeds) + [""]
-          + trajectory(model, [(n, "confirm", n) for n in names], seeds, "Amendment 12 runs")
-          + [f"- {paired(model, a, b, seeds=seeds)}", ""])
+  """The report's sections for the seed extensions of amendments 12 and 15 (``EXTENDED``)."""
+  out = []
+  for title, seeds, names, pairs in EXTENDED.get(model, ()):
+    names = dict.fromkeys(names)
+    out += ([f"{title} (the registered test above, seeds "
+             f"{', '.join(map(str, confirm_seeds(model)))}, stands).", ""]
+            + table(model, "confirm", names, seeds) + [""]
+            + trajectory(model, [(n, "confirm", n) for n in names], seeds, f"{title}, runs")
+            + [f"- {paired(model, a, b, seeds=seeds)}" for a, b in pairs] + [""])
+  return out
 
 
 def plot_gains(path: str) -> None:
