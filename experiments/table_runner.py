@@ -5,7 +5,8 @@ A table is a list of ``Row``s. Each row names the paper's setting and numbers, o
 or, when it cannot run here, the one-line reason. ``main`` trains what is missing (runs go to
 ``<out>/<row>/<variant>_s<seed>``, finished runs are reused, killed ones resume) and writes
 ``<out>/table.md`` and ``<out>/table.json``: paper's number beside ours (mean ± std over seeds,
-every seed's value, steps, wall time), the exact command and the machine.
+every seed's value, steps, wall time), the exact command and the machine. The table always holds
+every row and every finished seed, whatever subset ``--rows``/``--seeds`` trained.
 
 Each table script only defines its rows and calls ``main``; see fixed_scale.py. (Not named
 ``tables`` so it cannot shadow the PyTables package on sys.path.)
@@ -73,10 +74,25 @@ def with_confirmed(rows: Sequence[Row]) -> list[Row]:
       variants={**r.variants, **confirmed_variants(r.config, r.overrides)}) for r in rows]
 
 
+def finished_seeds(folder: str, name: str) -> set:
+  """The seeds of ``name``'s finished runs in ``folder`` (``<name>_s<seed>/summary.json``)."""
+  prefix = f"{name}_s"
+  found = set()
+  for entry in os.listdir(folder) if os.path.isdir(folder) else ():
+    seed = entry[len(prefix):]
+    if (entry.startswith(prefix) and seed.isdigit()
+        and os.path.exists(os.path.join(folder, entry, "summary.json"))):
+      found.add(int(seed))
+  return found
+
+
 def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: bool = False,
-              train_fn: Callable | None = None, only: Sequence[str] = ()) -> list[dict]:
-  """Trains the rows' missing runs (of the variants in ``only``, when given); returns one record
-  per (row, variant) for ``format_table``."""
+              train_fn: Callable | None = None, only: Sequence[str] = (),
+              train_rows: Sequence[str] | None = None) -> list[dict]:
+  """Trains the missing runs of ``seeds`` (of the rows in ``train_rows`` and the variants in
+  ``only``, when given); returns one record per (row, variant) for ``format_table``. Every row
+  is reported, each with ``seeds`` and every other seed already finished under ``out``, so a
+  partial run (one row, one seed) never drops earlier results from the table."""
   records = []
   for row in rows:
     if row.reason:
@@ -85,13 +101,14 @@ def run_table(rows: Sequence[Row], seeds: Sequence[int], out: str, report_only: 
       continue
     base = sweep.apply_overrides(sweep.load_config(row.config), row.overrides)
     variants = {name: extra for name, (_, extra) in row.variants.items()}
-    if only and not report_only:
-      sweep.run_variants(base, {k: v for k, v in variants.items() if k in only}, seeds,
-                         os.path.join(out, row.key), train_fn=train_fn)
-    runs = sweep.run_variants(base, variants, seeds, os.path.join(out, row.key),
-                              report_only=report_only or bool(only), train_fn=train_fn)
+    folder = os.path.join(out, row.key)
+    if not report_only and (train_rows is None or row.key in train_rows):
+      sweep.run_variants(base, {k: v for k, v in variants.items() if not only or k in only},
+                         seeds, folder, train_fn=train_fn)
     for name, (label, _) in row.variants.items():
-      summaries = runs.get(name, [])
+      shown = sorted(set(seeds) | finished_seeds(folder, name))
+      summaries = sweep.run_variants(base, {name: variants[name]}, shown, folder,
+                                     report_only=True).get(name, [])
       metric, scale = sweep.headline_metric(summaries)
       records.append(dict(
           row=row.key, paper=row.paper, scale=row.scale, variant=name, label=label,
@@ -130,8 +147,10 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
   """absl entry point shared by the table scripts (flags --rows, --seeds, --out, --report_only)."""
   from absl import app, flags  # noqa: PLC0415
 
-  rows_flag = flags.DEFINE_list("rows", [], "Row keys to run (default: all).")
-  seeds_flag = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+  rows_flag = flags.DEFINE_list("rows", [], "Row keys to train (default: all); the table always "
+                                "shows every row with every finished seed.")
+  seeds_flag = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train (the table adds "
+                                 "every seed already finished).")
   out_flag = flags.DEFINE_string("out", default_out, "Output folder.")
   report_flag = flags.DEFINE_bool("report_only", False, "Only rebuild table.md from the runs.")
   variants_flag = flags.DEFINE_list("variants", [], "Train only these variants (default: all).")
@@ -145,11 +164,10 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
     unknown = sorted(set(rows_flag.value) - set(keys))
     if unknown:
       raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
-    if rows_flag.value:
-      rows = [r for r in rows if r.key in rows_flag.value]
     os.makedirs(out_flag.value, exist_ok=True)
     records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
-                        report_only=report_flag.value, only=variants_flag.value)
+                        report_only=report_flag.value, only=variants_flag.value,
+                        train_rows=rows_flag.value or None)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
                f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -66,6 +66,8 @@ def test_run_table_and_format(tmp_path):
                    val_perplexity=ppl, val_loss=1.0, tokens_seen=100)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f)
+    with open(os.path.join(workdir, "config.json"), "w") as f:  # as train_and_evaluate does
+      f.write(config.to_json())
 
   rows = [tables.Row("tiny", "LLaMA-9M (ppl)", {"ste": 109.95, "fogzo": 105.64}, "tiny scale",
                      os.path.join(ROOT, "configs/llama.py:9m"), ("num_train_steps=7",),
@@ -79,6 +81,12 @@ def test_run_table_and_format(tmp_path):
       in lines
   assert "|  |  | FOGZO n = 1, β 1 → 0.999 | 105.64 | 11.5 ± 0.71 | 11.00, 12.00 | 7 | 2 |" in lines
   assert "| LLaMA-300M (ppl) | not run here: needs a GPU | | | | | | |" in lines
+  # a partial run (one variant, a new seed; or no row trained) keeps every finished seed
+  records = tables.run_table(rows, [2], str(tmp_path), train_fn=train, only=["ste"])
+  assert [r["seeds"] for r in records[:2]] == [[0, 1, 2], [0, 1]]
+  records = tables.run_table(rows, [7], str(tmp_path), train_fn=train, train_rows=[])
+  assert [r["seeds"] for r in records[:2]] == [[0, 1, 2], [0, 1]] and len(records) == 3
+  assert not (tmp_path / "tiny" / "ste_s7").exists()
 
 
 def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
