@@ -144,7 +144,8 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
       *Ours, an ablation*: "ste_linear" puts the STE's linear prediction of it, ⟨g, ε⊙v⟩, in its
       place, so G = (1/n) Σ ⟨g, ε⊙v_i⟩·v_i ⊘ ε keeps FOGZO's directions and noise but no
       zeroth-order information (with uniform ε and β = 1 it is g itself); no forward passes
-      of ``value_fn``. Comparing it with "loss" tells what the measured difference adds.
+      of ``value_fn``, which may then be left out (``update(g, state, params)``, as for any
+      optax transformation). Comparing it with "loss" tells what the measured difference adds.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
@@ -246,10 +247,15 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
     del params
     return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key0)
 
-  def update_fn(updates, state, params=None, *, value_fn, **extra_args):
+  def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
     if params is None:
       raise ValueError("fogzo/nspsa need params: call update(updates, state, params, "
                        "value_fn=..., ...)")
+    if value_fn is None:
+      if difference == "loss":
+        raise TypeError("fogzo/nspsa update needs value_fn=(params, **extra_args) -> scalar "
+                        "loss (only difference='ste_linear' runs without it)")
+      value_fn = lambda p: None  # never called: extra arguments go to the ε / mask callables
     masked_node = lambda x: isinstance(x, optax.MaskedNode)
     if any(map(masked_node, jax.tree.leaves(params, is_leaf=masked_node))):
       raise ValueError("fogzo/nspsa got params with optax.MaskedNode leaves (inside "

@@ -452,6 +452,16 @@ def test_ste_linear_difference_is_the_ste_prediction_of_the_loss_difference():
   tx = fz.fogzo(3, beta=1.0, epsilon=0.05, key=32, difference="ste_linear")
   out, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=no_loss)
   np.testing.assert_allclose(flat(out), flat(G_STE), rtol=1e-5, atol=1e-6)
+  # it needs no value_fn: a plain update, also inside optax.chain
+  tx = fz.fogzo(8, beta=0.6, epsilon=eps, key=31, difference="ste_linear")
+  np.testing.assert_allclose(flat(tx.update(G_STE, tx.init(PARAMS), PARAMS)[0]), flat(outs[1]))
+  chain = optax.chain(fz.fogzo(8, beta=0.6, epsilon=eps, key=31, difference="ste_linear"),
+                      optax.scale(-1.0))
+  np.testing.assert_allclose(flat(chain.update(G_STE, chain.init(PARAMS), PARAMS)[0]),
+                             -flat(outs[1]), rtol=1e-6)
+  with pytest.raises(TypeError, match="needs value_fn"):
+    tx = fz.fogzo(1)
+    tx.update(G_STE, tx.init(PARAMS), PARAMS)
   with pytest.raises(ValueError, match="difference must be one of 'loss', 'ste_linear'"):
     fz.fogzo(difference="linear")
 
