@@ -5,8 +5,8 @@
 #   bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
 #
 # Needs runs/gpu/llama_tiny/**/summary.json (the small LLaMA's tuning summaries, from which the
-# transferred settings are read; the page says how to copy them). The 20 (setting, seed) runs go
-# through one queue, seed by seed (all four settings of seed 3, then seed 4, …), WORKERS at a
+# transferred settings are read; the page says how to copy them). The 25 (setting, seed) runs go
+# through one queue, seed by seed (all five settings of seed 3, then seed 4, …), WORKERS at a
 # time sharing the GPU, so a deadline leaves whole seeds. At GRID_SECONDS the runs still going are
 # stopped (SIGTERM: each saves a checkpoint and exits; their workdirs have no summary.json and do
 # not count). bench/step_time.py then runs per model until END_SECONDS. Everything written (runs
@@ -15,17 +15,17 @@
 #
 # Amendment 10 ran it (at ab1770b) with 8 workers and XLA's defaults: every process spent 309-394 s
 # of the 470 s compiling its step (XLA's slow-compile alarm on the float32 `gemm_fusion_dot`
-# modules, 4m19-4m39 each), then stepped at 14-22 steps/s. Since then: 4 workers by default (one
-# per setting of a seed, so later seeds reuse the persistent compilation cache instead of
-# compiling the same program at once), and XLA flags that skip GEMM autotuning, each candidate
+# modules, 4m19-4m39 each), then stepped at 14-22 steps/s. Since then: one worker per setting by
+# default (5 since amendment 16 added `paper_ste_linear`), so later seeds reuse the persistent
+# compilation cache instead of compiling the same program at once, and XLA flags that skip GEMM autotuning, each candidate
 # first tried on a small jitted matmul (an XLA that does not know a flag aborts; then the next
 # candidate, finally none), the one used written to logs/machine.txt.
 set -u
 OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
 GRID_S=${2:-480}
 END_S=${3:-560}
-WORKERS=${4:-4}
-MODEL=llama_9m_long  # its four settings are named in the queue below
+WORKERS=${4:-5}
+MODEL=llama_9m_long  # its five settings are named in the queue below
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 mkdir -p "$OUT/logs"
@@ -49,11 +49,11 @@ cat "$OUT/logs/machine.txt"
 # Amendment 10: float32 matmuls as on XLA:CPU (no TF32 rounding in the ± losses); processes share
 # the GPU, so memory is allocated on demand.
 echo "[$(elapsed) s] grid: $MODEL, $WORKERS workers, deadline ${GRID_S} s"
-seq 0 19 | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
+seq 0 24 | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
   JAX_DEFAULT_MATMUL_PRECISION=highest \
   timeout "$GRID_S" xargs -P "$WORKERS" -I{} sh -c \
   "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=confirm --out=runs/gpu \
-   --settings=ste,paper,paper_rho0.1,ste_lr3x --shard={}/20 > $OUT/logs/job{}.log 2>&1; \
+   --settings=ste,paper,paper_ste_linear,paper_rho0.1,ste_lr3x --shard={}/25 > $OUT/logs/job{}.log 2>&1; \
    echo \"[job {}] exit \$? at \$(( \$(date +%s) - $START )) s\""
 pkill -TERM -f "where_fogzo_helps.py --model=$MODEL" && sleep 15
 pkill -KILL -f "where_fogzo_helps.py --model=$MODEL"

@@ -128,7 +128,7 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
 # (ρ 0.1 against β = 1).
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
                             ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear")),
-               "llama_9m_long": (("ste_lr3x", "paper"),)}
+               "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"))}
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
@@ -241,8 +241,9 @@ def transferred(model: str) -> dict:
     out["paper_rho0.1"] = fogzo("paper", 0.1, lr_here)
     if model == "llama_9m":  # amendment 9: not at 3,000 steps
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
-      # amendment 14: amendment 13's ablation at real size (no zeroth-order information)
-      out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
+    # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
+    # (no zeroth-order information)
+    out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
     # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
     out["ste_lr3x"] = ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]
   return out

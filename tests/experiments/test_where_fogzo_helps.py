@@ -55,8 +55,10 @@ def test_paired_reads_runs_and_signs_gains(tmp_path, monkeypatch):
 
 
 def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
-  """--seeds replaces the stage's seeds (refused unless integers ≥ 0); the report's amendment-12
-  section tests llama_9m's paper against ste over seeds 3-7, once all ten runs exist."""
+  """--seeds replaces the stage's seeds (refused unless integers ≥ 0); the report's seed
+  extensions test llama_9m's paper against ste over seeds 3-7 once all ten runs exist
+  (amendment 12), and paper_ste_linear against ste on seeds 6-9 and 3-9 and against paper on 3-7
+  (amendment 15)."""
   assert study.run_seeds((3, 4, 5)) == (3, 4, 5)
   assert study.run_seeds((3, 4, 5), ["6", "7"]) == (6, 7)
   for bad in (["6", "x"], ["-1"]):
@@ -75,12 +77,24 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   for seed, gain in zip((3, 4, 5, 6), gains):
     write("ste", seed, 6.2)
     write("paper", seed, 6.2 - gain)
-  assert study.extended("llama_9m")[-2] == "- paper vs ste: not complete"  # seed 7 missing
+  tests = lambda: [x for x in study.extended("llama_9m") if x.startswith("- ")]
+  assert tests()[0] == "- paper vs ste: not complete"  # seed 7 missing
   write("ste", 7, 6.2)
   write("paper", 7, 6.2 - gains[-1])
   lines = study.extended("llama_9m")
-  assert lines[0].startswith("Amendment 12: paper and ste on seeds 3, 4, 5, 6, 7")
-  assert "critical 2.776" in lines[-2] and lines[-2].endswith("paper beats ste")
+  assert lines[0].startswith("Amendment 12: paper and ste on seeds 3-7")
+  assert "critical 2.776" in tests()[0] and tests()[0].endswith("paper beats ste")
+  # amendment 15: paper_ste_linear against ste on held-out seeds 6-9, pooled 3-9, and paper 3-7
+  assert tests()[1:] == ["- paper_ste_linear vs ste: not complete"] * 2 + [
+      "- paper_ste_linear vs paper: not complete"]
+  for seed, gain in zip(range(3, 10), (0.2, 0.1, 0.15, 0.0, 0.1, 0.05, 0.12)):
+    write("paper_ste_linear", seed, 6.2 - gain)
+    if seed > 7:  # ste 3-7 are written above
+      write("ste", seed, 6.2)
+  held_out, pooled, versus_paper = tests()[1:]
+  assert "critical 3.182" in held_out and held_out.endswith("paper_ste_linear ties with ste")
+  assert "critical 2.447" in pooled and pooled.endswith("paper_ste_linear beats ste")
+  assert "critical 2.776" in versus_paper
   assert study.extended("mnist") == []
 
 
@@ -110,10 +124,11 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
       "# paper_rho0.3_lr0.003"]} if model == "llama_tiny" else study.transferred(model))
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")
   assert seeds == (3, 4, 5, 6, 7) and study.confirm_seeds("llama_9m") == (3, 4, 5)
-  assert list(variants) == ["ste", "paper", "paper_rho0.1", "ste_lr3x"]
+  assert list(variants) == ["ste", "paper", "paper_rho0.1", "paper_ste_linear", "ste_lr3x"]
   assert variants["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                "optimizer.learning_rate=0.009"]  # 3x the config's 3e-3
   assert "optimizer.learning_rate=0.009" in variants["ste_lr3x"]
+  assert variants["paper_ste_linear"] == variants["paper"] + ["estimator.difference=ste_linear"]
   nine = study.stage_variants("llama_9m", "confirm")[0]
   assert "paper_rho0" in nine  # amendment 14: the ablation of amendment 13 at real size
   assert nine["paper_ste_linear"] == nine["paper"] + ["estimator.difference=ste_linear"]
@@ -122,14 +137,14 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
 
 
 def test_gpu_job_queue_is_seed_by_seed_one_run_per_shard():
-  """experiments/gpu_job.sh (amendment 10) runs shard i/20 of the four settings as job i: job i
-  is one run, and the queue finishes all settings of a seed before the next seed."""
-  settings = ["ste", "paper", "paper_rho0.1", "ste_lr3x"]
+  """experiments/gpu_job.sh (amendments 10, 16) runs shard i/25 of the five settings as job i:
+  job i is one run, and the queue finishes all settings of a seed before the next seed."""
+  settings = ["ste", "paper", "paper_ste_linear", "paper_rho0.1", "ste_lr3x"]
   variants = dict.fromkeys(settings, [])
-  jobs = [study.job_order(variants, study.CONFIRM_SEEDS, settings, f"{i}/20") for i in range(20)]
+  jobs = [study.job_order(variants, study.CONFIRM_SEEDS, settings, f"{i}/25") for i in range(25)]
   assert all(len(job) == 1 for job in jobs)
   assert [job[0] for job in jobs] == [(s, seed) for seed in (3, 4, 5, 6, 7) for s in settings]
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
   with open(script) as f:
-    assert "--settings=ste,paper,paper_rho0.1,ste_lr3x --shard={}/20" in f.read()
+    assert "--settings=ste,paper,paper_ste_linear,paper_rho0.1,ste_lr3x --shard={}/25" in f.read()
   assert os.system(f"bash -n {script}") == 0  # the script parses
