@@ -125,9 +125,10 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
-# (ρ 0.1 against β = 1).
+# (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
-                            ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear")),
+                            ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear"),
+                            ("paper_ste_linear_ste_lr", "paper_ste_linear")),
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"))}
 
 
@@ -241,6 +242,9 @@ def transferred(model: str) -> dict:
     out["paper_rho0.1"] = fogzo("paper", 0.1, lr_here)
     if model == "llama_9m":  # amendment 9: not at 3,000 steps
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
+      # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
+      out["paper_ste_linear_ste_lr"] = (fogzo("paper", 0.3, lr_here)
+                                        + ["estimator.difference=ste_linear"])
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]

@@ -132,6 +132,9 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   nine = study.stage_variants("llama_9m", "confirm")[0]
   assert "paper_rho0" in nine  # amendment 14: the ablation of amendment 13 at real size
   assert nine["paper_ste_linear"] == nine["paper"] + ["estimator.difference=ste_linear"]
+  assert nine["paper_ste_linear_ste_lr"] == [  # amendment 17: the ablation at STE's rate
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
+      "estimator.difference=ste_linear"]
   config = study.base_config("llama_9m_long")
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
 
