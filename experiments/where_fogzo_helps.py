@@ -71,6 +71,12 @@ EXTENDED = {"llama_9m": (
      (3, 4, 5, 6, 7, 8, 9), ("paper_ste_linear", "ste"), (("ste", "paper_ste_linear"),)),
     ("Amendment 15: paper_ste_linear and paper on seeds 3-7", (3, 4, 5, 6, 7),
      ("paper_ste_linear", "paper"), (("paper", "paper_ste_linear"),)),
+    # Amendment 18: amendment 17's setting (the ablation at STE's rate) on held-out seeds 6-9.
+    ("Amendment 18: paper_ste_linear_ste_lr and ste on held-out seeds 6-9", (6, 7, 8, 9),
+     ("paper_ste_linear_ste_lr", "ste"), (("ste", "paper_ste_linear_ste_lr"),)),
+    ("Amendment 18: paper_ste_linear_ste_lr and ste on seeds 3-9 (pooled, an estimate)",
+     (3, 4, 5, 6, 7, 8, 9), ("paper_ste_linear_ste_lr", "ste"),
+     (("ste", "paper_ste_linear_ste_lr"),)),
 )}
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),

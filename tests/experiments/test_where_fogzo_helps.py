@@ -58,7 +58,7 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   """--seeds replaces the stage's seeds (refused unless integers ≥ 0); the report's seed
   extensions test llama_9m's paper against ste over seeds 3-7 once all ten runs exist
   (amendment 12), and paper_ste_linear against ste on seeds 6-9 and 3-9 and against paper on 3-7
-  (amendment 15)."""
+  (amendment 15); amendment 18's two tests wait for their runs."""
   assert study.run_seeds((3, 4, 5)) == (3, 4, 5)
   assert study.run_seeds((3, 4, 5), ["6", "7"]) == (6, 7)
   for bad in (["6", "x"], ["-1"]):
@@ -85,13 +85,14 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   assert lines[0].startswith("Amendment 12: paper and ste on seeds 3-7")
   assert "critical 2.776" in tests()[0] and tests()[0].endswith("paper beats ste")
   # amendment 15: paper_ste_linear against ste on held-out seeds 6-9, pooled 3-9, and paper 3-7
-  assert tests()[1:] == ["- paper_ste_linear vs ste: not complete"] * 2 + [
+  assert tests()[1:4] == ["- paper_ste_linear vs ste: not complete"] * 2 + [
       "- paper_ste_linear vs paper: not complete"]
   for seed, gain in zip(range(3, 10), (0.2, 0.1, 0.15, 0.0, 0.1, 0.05, 0.12)):
     write("paper_ste_linear", seed, 6.2 - gain)
     if seed > 7:  # ste 3-7 are written above
       write("ste", seed, 6.2)
-  held_out, pooled, versus_paper = tests()[1:]
+  held_out, pooled, versus_paper = tests()[1:4]
+  assert tests()[4:] == ["- paper_ste_linear_ste_lr vs ste: not complete"] * 2  # amendment 18
   assert "critical 3.182" in held_out and held_out.endswith("paper_ste_linear ties with ste")
   assert "critical 2.447" in pooled and pooled.endswith("paper_ste_linear beats ste")
   assert "critical 2.776" in versus_paper
