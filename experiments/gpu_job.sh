@@ -17,9 +17,9 @@
 # of the 470 s compiling its step (XLA's slow-compile alarm on the float32 `gemm_fusion_dot`
 # modules, 4m19-4m39 each), then stepped at 14-22 steps/s. Since then: one worker per setting by
 # default (5 since amendment 16 added `paper_ste_linear`), so later seeds reuse the persistent
-# compilation cache instead of compiling the same program at once, and XLA flags that skip GEMM autotuning, each candidate
-# first tried on a small jitted matmul (an XLA that does not know a flag aborts; then the next
-# candidate, finally none), the one used written to logs/machine.txt.
+# compilation cache instead of compiling the same program at once; and XLA flags that skip GEMM
+# autotuning, each candidate first tried on a small jitted matmul (an XLA that does not know a
+# flag aborts; then the next candidate, finally none), the one used written to logs/machine.txt.
 set -u
 OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
 GRID_S=${2:-480}
