@@ -249,8 +249,8 @@ def transferred(model: str) -> dict:
     if model == "llama_9m":  # amendment 9: not at 3,000 steps
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
       # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
-      out["paper_ste_linear_ste_lr"] = (fogzo("paper", 0.3, lr_here)
-                                        + ["estimator.difference=ste_linear"])
+      out["paper_ste_linear_ste_lr"] = kept + [f"optimizer.learning_rate={lr_here:.6g}",
+                                               "estimator.difference=ste_linear"]
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
@@ -473,7 +473,7 @@ def paired(model: str, a: str, b: str, stage: str = "confirm", seeds=None) -> st
 
 
 def extended(model: str) -> list[str]:
-  """The report's sections for the seed extensions of amendments 12 and 15 (``EXTENDED``)."""
+  """The report's sections for the registered seed extensions (``EXTENDED``)."""
   out = []
   for title, seeds, names, pairs in EXTENDED.get(model, ()):
     names = dict.fromkeys(names)
