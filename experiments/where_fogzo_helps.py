@@ -40,7 +40,7 @@ def define_flags():
   """The command line (defined only when run as a script, so tests can import the functions)."""
   flags.DEFINE_string("model", "mnist", "Model (MODELS).")
   flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
-                                        "equal_time", "ablation"], "Stage.")
+                                        "equal_time", "ablation", "recipe"], "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
   flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
   flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
@@ -81,6 +81,9 @@ EXTENDED = {"llama_9m": (
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
                                  ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
+
+# Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe").
+RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8")
 
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
@@ -249,14 +252,33 @@ def transferred(model: str) -> dict:
     if model == "llama_9m":  # amendment 9: not at 3,000 steps
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
       # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
-      out["paper_ste_linear_ste_lr"] = kept + [f"optimizer.learning_rate={lr_here:.6g}",
-                                               "estimator.difference=ste_linear"]
+      out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
     # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
     out["ste_lr3x"] = ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]
   return out
+
+
+def noise_mixed_ste(lr: float) -> list:
+  """Amendment 17's setting at rate ``lr`` (ours): the small LLaMA's best FOGZO variant (its ρ,
+  chosen on seeds 0-2) with the STE's linear prediction in place of the measured difference."""
+  source = "llama_tiny"
+  kept = [o for o in choose(source)[best_variant(source)]
+          if not o.startswith(("optimizer.learning_rate", "#"))]
+  return kept + [f"optimizer.learning_rate={lr:.6g}", "estimator.difference=ste_linear"]
+
+
+def recipe_variants(model: str) -> dict:
+  """Amendment 19: STE at the model's own rate (its confirmed ``ste`` setting) and amendment
+  17's setting at that same rate, rerun together at this code."""
+  if model not in RECIPE_MODELS:
+    raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
+                         "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
+  ste = stage_variants(model, "confirm")[0]["ste"]
+  lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
+  return {"ste": ste, "paper_ste_linear_ste_lr": noise_mixed_ste(lr)}
 
 
 def best_variant(model: str) -> str:
@@ -303,6 +325,8 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
     return equal_time_variants(model), confirm_seeds(model)
   if stage == "ablation":
     return ablation_variants(model), CONFIRM_SEEDS
+  if stage == "recipe":
+    return recipe_variants(model), confirm_seeds(model)
   chosen = choose(model)
   return ({k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()},
           confirm_seeds(model))
@@ -361,7 +385,7 @@ def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
-  if MODELS[model][5] is None and stage not in ("confirm", "equal_time"):
+  if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
   f = flags.FLAGS
@@ -557,6 +581,13 @@ def report() -> None:
                         "Ablation runs")
       out += [f"- {paired(model, a, b, 'ablation', CONFIRM_SEEDS)}"
               for a, b in ABLATION_PAIRS[model]] + [""]
+    if model in RECIPE_MODELS:
+      variants, seeds = stage_variants(model, "recipe")
+      out += [f"### {model} — recipe (amendment 19; seeds {', '.join(map(str, seeds))})", "",
+              f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
+      out += table(model, "recipe", variants, seeds) + [""]
+      out += trajectory(model, [(n, "recipe", n) for n in variants], seeds, "Recipe runs")
+      out += [f"- {paired(model, 'ste', 'paper_ste_linear_ste_lr', 'recipe', seeds)}", ""]
     out += same_rate(model)
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)

@@ -115,6 +115,29 @@ def test_ablation_settings(monkeypatch):
     study.stage_variants("mnist", "ablation")
 
 
+def test_recipe_settings(monkeypatch):
+  """Amendment 19: each smaller model's STE setting and amendment 17's setting (the small
+  LLaMA's ρ, ste_linear) at that same rate; resnet8 at the config's rate on seeds 3-5."""
+  monkeypatch.setattr(study, "best_variant", lambda model: "paper")
+  monkeypatch.setattr(study, "ste_lr", lambda model: 1e-3)
+  monkeypatch.setattr(study, "choose", lambda model: study.transferred(model)
+                      if model == "resnet8" else {
+      "ste": ["estimator.kind=ste", "optimizer.learning_rate=0.006" if model == "mnist"
+              else "optimizer.learning_rate=0.001"],
+      "paper": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                "optimizer.learning_rate=0.003", "# paper_rho0.3_lr0.003"]})
+  variants, seeds = study.stage_variants("mnist", "recipe")
+  assert seeds == (3, 4, 5, 6, 7) and variants["ste"][-1] == "optimizer.learning_rate=0.006"
+  assert variants["paper_ste_linear_ste_lr"] == [
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.006",
+      "estimator.difference=ste_linear"]
+  variants, seeds = study.stage_variants("resnet8", "recipe")
+  assert seeds == (3, 4, 5) and variants["ste"] == ["estimator.kind=ste"]
+  assert "optimizer.learning_rate=0.001" in variants["paper_ste_linear_ste_lr"]
+  with pytest.raises(app.UsageError, match="only for mnist, llama_tiny, resnet8"):
+    study.stage_variants("llama_9m", "recipe")
+
+
 def test_long_llama_9m_settings_and_seeds(monkeypatch):
   """Amendment 9: LLaMA-9M for 3,000 steps runs STE, the transferred variant (ρ 0.3 at 3x the
   config's rate), ρ 0.1 at the config's rate and STE at 3x, on seeds 3-7."""
