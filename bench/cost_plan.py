@@ -165,8 +165,9 @@ def row(name: str, estimator: str, dtype: str, devices: int) -> dict:
   compiled, state, model, task, batch = compile_step(config, PAPER_CONFIGS[name][1], mesh)
   seconds = time.time() - start
   mem, cost = compiled.memory_analysis(), _cost(compiled)
-  if "layers" in config.model or "depth" in config.model:  # blocks in one nn.scan
-    cost = scanned_cost(config, PAPER_CONFIGS[name][1], mesh)
+  field = "layers" if "layers" in config.model else "depth"
+  if field in config.model and config.model.get("scan_unroll", 1) < config.model[field]:
+    cost = scanned_cost(config, PAPER_CONFIGS[name][1], mesh)  # blocks in a loop: extrapolate
   total = mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes \
       - mem.alias_size_in_bytes
   out = dict(config=name, estimator=estimator, dtype=dtype, devices=devices,
