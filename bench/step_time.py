@@ -33,6 +33,9 @@ _SIZE = flags.DEFINE_enum("size", "auto", ["auto", "reduced", "full"],
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _EVALUATION = flags.DEFINE_list("evaluation", ["vmap"],
                                 "Perturbed-forward evaluation(s) to time: vmap, sequential.")
+_DIFFERENCE = flags.DEFINE_list(
+    "fogzo_difference", ["loss"], "FOGZO's difference(s) to time: loss (the paper's), "
+    "ste_linear (ours: the STE's linear prediction, no perturbed forward).")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
 _CHUNK = flags.DEFINE_integer("chunk_size", 0, "Perturbations vmapped at once (0: the config's).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
@@ -102,13 +105,24 @@ def main(argv):
       raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
     task, batch = make_batch(name, full)
     nspsa_n = _NSPSA_N.value if name == "mlp" else ["1", "16"]
-    runs = [("ste", 1, "vmap")] + [
-        (est, int(n), ev) for ev in _EVALUATION.value
-        for est, ns in (("fogzo", _FOGZO_N.value), ("nspsa", nspsa_n)) for n in ns]
+    bad = sorted(set(_DIFFERENCE.value) - {"loss", "ste_linear"})
+    if bad:
+      raise app.UsageError(f"--fogzo_difference: {bad[0]!r} is not one of loss, ste_linear")
+    # (estimator, n, evaluation, difference); ste_linear evaluates no perturbed loss, so it is
+    # timed once per n, not once per evaluation
+    runs = [("ste", 1, "vmap", "loss")] + [
+        (est, int(n), ev, "loss") for ev in _EVALUATION.value
+        for est, ns in (("fogzo", _FOGZO_N.value), ("nspsa", nspsa_n)) for n in ns
+        if est == "nspsa" or "loss" in _DIFFERENCE.value] + [
+        ("fogzo", int(n), "", "ste_linear") for n in _FOGZO_N.value
+        if "ste_linear" in _DIFFERENCE.value]
     base = None
-    for estimator, n, evaluation in runs:
+    for estimator, n, evaluation, difference in runs:
       config = bench_config(name, full)
-      config.estimator.update(kind=estimator, num_perturbations=n, evaluation=evaluation)
+      config.estimator.update(kind=estimator, num_perturbations=n,
+                              evaluation=evaluation or "vmap")
+      if difference != "loss":
+        config.estimator.difference = difference
       if _CHUNK.value:
         config.estimator.chunk_size = _CHUNK.value
       repeats = _REPEATS.value if n < 1000 else 5
@@ -116,23 +130,25 @@ def main(argv):
       base = base or t
       rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
                        evaluation=evaluation if estimator != "ste" else "",
+                       difference=difference if estimator == "fogzo" else "",
                        chunk_size=config.estimator.chunk_size,
                        batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
                        forward_passes=optim.forward_passes(1, 1, **config.estimator),
                        ideal_ratio=optim.forward_passes(1, 1, **config.estimator) / 3))
       r = rows[-1]
-      print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['step_ms']:9.3f} ms  "
+      print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['difference']:10s} "
+            f"{r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
       timing.save(_OUT.value, rows, dtype=_DTYPE.value)  # a kill keeps the finished rows
   machine = timing.save(_OUT.value, rows, dtype=_DTYPE.value)
-  print("\n| model | size | batch | estimator | n | evaluation | step (ms) | × STE | "
+  print("\n| model | size | batch | estimator | n | evaluation | difference | step (ms) | × STE | "
         "ideal × STE (F+B=3F) | peak mem (MB) |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['estimator']} | {r['n']} | "
-          f"{r['evaluation']} | "
+          f"{r['evaluation']} | {r['difference']} | "
           f"{r['step_ms']:.3f} | {r['ratio_to_ste']:.2f} | {r['ideal_ratio']:.2f} | "
           f"{r['peak_mem_mb']:.0f} |")
   print(f"\nmachine: {machine}")

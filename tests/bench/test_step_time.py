@@ -34,3 +34,40 @@ def test_rows_measured_before_a_failure_are_on_disk(tmp_path):
   assert [r["step_ms"] for r in saved["rows"]] == [2.0, 3.0]
   assert saved["rows"][1]["ratio_to_ste"] == 1.5 and "jax" in saved["machine"]
   assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]  # no temporary file left
+
+
+# The timed step records the estimator config it was given.
+DIFFERENCE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from absl import app
+    import step_time
+    seen = []
+    def fake_time_step(config, task, batch, repeats):
+      seen.append(config.estimator.to_dict())
+      return 0.002
+    step_time.time_step = fake_time_step
+    sys.argv = ["step_time.py", "--models=mlp", "--fogzo_n=1", "--nspsa_n=",
+                "--fogzo_difference=" + sys.argv[2], "--out=" + sys.argv[1]]
+    try:
+      app.run(step_time.main)
+    finally:
+      print("SEEN" + json.dumps(seen))
+""")
+
+
+def test_ste_linear_rows_time_the_ablation_once_per_n(tmp_path):
+  out = tmp_path / "rows.json"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss,ste_linear"],
+                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = json.loads(out.read_text())["rows"]
+  assert [(r["estimator"], r["evaluation"], r["difference"], r["forward_passes"])
+          for r in rows] == [("ste", "", "", 3), ("fogzo", "vmap", "loss", 5),
+                             ("fogzo", "", "ste_linear", 3)]
+  seen = json.loads(proc.stdout.split("SEEN")[-1])
+  assert [s.get("difference", "loss") for s in seen] == ["loss", "loss", "ste_linear"]
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "linear"],
+                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "--fogzo_difference: 'linear' is not one of loss, ste_linear" in proc.stderr
