@@ -196,6 +196,74 @@ def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
                        use_ste_direction=False, evaluation=evaluation)
 
 
+def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.NoiseFn] = "uniform",
+                   key: Any = 0, mask: Any = None) -> optax.GradientTransformationExtraArgs:
+  """*Ours*, a control: G = g + ρ·RMS(g)·u on the selected elements; no forward passes.
+
+  ``fogzo(difference="ste_linear")`` gives G = ⟨g, v⟩·v (one ε), whose mean is g and whose
+  noise has per-element standard deviation about β·ρ·RMS(g) once d ≫ 1 (the exact variance is in
+  tests/test_estimators.py). This adds such noise directly, without FOGZO's rank-one structure:
+  u is drawn i.i.d. from ``noise`` (zero mean, unit variance) and RMS(g) = ‖g‖/√d is taken over
+  the d selected elements. Comparing the two tells whether that structure matters.
+
+  Args:
+    noise_share: ρ ≥ 0, or a schedule ``step -> ρ`` (e.g. ``fz.linear_noise_share``).
+    noise: the law of u, as for ``fogzo``.
+    key: int seed or ``jax.random`` key; step t draws from ``fold_in(key, t)``.
+    mask: as for ``fogzo``; unselected elements keep their incoming update. A callable mask gets
+      the keyword arguments of ``update`` that it names; the others (``value_fn``, ``batch``,
+      …) are accepted and ignored, so it drops in wherever ``fogzo`` is used.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with state ``ZerothOrderState(count, key)``.
+
+  Example:
+    >>> import jax.numpy as jnp, fogzo_jax as fz
+    >>> tx = fz.gradient_noise(0.3, key=0)
+    >>> g = jnp.array([3.0, -4.0])
+    >>> G, state = tx.update(g, tx.init(g), g)
+    >>> G.shape, int(state.count)
+    ((2,), 1)
+  """
+  if not callable(noise_share) and not (inputs.concrete(noise_share)
+                                        and np.isfinite(noise_share) and noise_share >= 0):
+    raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
+  noise_fn = perturbations.get_noise(noise)
+  key0 = inputs.key_data(key)
+
+  def init_fn(params):
+    del params
+    return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key0)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is None:
+      raise ValueError("gradient_noise needs params: call update(updates, state, params)")
+    updates = inputs.like_params(updates, params, "updates")
+    mask_kwargs = (inputs.accepted(mask, extra_args) or {}) if callable(mask) else {}
+    sel = inputs.selection(mask, params, mask_kwargs)
+    new_state = state._replace(count=optax.safe_increment(state.count))
+    if all(x is None for x in jax.tree.leaves(sel, is_leaf=inputs.is_none)):
+      return updates, new_state
+    grads = jax.tree.map(lambda x, g: inputs.restrict(x, g.astype(jnp.float32)), sel, updates,
+                         is_leaf=inputs.is_none)
+    size = sum(jnp.sum(inputs.restrict(x, jnp.ones(g.shape, jnp.float32)))
+               for x, g in zip(jax.tree.leaves(sel, is_leaf=inputs.is_none),
+                               jax.tree.leaves(updates)) if x is not None)
+    rho = noise_share(state.count) if callable(noise_share) else noise_share
+    scale = jnp.asarray(rho, jnp.float32) * optax.tree.norm(grads) / jnp.sqrt(size)
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
+    u = optax.tree.random_like(step_key, grads, sampler=noise_fn, dtype=jnp.float32)
+
+    def out(x, g, ui):
+      if x is None:
+        return g
+      noisy = g.astype(jnp.float32) + scale * ui
+      return (noisy if x is True else jnp.where(x, noisy, g.astype(jnp.float32))).astype(g.dtype)
+    return jax.tree.map(out, sel, updates, u, is_leaf=inputs.is_none), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[float] = None):
   """ĝ from the STE gradient on the perturbed elements (``g_hat_norm``, ``g_hat_clip``)."""
   if g_hat_norm == "tensor":

@@ -489,6 +489,47 @@ def test_ste_linear_is_the_ste_gradient_plus_noise_of_known_variance(noise, m4):
   np.testing.assert_allclose(samples.var(0), var, rtol=0.1)
 
 
+def test_gradient_noise_adds_zero_mean_noise_of_rho_times_the_rms():
+  """fz.gradient_noise (ours, a control): G = g + ρ·RMS(g)·u on the selected elements, u i.i.d.
+  zero mean, unit variance: mean g, per-element variance (ρ·RMS(g))²; a masked-out leaf keeps
+  its update; the same key gives the same G; the train loop's extra arguments are ignored."""
+  rho, steps = 0.3, 20000
+  tx = fz.gradient_noise(rho, key=5)
+
+  def body(state, _):
+    out, state = tx.update(G_STE, state, PARAMS)
+    return state, flat(out)
+  _, samples = jax.lax.scan(body, tx.init(PARAMS), None, length=steps)
+  g = flat(G_STE)
+  var = (rho * jnp.linalg.norm(g) / jnp.sqrt(g.size)) ** 2 * jnp.ones_like(g)
+  assert bool(jnp.all(jnp.abs(samples.mean(0) - g) < 4.5 * jnp.sqrt(var / steps)))
+  # uniform u: the sample variance's relative standard error is √(0.8/20000) = 0.6 %
+  np.testing.assert_allclose(samples.var(0), var, rtol=0.03)
+  # mask: "b" unchanged, RMS over "w" only; a callable mask gets the arguments it names
+  mask = lambda params, quant: {"w": quant, "b": False}
+  tx = fz.gradient_noise(rho, key=5, mask=mask)
+  out, state = tx.update(G_STE, tx.init(PARAMS), PARAMS, value_fn=quadratic, batch=None,
+                         quant=True)
+  np.testing.assert_array_equal(out["b"], G_STE["b"])
+  w = G_STE["w"].ravel()
+  noise = (out["w"] - G_STE["w"]).ravel() / (rho * jnp.linalg.norm(w) / jnp.sqrt(w.size))
+  assert float(jnp.max(jnp.abs(noise))) <= 3 ** 0.5 + 1e-5 and int(state.count) == 1
+  again, _ = tx.update(G_STE, tx.init(PARAMS), PARAMS, quant=True)
+  np.testing.assert_array_equal(again["w"], out["w"])
+  chain = optax.chain(fz.gradient_noise(rho, key=5, mask=mask), optax.scale(-1.0))
+  np.testing.assert_allclose(chain.update(G_STE, chain.init(PARAMS), PARAMS, quant=True)[0]["w"],
+                             -out["w"], rtol=1e-6)
+  # ρ = 0 is the identity; a schedule is read at the step count
+  zero = fz.gradient_noise(0.0)
+  np.testing.assert_array_equal(flat(zero.update(G_STE, zero.init(PARAMS), PARAMS)[0]), g)
+  ramp = fz.gradient_noise(fz.linear_noise_share(rho, 10))
+  np.testing.assert_array_equal(flat(ramp.update(G_STE, ramp.init(PARAMS), PARAMS)[0]), g)
+  with pytest.raises(ValueError, match="noise_share must be a float ≥ 0 or a schedule"):
+    fz.gradient_noise(-0.1)
+  with pytest.raises(ValueError, match="needs params"):
+    tx.update(G_STE, tx.init(PARAMS))
+
+
 def test_smoothed_base_keeps_the_expectation_on_a_quadratic():
   """Around θ + εu₀ the pair's difference is 2ε vᵀ(h + εAu₀): same mean, one more variance
   term, E[(vᵀAu₀)² v_k²]·ε² ≤ ε²·E[v_k²]·E[(vᵀAu₀)²] bounded below by sampling it in numpy."""

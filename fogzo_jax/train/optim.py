@@ -1,7 +1,7 @@
 """The optimizer of a training config: ``chain(estimator, AdamW)``, built from the config alone.
 
-``make_estimator(**config.estimator, …)`` is the identity for STE, ``fz.nspsa`` or ``fz.fogzo``
-(optionally after an STE phase, ``fz.start_at``); ``make_optimizer(**config.optimizer, …)`` is
+``make_estimator(**config.estimator, …)`` is the identity for STE, ``fz.nspsa``, ``fz.fogzo``
+(optionally after an STE phase, ``fz.start_at``) or the control ``fz.gradient_noise`` (ours); ``make_optimizer(**config.optimizer, …)`` is
 AdamW with (warm-up +) cosine decay. The estimator perturbs the quantized weights only, with
 ε = α·ε̄(ste) and the law of u from the implicit-smoothing table. α is read from the *current*
 train state at every step: ``train_step`` passes the state's ``quant`` collection to
@@ -21,7 +21,9 @@ from fogzo_jax import _inputs as inputs
 from fogzo_jax import checks
 from fogzo_jax.quant import layers as quant_layers
 
-ESTIMATORS = ("ste", "fogzo", "nspsa")
+ESTIMATORS = ("ste", "fogzo", "nspsa", "gradient_noise")
+"""``gradient_noise`` (ours) is a control: the STE gradient plus noise of ρ(t)·RMS(g) per element
+(``fz.gradient_noise``), ρ(t) on FOGZO's schedule to ``noise_share``."""
 
 
 def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
@@ -49,6 +51,9 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
   checks.choice("evaluation", evaluation, fz.estimators.EVALUATIONS)
   if start_fraction > 0 and kind != "fogzo":
     raise ValueError(f"start_fraction > 0 needs kind='fogzo'; got kind {kind!r}")
+  if kind == "gradient_noise" and noise_share is None:
+    raise ValueError("noise_share must be a float ≥ 0 with kind='gradient_noise' (the noise's "
+                     "share of RMS(g) at the end of training); got None")
 
 
 def start_step(kind: str, start_fraction: float, total_steps: int) -> int:
@@ -60,13 +65,13 @@ def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_pertur
                    start_fraction: float = 0.0, difference: str = "loss", **_) -> int:
   """Forward-pass equivalents of ``steps`` steps, counting a backward as 2 (the paper's way).
 
-  STE 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3; 3 with the
+  STE (and ``gradient_noise``) 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3; 3 with the
   ``difference="ste_linear"`` ablation, which evaluates no loss); n-SPSA 2n (the forward that
   n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
   """
   if kind == "nspsa":
     return 2 * num_perturbations * steps
-  if kind == "ste" or difference == "ste_linear":
+  if kind in ("ste", "gradient_noise") or difference == "ste_linear":
     return 3 * steps
   ste_steps = min(steps, start_step(kind, start_fraction, total_steps))
   return 3 * steps + 2 * num_perturbations * (steps - ste_steps)
@@ -97,6 +102,9 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
                 mask=quant_layers.quantized_mask)
   if kind == "nspsa":
     return fz.nspsa(**common)
+  if kind == "gradient_noise":
+    return fz.gradient_noise(fz.linear_noise_share(noise_share, total_steps), noise=noise,
+                             key=key, mask=quant_layers.quantized_mask)
   start = start_step(kind, start_fraction, total_steps)
   decay = total_steps - start
   if noise_share is None:

@@ -143,7 +143,10 @@ def test_a_field_added_later_at_its_default_keeps_an_old_run_compatible():
 
 
 BAD_CONFIGS = [
-    ("estimator.kind", "adam", "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa'"),
+    ("estimator.kind", "adam",
+     "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa', 'gradient_noise'"),
+    ("estimator.kind", "gradient_noise",
+     "config.estimator.noise_share must be a float ≥ 0 with kind='gradient_noise'"),
     ("estimator.kind", 3, "config.estimator.kind must be one of"),
     ("estimator.difference", "linear",
      "config.estimator.difference must be one of 'loss', 'ste_linear'"),

@@ -23,9 +23,13 @@ def config_for(estimator, steps=40, seed=0):
   return config
 
 
-@pytest.mark.parametrize("estimator, passes", [("ste", 3), ("fogzo", 7), ("nspsa", 4)])
+@pytest.mark.parametrize("estimator, passes", [("ste", 3), ("fogzo", 7), ("nspsa", 4),
+                                               ("gradient_noise", 3)])
 def test_each_estimator_trains(tmp_path, estimator, passes):
-  summary = train_and_evaluate(config_for(estimator), str(tmp_path))
+  config = config_for(estimator)
+  if estimator == "gradient_noise":  # the control of ours needs its noise share
+    config.estimator.noise_share = 0.3
+  summary = train_and_evaluate(config, str(tmp_path))
   assert FIELDS <= set(summary)
   assert summary["steps"] == 40 and summary["forward_passes"] == 40 * passes
   with open(tmp_path / "summary.json") as f:
@@ -46,7 +50,8 @@ def test_same_seed_same_params(tmp_path):
 
 
 @pytest.mark.parametrize("section, field, value, message", [
-    ("estimator", "kind", "adam", "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa'"),
+    ("estimator", "kind", "adam",
+     "config.estimator.kind must be one of 'ste', 'fogzo', 'nspsa', 'gradient_noise'"),
     ("quant", "ste", "relu", "config.quant.ste must be one of 'identity', 'hardtanh', 'tanh'"),
     ("data", "name", "cifar", "config.data.name must be one of 'mnist', 'fashion_mnist'"),
     ("estimator", "beta_min", 1.5, "config.estimator.beta_min must be a finite number ≥ 0.0 "
