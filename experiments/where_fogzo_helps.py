@@ -84,6 +84,9 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe").
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8")
+# Its test, and amendment 20's (the gradient-noise control) (a, b: does b beat a).
+RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
+                ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))
 
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
@@ -137,7 +140,8 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
                             ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear"),
-                            ("paper_ste_linear_ste_lr", "paper_ste_linear")),
+                            ("paper_ste_linear_ste_lr", "paper_ste_linear"),
+                            ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")),
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"))}
 
 
@@ -253,6 +257,8 @@ def transferred(model: str) -> dict:
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
       # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
       out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
+      # amendment 20: is it just gradient noise? (ours, a control)
+      out["gradient_noise_ste_lr"] = noise_control(lr_here)
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
@@ -270,15 +276,24 @@ def noise_mixed_ste(lr: float) -> list:
   return kept + [f"optimizer.learning_rate={lr:.6g}", "estimator.difference=ste_linear"]
 
 
+def noise_control(lr: float) -> list:
+  """Amendment 20's control at rate ``lr`` (ours): the STE gradient plus noise of ρ·RMS(g) per
+  element (``estimator.kind=gradient_noise``), ρ and its schedule as in ``noise_mixed_ste``."""
+  rho = next(o for o in noise_mixed_ste(lr) if o.startswith("estimator.noise_share="))
+  return ["estimator.kind=gradient_noise", rho, f"optimizer.learning_rate={lr:.6g}"]
+
+
 def recipe_variants(model: str) -> dict:
   """Amendment 19: STE at the model's own rate (its confirmed ``ste`` setting) and amendment
-  17's setting at that same rate, rerun together at this code."""
+  17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
+  gradient-noise control at that rate."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
-  return {"ste": ste, "paper_ste_linear_ste_lr": noise_mixed_ste(lr)}
+  return {"ste": ste, "paper_ste_linear_ste_lr": noise_mixed_ste(lr),
+          "gradient_noise_ste_lr": noise_control(lr)}
 
 
 def best_variant(model: str) -> str:
@@ -587,7 +602,7 @@ def report() -> None:
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, "recipe", variants, seeds) + [""]
       out += trajectory(model, [(n, "recipe", n) for n in variants], seeds, "Recipe runs")
-      out += [f"- {paired(model, 'ste', 'paper_ste_linear_ste_lr', 'recipe', seeds)}", ""]
+      out += [f"- {paired(model, a, b, 'recipe', seeds)}" for a, b in RECIPE_PAIRS] + [""]
     out += same_rate(model)
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)

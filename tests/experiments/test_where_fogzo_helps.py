@@ -131,6 +131,9 @@ def test_recipe_settings(monkeypatch):
   assert variants["paper_ste_linear_ste_lr"] == [
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.006",
       "estimator.difference=ste_linear"]
+  assert variants["gradient_noise_ste_lr"] == [  # amendment 20's control, same ρ and rate
+      "estimator.kind=gradient_noise", "estimator.noise_share=0.3",
+      "optimizer.learning_rate=0.006"]
   variants, seeds = study.stage_variants("resnet8", "recipe")
   assert seeds == (3, 4, 5) and variants["ste"] == ["estimator.kind=ste"]
   assert "optimizer.learning_rate=0.001" in variants["paper_ste_linear_ste_lr"]
@@ -159,6 +162,8 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   assert nine["paper_ste_linear_ste_lr"] == [  # amendment 17: the ablation at STE's rate
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
       "estimator.difference=ste_linear"]
+  assert nine["gradient_noise_ste_lr"] == [  # amendment 20: the gradient-noise control
+      "estimator.kind=gradient_noise", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003"]
   config = study.base_config("llama_9m_long")
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
 
