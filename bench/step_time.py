@@ -36,6 +36,9 @@ _EVALUATION = flags.DEFINE_list("evaluation", ["vmap"],
 _DIFFERENCE = flags.DEFINE_list(
     "fogzo_difference", ["loss"], "FOGZO's difference(s) to time: loss (the paper's), "
     "ste_linear (ours: the STE's linear prediction, no perturbed forward).")
+_GRADIENT_NOISE = flags.DEFINE_bool(
+    "gradient_noise", False, "Also time the gradient-noise control (ours, ρ 0.3; no perturbed "
+    "forward).")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
 _CHUNK = flags.DEFINE_integer("chunk_size", 0, "Perturbations vmapped at once (0: the config's).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
@@ -115,14 +118,17 @@ def main(argv):
         for est, ns in (("fogzo", _FOGZO_N.value), ("nspsa", nspsa_n)) for n in ns
         if est == "nspsa" or "loss" in _DIFFERENCE.value] + [
         ("fogzo", int(n), "", "ste_linear") for n in _FOGZO_N.value
-        if "ste_linear" in _DIFFERENCE.value]
+        if "ste_linear" in _DIFFERENCE.value] + (
+        [("gradient_noise", 1, "", "")] if _GRADIENT_NOISE.value else [])
     base = None
     for estimator, n, evaluation, difference in runs:
       config = bench_config(name, full)
       config.estimator.update(kind=estimator, num_perturbations=n,
                               evaluation=evaluation or "vmap")
-      if difference != "loss":
+      if difference == "ste_linear":
         config.estimator.difference = difference
+      if estimator == "gradient_noise":
+        config.estimator.noise_share = 0.3
       if _CHUNK.value:
         config.estimator.chunk_size = _CHUNK.value
       repeats = _REPEATS.value if n < 1000 else 5

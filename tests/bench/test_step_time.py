@@ -47,7 +47,7 @@ DIFFERENCE_SCRIPT = textwrap.dedent("""
       return 0.002
     step_time.time_step = fake_time_step
     sys.argv = ["step_time.py", "--models=mlp", "--fogzo_n=1", "--nspsa_n=",
-                "--fogzo_difference=" + sys.argv[2], "--out=" + sys.argv[1]]
+                "--fogzo_difference=" + sys.argv[2], "--gradient_noise", "--out=" + sys.argv[1]]
     try:
       app.run(step_time.main)
     finally:
@@ -55,7 +55,9 @@ DIFFERENCE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ste_linear_rows_time_the_ablation_once_per_n(tmp_path):
+def test_ste_linear_and_gradient_noise_rows(tmp_path):
+  """--fogzo_difference=loss,ste_linear times the ablation once per n (no evaluation mode);
+  --gradient_noise adds the control's row; a bad difference is refused."""
   out = tmp_path / "rows.json"
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
   proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss,ste_linear"],
@@ -64,9 +66,10 @@ def test_ste_linear_rows_time_the_ablation_once_per_n(tmp_path):
   rows = json.loads(out.read_text())["rows"]
   assert [(r["estimator"], r["evaluation"], r["difference"], r["forward_passes"])
           for r in rows] == [("ste", "", "", 3), ("fogzo", "vmap", "loss", 5),
-                             ("fogzo", "", "ste_linear", 3)]
+                             ("fogzo", "", "ste_linear", 3), ("gradient_noise", "", "", 3)]
   seen = json.loads(proc.stdout.split("SEEN")[-1])
-  assert [s.get("difference", "loss") for s in seen] == ["loss", "loss", "ste_linear"]
+  assert [s.get("difference", "loss") for s in seen] == ["loss", "loss", "ste_linear", "loss"]
+  assert seen[-1]["kind"] == "gradient_noise" and seen[-1]["noise_share"] == 0.3
   proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "linear"],
                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
