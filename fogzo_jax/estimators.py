@@ -250,7 +250,8 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
                for x, g in zip(jax.tree.leaves(sel, is_leaf=inputs.is_none),
                                jax.tree.leaves(updates)) if x is not None)
     rho = noise_share(state.count) if callable(noise_share) else noise_share
-    scale = jnp.asarray(rho, jnp.float32) * optax.tree.norm(grads) / jnp.sqrt(size)
+    scale = jnp.asarray(rho, jnp.float32) * optax.tree.norm(grads) / jnp.sqrt(
+        jnp.maximum(size, 1.0))  # a traced all-False mask: no noise, not NaN
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
     u = optax.tree.random_like(step_key, grads, sampler=noise_fn, dtype=jnp.float32)
 

@@ -5,7 +5,8 @@ constructor that consumes it, and a reader finds where a field is used by its se
 
   config.model      → models.get_model(**config.model, spec=…, num_classes | vocab_size=<data>)
   config.quant      → quant.QuantSpec(**config.quant)
-  config.estimator  → train.optim.make_estimator(**config.estimator, …)   # ste | fogzo | nspsa | gradient_noise
+  config.estimator  → train.optim.make_estimator(**config.estimator, …)   # ste | fogzo | nspsa
+                                                                          # | gradient_noise
   config.optimizer  → train.optim.make_optimizer(**config.optimizer, …)   # AdamW + cosine
   config.data       → data.make_pipeline(**config.data, …)
 

@@ -1,12 +1,13 @@
 """The optimizer of a training config: ``chain(estimator, AdamW)``, built from the config alone.
 
 ``make_estimator(**config.estimator, …)`` is the identity for STE, ``fz.nspsa``, ``fz.fogzo``
-(optionally after an STE phase, ``fz.start_at``) or the control ``fz.gradient_noise`` (ours); ``make_optimizer(**config.optimizer, …)`` is
-AdamW with (warm-up +) cosine decay. The estimator perturbs the quantized weights only, with
-ε = α·ε̄(ste) and the law of u from the implicit-smoothing table. α is read from the *current*
-train state at every step: ``train_step`` passes the state's ``quant`` collection to
-``tx.update(…, quant=state.quant)``, and the ε and mask callables take it, so a restored or
-learned step is the one that is used (one source of truth, nothing closed over at init).
+(optionally after an STE phase, ``fz.start_at``) or the control ``fz.gradient_noise`` (ours);
+``make_optimizer(**config.optimizer, …)`` is AdamW with (warm-up +) cosine decay. The estimator
+perturbs the quantized weights only, with ε = α·ε̄(ste) and the law of u from the
+implicit-smoothing table. α is read from the *current* train state at every step: ``train_step``
+passes the state's ``quant`` collection to ``tx.update(…, quant=state.quant)``, and the ε and mask
+callables take it, so a restored or learned step is the one that is used (one source of truth,
+nothing closed over at init).
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_pertur
                    start_fraction: float = 0.0, difference: str = "loss", **_) -> int:
   """Forward-pass equivalents of ``steps`` steps, counting a backward as 2 (the paper's way).
 
-  STE (and ``gradient_noise``) 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3; 3 with the
-  ``difference="ste_linear"`` ablation, which evaluates no loss); n-SPSA 2n (the forward that
-  n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
+  STE (and ``gradient_noise``) 3 per step (forward + backward); FOGZO 3 + 2n (its STE steps 3;
+  3 with the ``difference="ste_linear"`` ablation, which evaluates no loss); n-SPSA 2n (the
+  forward that n-SPSA runs only to log its loss is not counted). Takes ``**config.estimator``.
   """
   if kind == "nspsa":
     return 2 * num_perturbations * steps
