@@ -225,15 +225,9 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
     >>> G.shape, int(state.count)
     ((2,), 1)
   """
-  if not callable(noise_share) and not (inputs.concrete(noise_share)
-                                        and np.isfinite(noise_share) and noise_share >= 0):
-    raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
+  _check_noise_share(noise_share)
   noise_fn = perturbations.get_noise(noise)
-  key0 = inputs.key_data(key)
-
-  def init_fn(params):
-    del params
-    return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key0)
+  init_fn = _init_with(inputs.key_data(key))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
@@ -277,6 +271,22 @@ def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[fl
     g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
   return g_hat
 
+def _check_noise_share(noise_share) -> None:
+  """Refuses a concrete noise share that is not a float ≥ 0 (a schedule or a traced value passes)."""
+  if callable(noise_share) or not inputs.concrete(noise_share):
+    return
+  if noise_share is None or not (np.isfinite(noise_share) and noise_share >= 0):
+    raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
+
+
+def _init_with(key_data) -> Callable:
+  """``init`` of the estimators here: step count 0 and the fixed key."""
+  def init_fn(params):
+    del params
+    return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key_data)
+  return init_fn
+
+
 def _inverse(norm):
   """1/norm, and 0 where norm is 0 (a zero STE gradient gives ĝ = 0, not NaN)."""
   return jnp.where(norm > 0, 1.0 / jnp.where(norm > 0, norm, 1.0), 0.0)
@@ -297,9 +307,8 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
   chunk, num_chunks = _chunking(n, inputs.static_int(chunk_size, "chunk_size", 1, allow_none=True))
   inputs.check_unit_interval(beta, "beta")
   inputs.check_beta_resolution(beta, "beta")
-  if noise_share is not None and not callable(noise_share) and inputs.concrete(noise_share) and not (
-      np.isfinite(noise_share) and noise_share >= 0):
-    raise ValueError(f"noise_share must be a float ≥ 0 or a schedule; got {noise_share!r}")
+  if noise_share is not None:
+    _check_noise_share(noise_share)
   if g_hat_clip is not None and not (np.isfinite(g_hat_clip) and g_hat_clip > 0):
     raise ValueError(f"g_hat_clip must be None or a float > 0; got {g_hat_clip!r}")
   if not callable(epsilon):
@@ -310,11 +319,7 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
     if value not in allowed:
       raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
   noise_fn = perturbations.get_noise(noise)
-  key0 = inputs.key_data(key)
-
-  def init_fn(params):
-    del params
-    return ZerothOrderState(count=jnp.zeros([], jnp.int32), key=key0)
+  init_fn = _init_with(inputs.key_data(key))
 
   def update_fn(updates, state, params=None, *, value_fn=None, **extra_args):
     if params is None:
