@@ -272,7 +272,7 @@ def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[fl
   return g_hat
 
 def _check_noise_share(noise_share) -> None:
-  """Refuses a concrete noise share that is not a float ≥ 0 (a schedule or a traced value passes)."""
+  """Refuses a concrete noise share that is not a float ≥ 0 (schedules and traced values pass)."""
   if callable(noise_share) or not inputs.concrete(noise_share):
     return
   if noise_share is None or not (np.isfinite(noise_share) and noise_share >= 0):
