@@ -77,6 +77,10 @@ EXTENDED = {"llama_9m": (
     ("Amendment 18: paper_ste_linear_ste_lr and ste on seeds 3-9 (pooled, an estimate)",
      (3, 4, 5, 6, 7, 8, 9), ("paper_ste_linear_ste_lr", "ste"),
      (("ste", "paper_ste_linear_ste_lr"),)),
+    # Amendment 21: amendment 20's gradient-noise control on the held-out seeds 6-9.
+    ("Amendment 21: gradient_noise_ste_lr, paper_ste_linear_ste_lr and ste on held-out seeds 6-9",
+     (6, 7, 8, 9), ("gradient_noise_ste_lr", "paper_ste_linear_ste_lr", "ste"),
+     (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))),
 )}
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
