@@ -92,7 +92,10 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
     if seed > 7:  # ste 3-7 are written above
       write("ste", seed, 6.2)
   held_out, pooled, versus_paper = tests()[1:4]
-  assert tests()[4:] == ["- paper_ste_linear_ste_lr vs ste: not complete"] * 2  # amendment 18
+  assert tests()[4:6] == ["- paper_ste_linear_ste_lr vs ste: not complete"] * 2  # amendment 18
+  assert tests()[6:] == [  # amendment 21: the gradient-noise control on seeds 6-9
+      "- gradient_noise_ste_lr vs ste: not complete",
+      "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete"]
   assert "critical 3.182" in held_out and held_out.endswith("paper_ste_linear ties with ste")
   assert "critical 2.447" in pooled and pooled.endswith("paper_ste_linear beats ste")
   assert "critical 2.776" in versus_paper
