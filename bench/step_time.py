@@ -103,14 +103,14 @@ def main(argv):
   on_cpu = jax.devices()[0].platform == "cpu"
   full = _SIZE.value == "full" or (_SIZE.value == "auto" and not on_cpu)
   rows = []
+  bad = sorted(set(_DIFFERENCE.value) - {"loss", "ste_linear"})
+  if bad:
+    raise app.UsageError(f"--fogzo_difference: {bad[0]!r} is not one of loss, ste_linear")
   for name in _MODELS.value:
     if name not in BENCH_MODELS:
       raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
     task, batch = make_batch(name, full)
     nspsa_n = _NSPSA_N.value if name == "mlp" else ["1", "16"]
-    bad = sorted(set(_DIFFERENCE.value) - {"loss", "ste_linear"})
-    if bad:
-      raise app.UsageError(f"--fogzo_difference: {bad[0]!r} is not one of loss, ste_linear")
     # (estimator, n, evaluation, difference); ste_linear evaluates no perturbed loss, so it is
     # timed once per n, not once per evaluation
     runs = [("ste", 1, "vmap", "loss")] + [

@@ -262,7 +262,7 @@ def transferred(model: str) -> dict:
       # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
       out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
       # amendment 20: is it just gradient noise? (ours, a control)
-      out["gradient_noise_ste_lr"] = noise_control(lr_here)
+      out["gradient_noise_ste_lr"] = noise_control(out["paper_ste_linear_ste_lr"])
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
@@ -280,11 +280,11 @@ def noise_mixed_ste(lr: float) -> list:
   return kept + [f"optimizer.learning_rate={lr:.6g}", "estimator.difference=ste_linear"]
 
 
-def noise_control(lr: float) -> list:
-  """Amendment 20's control at rate ``lr`` (ours): the STE gradient plus noise of ρ·RMS(g) per
-  element (``estimator.kind=gradient_noise``), ρ and its schedule as in ``noise_mixed_ste``."""
-  rho = next(o for o in noise_mixed_ste(lr) if o.startswith("estimator.noise_share="))
-  return ["estimator.kind=gradient_noise", rho, f"optimizer.learning_rate={lr:.6g}"]
+def noise_control(mixed: list) -> list:
+  """Amendment 20's control (ours) for ``mixed = noise_mixed_ste(lr)``: the STE gradient plus
+  noise of ρ·RMS(g) per element (``estimator.kind=gradient_noise``), its ρ and rate."""
+  return ["estimator.kind=gradient_noise"] + [
+      o for o in mixed if o.startswith(("estimator.noise_share=", "optimizer.learning_rate="))]
 
 
 def recipe_variants(model: str) -> dict:
@@ -296,8 +296,9 @@ def recipe_variants(model: str) -> dict:
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
-  return {"ste": ste, "paper_ste_linear_ste_lr": noise_mixed_ste(lr),
-          "gradient_noise_ste_lr": noise_control(lr)}
+  mixed = noise_mixed_ste(lr)
+  return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
+          "gradient_noise_ste_lr": noise_control(mixed)}
 
 
 def best_variant(model: str) -> str:

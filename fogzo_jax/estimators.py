@@ -234,20 +234,17 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
       raise ValueError("gradient_noise needs params: call update(updates, state, params)")
     updates = inputs.like_params(updates, params, "updates")
     mask_kwargs = (inputs.accepted(mask, extra_args) or {}) if callable(mask) else {}
-    sel = inputs.selection(mask, params, mask_kwargs)
     new_state = state._replace(count=optax.safe_increment(state.count))
-    if all(x is None for x in jax.tree.leaves(sel, is_leaf=inputs.is_none)):
+    # fogzo's selection of the perturbed elements (no ε here: 1.0 is never used)
+    p = inputs.perturbed_parts(params, updates, mask, 1.0, mask_kwargs)
+    if p is None:
       return updates, new_state
-    grads = jax.tree.map(lambda x, g: inputs.restrict(x, g.astype(jnp.float32)), sel, updates,
-                         is_leaf=inputs.is_none)
-    size = sum(jnp.sum(inputs.restrict(x, jnp.ones(g.shape, jnp.float32)))
-               for x, g in zip(jax.tree.leaves(sel, is_leaf=inputs.is_none),
-                               jax.tree.leaves(updates)) if x is not None)
+    sel = p.selection
     rho = noise_share(state.count) if callable(noise_share) else noise_share
-    scale = jnp.asarray(rho, jnp.float32) * optax.tree.norm(grads) / jnp.sqrt(
-        jnp.maximum(size, 1.0))  # a traced all-False mask: no noise, not NaN
+    scale = jnp.asarray(rho, jnp.float32) * optax.tree.norm(p.grads) / jnp.sqrt(
+        jnp.maximum(p.size, 1.0))  # a traced all-False mask: no noise, not NaN
     step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
-    u = optax.tree.random_like(step_key, grads, sampler=noise_fn, dtype=jnp.float32)
+    u = optax.tree.random_like(step_key, p.grads, sampler=noise_fn, dtype=jnp.float32)
 
     def out(x, g, ui):
       if x is None:
@@ -270,6 +267,7 @@ def ste_direction(grads, size, g_hat_norm: str = "unit", g_hat_clip: Optional[fl
   if g_hat_clip is not None:
     g_hat = jax.tree.map(lambda x: jnp.clip(x, -g_hat_clip, g_hat_clip), g_hat)
   return g_hat
+
 
 def _check_noise_share(noise_share) -> None:
   """Refuses a concrete noise share that is not a float ≥ 0 (schedules and traced values pass)."""
