@@ -20,6 +20,8 @@ LLaMA-9M) take the settings chosen on the small LLaMA (``TRANSFER``) and run on 
 (amendment 1 of the page: CPU time); ``llama_9m_long`` (amendment 9: LLaMA-9M for 3,000 steps,
 a GPU job) on seeds 3-7.
 Every run is reported, the losing ones too. Runs go to --out/<model>/<stage>/<name>_s<seed>.
+The later stages take the choices from the tuning runs under --out, or on a checkout without them
+from the committed record ``CHOICES`` (``--record_choices`` writes it from the runs).
 """
 
 import json
@@ -34,6 +36,9 @@ from fogzo_jax.train import WorkdirLocked, metrics, sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OUT = "runs/where_fogzo_helps"  # the output folder (--out); main() sets it
+# The choices made on seeds 0-2, committed: later stages run from it on a checkout without the
+# tuning runs (``choose``); the runs, when there, win and are checked against it.
+CHOICES = os.path.join(ROOT, "experiments", "where_fogzo_helps_choices.json")
 
 
 def define_flags():
@@ -43,6 +48,8 @@ def define_flags():
                                         "equal_time", "ablation", "recipe"], "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
   flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
+  flags.DEFINE_bool("record_choices", False, "Only write the choices made on seeds 0-2 (from "
+                    "the tuning runs under --out) to experiments/where_fogzo_helps_choices.json.")
   flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
   flags.DEFINE_string("shard", "0/1", "i/k: train only every k-th (setting, seed) run from the "
                       "i-th, so k processes can share a stage.")
@@ -86,8 +93,11 @@ EXTENDED = {"llama_9m": (
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
                                  ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
 
-# Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe").
-RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8")
+# Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
+# amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
+# seeds (these models run no other stage).
+RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", "llama_9m_lsq", "llama_9m_quest")
+RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12)}  # model: seeds
 # Its test, and amendment 20's (the gradient-noise control) (a, b: does b beat a).
 RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))
@@ -119,6 +129,23 @@ MODELS = {
                  "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
+    # amendment 22: the same model and steps with LSQ (learned step), and with QuEST on weights
+    # and activations (the paper's Tables 2 and 3)
+    "llama_9m_lsq": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
+                                     "data.seq_len=64", "optimizer.warmup_steps=50",
+                                     "data.eval_batch_size=256", "eval_every_steps=250",
+                                     "checkpoint_every_steps=250", "quant.kind=lsq"],
+                     "val_perplexity", True,
+                     "LLaMA-9M, real size, 2-bit LSQ weights, Tiny Shakespeare bytes, "
+                     "1000 steps × 16 × 64", None),
+    "llama_9m_quest": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
+                                       "data.seq_len=64", "optimizer.warmup_steps=50",
+                                       "data.eval_batch_size=256", "eval_every_steps=250",
+                                       "checkpoint_every_steps=250", "quant.kind=quest",
+                                       "quant.activations=True"],
+                       "val_perplexity", True,
+                       "LLaMA-9M, real size, 2-bit QuEST weights and activations, Tiny "
+                       "Shakespeare bytes, 1000 steps × 16 × 64", None),
     # amendment 9: the same model trained 3x longer (a GPU job: ~1.5 h per FOGZO run on this CPU)
     "llama_9m_long": ("llama.py:9m", ["num_train_steps=3000", "data.batch_size=16",
                                       "data.seq_len=64", "optimizer.warmup_steps=50",
@@ -139,6 +166,7 @@ VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
 NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
+            "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).
@@ -191,8 +219,16 @@ def best(model: str, stage: str, variants: dict) -> str:
   return min(complete, key=lambda k: score(model, complete[k]))
 
 
-def ste_lr(model: str) -> float:
-  name = best(model, "ste_lr", ste_lr_variants(model))
+def ste_lr(model: str, record: bool = True) -> float:
+  """STE's chosen rate: the best of the ste_lr stage on seeds 0-2 (from the record of the
+  choices when its runs are not on disk and ``record``)."""
+  try:
+    name = best(model, "ste_lr", ste_lr_variants(model))
+  except app.UsageError:
+    if not record:
+      raise
+    ste = from_record(model, "chosen")["ste"]
+    return float(next(o for o in ste if o.startswith("optimizer.learning_rate=")).split("=")[1])
   return float(name[len("ste_lr"):])
 
 
@@ -222,10 +258,21 @@ def lr_variants(model: str) -> dict:
 def choose(model: str) -> dict:
   """Each method's chosen setting (name → overrides) on seeds 0-2: STE's best rate, and per
   FOGZO variant the best of its ρ × lr settings; plus the paper's literal setting at STE's
-  rate (β_min = 0.999; not tuned)."""
+  rate (β_min = 0.999; not tuned). From the tuning runs under --out when they are there, else
+  from the committed record (``CHOICES``)."""
   if MODELS[model][5] is None:
     return transferred(model)
-  lr0 = ste_lr(model)
+  try:
+    chosen = choose_from_runs(model)
+  except app.UsageError:
+    return from_record(model, "chosen")
+  check_record(model, "chosen", chosen)
+  return chosen
+
+
+def choose_from_runs(model: str) -> dict:
+  """``choose`` for a model with a tuning stage, from its runs on seeds 0-2."""
+  lr0 = ste_lr(model, record=False)
   tried = dict(grid_variants(model))
   if model != "mnist":
     tried.update(lr_variants(model))
@@ -236,9 +283,50 @@ def choose(model: str) -> dict:
     mine = {k: o for k, o in tried.items() if k.startswith(v + "_rho")}
     runs = {**summaries(model, "grid", mine, TUNE_SEEDS),
             **summaries(model, "lr", mine, TUNE_SEEDS)}
+    if not runs:
+      raise app.UsageError(f"{model}/grid has no run of {v}: run that stage first")
     name = min(runs, key=lambda k: score(model, runs[k]))
     chosen[v] = mine[name] + [f"# {name}"]
   return chosen
+
+
+def from_record(model: str, field: str):
+  """``field`` ("chosen" or "best_variant") of ``model`` in the committed record of the choices
+  made on seeds 0-2; the tuning stages' error when there is none."""
+  record = {}
+  if os.path.exists(CHOICES):
+    with open(CHOICES) as f:
+      record = json.load(f)["models"].get(model, {})
+  if field not in record:
+    raise app.UsageError(f"{model}'s tuning runs (seeds 0-2) are not under {OUT} and "
+                         f"{CHOICES} has no {field} for it: run its tuning stages first")
+  return record[field]
+
+
+def check_record(model: str, field: str, value) -> None:
+  """The runs are the source of truth; a record that disagrees with them is reported (stderr),
+  and --record_choices rewrites it."""
+  try:
+    recorded = from_record(model, field)
+  except app.UsageError:
+    return
+  if recorded != value:
+    print(f"note: {model}'s {field} from the runs under {OUT} ({value}) differs from "
+          f"{CHOICES} ({recorded}); using the runs (--record_choices rewrites the record)",
+          file=sys.stderr, flush=True)
+
+
+def record_choices() -> None:
+  """Writes ``CHOICES`` from the tuning runs under --out (every model with a tuning stage)."""
+  models = {m: {"chosen": choose_from_runs(m), "best_variant": best_variant_from_runs(m)}
+            for m, spec in MODELS.items() if spec[5] is not None}
+  with open(CHOICES, "w") as f:
+    json.dump({"about": "The choices made on seeds 0-2 (experiments/where_fogzo_helps.py "
+                        "--record_choices): each tuned model's chosen settings and best "
+                        "FOGZO variant, used when the tuning runs are not on disk.",
+               "models": models}, f, indent=1, ensure_ascii=False)
+    f.write("\n")
+  print(f"wrote {CHOICES}")
 
 
 def transferred(model: str) -> dict:
@@ -290,27 +378,42 @@ def noise_control(mixed: list) -> list:
 def recipe_variants(model: str) -> dict:
   """Amendment 19: STE at the model's own rate (its confirmed ``ste`` setting) and amendment
   17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
-  gradient-noise control at that rate."""
+  gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
+  only)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
+  if model in RECIPE_ONLY:
+    return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
           "gradient_noise_ste_lr": noise_control(mixed)}
 
 
 def best_variant(model: str) -> str:
   """The FOGZO variant whose chosen setting scored best on seeds 0-2 (the source model's for
-  models without a tuning stage)."""
+  models without a tuning stage); from the record of the choices when those runs are not on
+  disk."""
   source = TRANSFER.get(model, model)
-  chosen = choose(source)
+  try:
+    v = best_variant_from_runs(source)
+  except app.UsageError:
+    return from_record(source, "best_variant")
+  check_record(source, "best_variant", v)
+  return v
+
+
+def best_variant_from_runs(source: str) -> str:
+  chosen = choose_from_runs(source)
   scores = {}
   for v in VARIANTS:
     name = chosen[v][-1][2:]  # "# <name>"
     runs = {**summaries(source, "grid", [name], TUNE_SEEDS),
             **summaries(source, "lr", [name], TUNE_SEEDS)}
+    if len(runs.get(name, ())) < len(TUNE_SEEDS):
+      raise app.UsageError(f"{source}: the runs of {name} on seeds 0-2 are not all there")
     scores[v] = score(source, runs[name])
   return min(scores, key=scores.get)
 
@@ -346,7 +449,7 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "ablation":
     return ablation_variants(model), CONFIRM_SEEDS
   if stage == "recipe":
-    return recipe_variants(model), confirm_seeds(model)
+    return recipe_variants(model), RECIPE_ONLY.get(model) or confirm_seeds(model)
   chosen = choose(model)
   return ({k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()},
           confirm_seeds(model))
@@ -405,6 +508,8 @@ def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
+  if model in RECIPE_ONLY and stage != "recipe":
+    raise app.UsageError(f"{model} runs only --stage=recipe (amendment 22)")
   if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
@@ -577,8 +682,9 @@ def report() -> None:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))
         if model != "mnist":
           stages.append(("lr", lr_variants(model), TUNE_SEEDS))
-      stages.append(("confirm", stage_variants(model, "confirm")[0], confirm_seeds(model)))
-      stages.append(("equal_time", equal_time_variants(model), confirm_seeds(model)))
+      if model not in RECIPE_ONLY:
+        stages.append(("confirm", stage_variants(model, "confirm")[0], confirm_seeds(model)))
+        stages.append(("equal_time", equal_time_variants(model), confirm_seeds(model)))
     except app.UsageError as e:
       out.append(f"<!-- {model}: {e} -->")
     for stage, variants, seeds in stages:
@@ -603,11 +709,13 @@ def report() -> None:
               for a, b in ABLATION_PAIRS[model]] + [""]
     if model in RECIPE_MODELS:
       variants, seeds = stage_variants(model, "recipe")
-      out += [f"### {model} — recipe (amendment 19; seeds {', '.join(map(str, seeds))})", "",
+      amendment = 22 if model in RECIPE_ONLY else 19
+      out += [f"### {model} — recipe (amendment {amendment}; seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, "recipe", variants, seeds) + [""]
       out += trajectory(model, [(n, "recipe", n) for n in variants], seeds, "Recipe runs")
-      out += [f"- {paired(model, a, b, 'recipe', seeds)}" for a, b in RECIPE_PAIRS] + [""]
+      out += [f"- {paired(model, a, b, 'recipe', seeds)}" for a, b in RECIPE_PAIRS
+              if a in variants and b in variants] + [""]
     out += same_rate(model)
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)
@@ -651,6 +759,8 @@ def main(argv):
   OUT = f.out
   if f.report:
     report()
+  elif f.record_choices:
+    record_choices()
   elif f.stage == "step_ratio":
     step_ratio(f.model)
   else:

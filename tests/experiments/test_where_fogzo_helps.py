@@ -183,3 +183,76 @@ def test_gpu_job_queue_is_seed_by_seed_one_run_per_shard():
   with open(script) as f:
     assert "--settings=ste,paper,paper_ste_linear,paper_rho0.1,ste_lr3x --shard={}/25" in f.read()
   assert os.system(f"bash -n {script}") == 0  # the script parses
+
+
+def test_later_stages_run_from_the_committed_choices_without_tuning_runs(tmp_path, monkeypatch):
+  """On a checkout without the tuning runs (seeds 0-2), the confirm and recipe stages take the
+  committed record of the choices: the settings the study ran (the page, amendments 1-21)."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  assert study.ste_lr("mnist") == 0.006 and study.ste_lr("llama_tiny") == 0.001
+  assert study.best_variant("llama_9m") == "paper"
+  nine = study.stage_variants("llama_9m", "confirm")[0]
+  assert nine["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                           "optimizer.learning_rate=0.009"]
+  assert nine["paper_ste_linear_ste_lr"] == [
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
+      "estimator.difference=ste_linear"]
+  assert study.stage_variants("mnist", "recipe")[0]["ste"] == [
+      "estimator.kind=ste", "optimizer.learning_rate=0.006"]
+  with pytest.raises(app.UsageError, match="not finished"):
+    study.stage_variants("llama_tiny", "lr")  # a tuning stage still needs its runs
+  monkeypatch.setattr(study, "CHOICES", str(tmp_path / "none.json"))
+  with pytest.raises(app.UsageError, match="run its tuning stages first"):
+    study.choose("mnist")
+
+
+def _fake_tuning_runs(out, model, value):
+  """Summaries of every tuning run of ``model`` (seeds 0-2), metric ``value(name) + seed/100``."""
+  for stage in ("ste_lr", "grid") + (() if model == "mnist" else ("lr",)):
+    for name in study.stage_variants(model, stage)[0]:
+      for seed in (0, 1, 2):
+        os.makedirs(out / model / stage / f"{name}_s{seed}")
+        with open(out / model / stage / f"{name}_s{seed}" / "summary.json", "w") as f:
+          json.dump({study.MODELS[model][2]: value(name) + seed / 100}, f)
+
+
+def test_tuning_runs_win_over_the_record_and_record_choices_rewrites_it(tmp_path, monkeypatch,
+                                                                        capsys):
+  runs = tmp_path / "runs"
+  monkeypatch.setattr(study, "OUT", str(runs))
+  monkeypatch.setattr(study, "CHOICES", str(tmp_path / "choices.json"))
+  with open(study.CHOICES, "w") as f:  # a record that disagrees with the runs below
+    json.dump({"models": {"mnist": {"chosen": {"ste": ["estimator.kind=ste",
+                                                       "optimizer.learning_rate=0.006"]},
+                                    "best_variant": "paper"}}}, f)
+  value = lambda name: (0.5 if name == "ste_lr0.002" else 0.7 if name == "smoothed_rho1_lr0.002"
+                        else 1.0)
+  for model in ("mnist", "llama_tiny"):
+    _fake_tuning_runs(runs, model, value)
+  capsys.readouterr()
+  chosen = study.choose("mnist")
+  assert chosen["ste"] == ["estimator.kind=ste", "optimizer.learning_rate=0.002"]
+  assert chosen["smoothed"][-1] == "# smoothed_rho1_lr0.002"
+  assert study.best_variant("mnist") == "smoothed"
+  assert "differs from" in capsys.readouterr().err  # the runs win, the disagreement is said
+  study.record_choices()
+  capsys.readouterr()
+  assert study.choose("mnist") == chosen and not capsys.readouterr().err
+  monkeypatch.setattr(study, "OUT", str(tmp_path / "empty"))  # the record alone gives the same
+  assert study.choose("mnist") == chosen and study.best_variant("mnist") == "smoothed"
+  assert study.ste_lr("mnist") == 0.002
+
+
+def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path, monkeypatch):
+  """LLaMA-9M with LSQ and with QuEST (weights and activations): STE and amendment 17's setting
+  at the config's rate on seeds 10-12, and no other stage."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  for model, kind in (("llama_9m_lsq", "lsq"), ("llama_9m_quest", "quest")):
+    variants, seeds = study.stage_variants(model, "recipe")
+    assert seeds == (10, 11, 12) and list(variants) == ["ste", "paper_ste_linear_ste_lr"]
+    assert "optimizer.learning_rate=0.003" in variants["paper_ste_linear_ste_lr"]
+    config = study.base_config(model)
+    assert config.quant.kind == kind and config.num_train_steps == 1000
+  assert study.base_config("llama_9m_quest").quant.activations
+  with pytest.raises(app.UsageError, match="runs only --stage=recipe"):
+    study.run_stage("llama_9m_lsq", "confirm")
