@@ -46,7 +46,7 @@ DIFFERENCE_SCRIPT = textwrap.dedent("""
       seen.append(config.estimator.to_dict())
       return 0.002
     step_time.time_step = fake_time_step
-    sys.argv = ["step_time.py", "--models=mlp", "--fogzo_n=1", "--nspsa_n=",
+    sys.argv = ["step_time.py", "--models=" + sys.argv[3], "--fogzo_n=1", "--nspsa_n=",
                 "--fogzo_difference=" + sys.argv[2], "--gradient_noise", "--out=" + sys.argv[1]]
     try:
       app.run(step_time.main)
@@ -60,8 +60,9 @@ def test_ste_linear_and_gradient_noise_rows(tmp_path):
   --gradient_noise adds the control's row; a bad difference is refused."""
   out = tmp_path / "rows.json"
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
-  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss,ste_linear"],
-                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss,ste_linear",
+                         "mlp"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                        timeout=300)
   assert proc.returncode == 0, proc.stderr
   rows = json.loads(out.read_text())["rows"]
   assert [(r["estimator"], r["evaluation"], r["difference"], r["forward_passes"])
@@ -70,7 +71,19 @@ def test_ste_linear_and_gradient_noise_rows(tmp_path):
   seen = json.loads(proc.stdout.split("SEEN")[-1])
   assert [s.get("difference", "loss") for s in seen] == ["loss", "loss", "ste_linear", "loss"]
   assert seen[-1]["kind"] == "gradient_noise" and seen[-1]["noise_share"] == 0.3
-  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "linear"],
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "linear", "mlp"],
                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "--fogzo_difference: 'linear' is not one of loss, ste_linear" in proc.stderr
+
+
+def test_an_empty_nspsa_n_drops_the_nspsa_rows_of_every_model(tmp_path):
+  """--nspsa_n= means no n-SPSA row, for the other models too (they default to n 1 and 16 only
+  when the flag is not given)."""
+  out = tmp_path / "rows.json"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss", "llama_30m"],
+                        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = json.loads(out.read_text())["rows"]
+  assert [r["estimator"] for r in rows] == ["ste", "fogzo", "gradient_noise"]
