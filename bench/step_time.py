@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MODELS = flags.DEFINE_list("models", ["mlp"], "Models: mlp, resnet18, deit_tiny, llama_30m.")
 _FOGZO_N = flags.DEFINE_list("fogzo_n", ["1", "2", "4", "16"], "FOGZO n values.")
 _NSPSA_N = flags.DEFINE_list("nspsa_n", ["1", "100", "1000", "7960"],
-                             "n-SPSA n values; when not given, the other models than the MLP "
-                             "use 1 and 16 (empty: no n-SPSA row).")
+                             "n-SPSA n values of the MLP; the other models use 1 and 16. "
+                             "Empty: no n-SPSA row for any model.")
 _SIZE = flags.DEFINE_enum("size", "auto", ["auto", "reduced", "full"],
                           "Model size: reduced widths on CPU, full on GPU/TPU by default.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
@@ -111,7 +111,7 @@ def main(argv):
     if name not in BENCH_MODELS:
       raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
     task, batch = make_batch(name, full)
-    nspsa_n = _NSPSA_N.value if name == "mlp" or _NSPSA_N.present else ["1", "16"]
+    nspsa_n = _NSPSA_N.value if name == "mlp" or not _NSPSA_N.value else ["1", "16"]
     # (estimator, n, evaluation, difference); ste_linear evaluates no perturbed loss, so it is
     # timed once per n, not once per evaluation
     runs = [("ste", 1, "vmap", "loss")] + [

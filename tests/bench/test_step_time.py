@@ -78,8 +78,8 @@ def test_ste_linear_and_gradient_noise_rows(tmp_path):
 
 
 def test_an_empty_nspsa_n_drops_the_nspsa_rows_of_every_model(tmp_path):
-  """--nspsa_n= means no n-SPSA row, for the other models too (they default to n 1 and 16 only
-  when the flag is not given)."""
+  """--nspsa_n= means no n-SPSA row, for the other models too (a non-empty list is the MLP's n;
+  the other models use 1 and 16)."""
   out = tmp_path / "rows.json"
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
   proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss", "llama_30m"],
