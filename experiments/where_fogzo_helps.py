@@ -262,12 +262,7 @@ def choose(model: str) -> dict:
   from the committed record (``CHOICES``)."""
   if MODELS[model][5] is None:
     return transferred(model)
-  try:
-    chosen = choose_from_runs(model)
-  except app.UsageError:
-    return from_record(model, "chosen")
-  check_record(model, "chosen", chosen)
-  return chosen
+  return runs_or_record(model, "chosen", choose_from_runs)
 
 
 def choose_from_runs(model: str) -> dict:
@@ -303,17 +298,23 @@ def from_record(model: str, field: str):
   return record[field]
 
 
-def check_record(model: str, field: str, value) -> None:
-  """The runs are the source of truth; a record that disagrees with them is reported (stderr),
-  and --record_choices rewrites it."""
+def runs_or_record(model: str, field: str, from_runs):
+  """``from_runs(model)`` when the tuning runs are there, else the record's ``field``. The runs
+  are the source of truth: a record that disagrees with them is reported (stderr), and
+  --record_choices rewrites it."""
+  try:
+    value = from_runs(model)
+  except app.UsageError:
+    return from_record(model, field)
   try:
     recorded = from_record(model, field)
   except app.UsageError:
-    return
+    return value
   if recorded != value:
     print(f"note: {model}'s {field} from the runs under {OUT} ({value}) differs from "
           f"{CHOICES} ({recorded}); using the runs (--record_choices rewrites the record)",
           file=sys.stderr, flush=True)
+  return value
 
 
 def record_choices() -> None:
@@ -396,13 +397,7 @@ def best_variant(model: str) -> str:
   """The FOGZO variant whose chosen setting scored best on seeds 0-2 (the source model's for
   models without a tuning stage); from the record of the choices when those runs are not on
   disk."""
-  source = TRANSFER.get(model, model)
-  try:
-    v = best_variant_from_runs(source)
-  except app.UsageError:
-    return from_record(source, "best_variant")
-  check_record(source, "best_variant", v)
-  return v
+  return runs_or_record(TRANSFER.get(model, model), "best_variant", best_variant_from_runs)
 
 
 def best_variant_from_runs(source: str) -> str:
