@@ -96,12 +96,16 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
 # seeds (these models run no other stage).
-RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", "llama_9m_lsq", "llama_9m_quest")
 RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12)}  # model: seeds
+RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Its test, and amendment 20's (the gradient-noise control) (a, b: does b beat a).
 RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))
 
+# LLaMA-9M at real size for 1,000 steps (amendment 1; amendment 22 adds a quantizer to it).
+LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
+            "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
+            "checkpoint_every_steps=250"]
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
     "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
@@ -122,27 +126,15 @@ MODELS = {
                                       "checkpoint_every_steps=500", "model.width=8"],
                 "test_accuracy", False,
                 "ResNet-18 width 8, Fashion-MNIST, 3 epochs × 128 (1,404 steps)", None),
-    "llama_9m": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
-                                 "data.seq_len=64", "optimizer.warmup_steps=50",
-                                 "data.eval_batch_size=256", "eval_every_steps=250",
-                                 "checkpoint_every_steps=250"],
-                 "val_perplexity", True,
+    "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
     # amendment 22: the same model and steps with LSQ (learned step), and with QuEST on weights
     # and activations (the paper's Tables 2 and 3)
-    "llama_9m_lsq": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
-                                     "data.seq_len=64", "optimizer.warmup_steps=50",
-                                     "data.eval_batch_size=256", "eval_every_steps=250",
-                                     "checkpoint_every_steps=250", "quant.kind=lsq"],
-                     "val_perplexity", True,
+    "llama_9m_lsq": ("llama.py:9m", LLAMA_9M + ["quant.kind=lsq"], "val_perplexity", True,
                      "LLaMA-9M, real size, 2-bit LSQ weights, Tiny Shakespeare bytes, "
                      "1000 steps × 16 × 64", None),
-    "llama_9m_quest": ("llama.py:9m", ["num_train_steps=1000", "data.batch_size=16",
-                                       "data.seq_len=64", "optimizer.warmup_steps=50",
-                                       "data.eval_batch_size=256", "eval_every_steps=250",
-                                       "checkpoint_every_steps=250", "quant.kind=quest",
-                                       "quant.activations=True"],
+    "llama_9m_quest": ("llama.py:9m", LLAMA_9M + ["quant.kind=quest", "quant.activations=True"],
                        "val_perplexity", True,
                        "LLaMA-9M, real size, 2-bit QuEST weights and activations, Tiny "
                        "Shakespeare bytes, 1000 steps × 16 × 64", None),
@@ -705,7 +697,8 @@ def report() -> None:
     if model in RECIPE_MODELS:
       variants, seeds = stage_variants(model, "recipe")
       amendment = 22 if model in RECIPE_ONLY else 19
-      out += [f"### {model} — recipe (amendment {amendment}; seeds {', '.join(map(str, seeds))})", "",
+      out += [f"### {model} — recipe (amendment {amendment}; "
+              f"seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, "recipe", variants, seeds) + [""]
       out += trajectory(model, [(n, "recipe", n) for n in variants], seeds, "Recipe runs")
@@ -752,14 +745,17 @@ def main(argv):
   global OUT  # pylint: disable=global-statement
   f = flags.FLAGS
   OUT = f.out
-  if f.report:
-    report()
-  elif f.record_choices:
-    record_choices()
-  elif f.stage == "step_ratio":
-    step_ratio(f.model)
-  else:
-    run_stage(f.model, f.stage)
+  try:
+    if f.report:
+      report()
+    elif f.record_choices:
+      record_choices()
+    elif f.stage == "step_ratio":
+      step_ratio(f.model)
+    else:
+      run_stage(f.model, f.stage)
+  except app.UsageError as e:  # one line that says what to do, not the whole usage text
+    sys.exit(f"where_fogzo_helps.py: {e}")
 
 
 if __name__ == "__main__":
