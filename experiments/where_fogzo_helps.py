@@ -88,6 +88,11 @@ EXTENDED = {"llama_9m": (
     ("Amendment 21: gradient_noise_ste_lr, paper_ste_linear_ste_lr and ste on held-out seeds 6-9",
      (6, 7, 8, 9), ("gradient_noise_ste_lr", "paper_ste_linear_ste_lr", "ste"),
      (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))),
+    # Amendment 23: the setting without noise on the weights whose STE gradient is 0.
+    ("Amendment 23: paper_ste_linear_ste_lr_skip_zero on seeds 6-9", (6, 7, 8, 9),
+     ("paper_ste_linear_ste_lr_skip_zero", "paper_ste_linear_ste_lr", "ste"),
+     (("ste", "paper_ste_linear_ste_lr_skip_zero"),
+      ("paper_ste_linear_ste_lr", "paper_ste_linear_ste_lr_skip_zero"))),
 )}
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
@@ -98,9 +103,14 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # seeds (these models run no other stage).
 RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12)}  # model: seeds
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
-# Its test, and amendment 20's (the gradient-noise control) (a, b: does b beat a).
+# Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
+# weights), and the gradient-noise control.
+AMENDMENT_23 = ("llama_9m_lsq",)
+SKIP_ZERO = "paper_ste_linear_ste_lr_skip_zero"
+# Its test, amendment 20's (the gradient-noise control) and amendment 23's (a, b: does b beat a).
 RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
-                ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))
+                ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"), ("ste", SKIP_ZERO),
+                ("paper_ste_linear_ste_lr", SKIP_ZERO))
 
 # LLaMA-9M at real size for 1,000 steps (amendment 1; amendment 22 adds a quantizer to it).
 LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
@@ -165,7 +175,8 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
                             ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "paper_ste_linear"),
-                            ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")),
+                            ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
+                            ("paper_ste_linear_ste_lr", SKIP_ZERO)),
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"))}
 
 
@@ -344,6 +355,8 @@ def transferred(model: str) -> dict:
       out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
       # amendment 20: is it just gradient noise? (ours, a control)
       out["gradient_noise_ste_lr"] = noise_control(out["paper_ste_linear_ste_lr"])
+      # amendment 23: no noise on the weights whose STE gradient is 0 (ours)
+      out[SKIP_ZERO] = skip_zero(out["paper_ste_linear_ste_lr"])
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size
     # (no zeroth-order information)
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
@@ -368,17 +381,26 @@ def noise_control(mixed: list) -> list:
       o for o in mixed if o.startswith(("estimator.noise_share=", "optimizer.learning_rate="))]
 
 
+def skip_zero(overrides: list) -> list:
+  """Amendment 23 (ours): ``overrides`` with no noise where the STE gradient is exactly 0."""
+  return overrides + ["estimator.skip_zero_grad=True"]
+
+
 def recipe_variants(model: str) -> dict:
   """Amendment 19: STE at the model's own rate (its confirmed ``ste`` setting) and amendment
   17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
-  only)."""
+  only; amendment 23 adds the control and the setting without noise where the STE gradient is 0
+  to ``llama_9m_lsq``)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
+  if model in AMENDMENT_23:
+    return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
+            "gradient_noise_ste_lr": noise_control(mixed)}
   if model in RECIPE_ONLY:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   return {"ste": ste, "paper_ste_linear_ste_lr": mixed,

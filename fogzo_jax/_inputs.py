@@ -194,14 +194,19 @@ class PerturbedParts(NamedTuple):
 
 
 def perturbed_parts(params, updates, mask, epsilon, mask_kwargs=None,
-                    epsilon_kwargs=None) -> Optional[PerturbedParts]:
+                    epsilon_kwargs=None, skip_zero_grad: bool = False) -> Optional[PerturbedParts]:
   """Selects what FOGZO perturbs (``mask``) and resolves ε; None when nothing is selected.
 
   Callable ``mask`` / ``epsilon`` are called as ``fn(params, **kwargs)`` with their kwargs.
+  ``skip_zero_grad``: also leave out the elements whose incoming update (the STE gradient) is
+  exactly 0 (a traced element mask, so the count d is traced too).
   """
   sel = selection(mask, params, mask_kwargs or {})
   if all(s is None for s in jax.tree.leaves(sel, is_leaf=is_none)):
     return None
+  if skip_zero_grad:
+    sel = jax.tree.map(lambda s, g: None if s is None else (g != 0) if s is True else s & (g != 0),
+                       sel, updates, is_leaf=is_none)
 
   def restricted(tree):
     return jax.tree.map(restrict, sel, tree, is_leaf=is_none)

@@ -15,7 +15,8 @@ without the STE direction is n-SPSA, the unbiased zeroth-order baseline (``nspsa
 one code path here.
 
 Options that depart from the paper's text are marked *ours* in the docstrings (``noise_share``,
-``g_hat_norm`` other than "unit", ``g_hat_clip``, ``smoothed_base``).
+``g_hat_norm`` other than "unit", ``g_hat_clip``, ``smoothed_base``, ``difference="ste_linear"``,
+``skip_zero_grad``; the control ``gradient_noise``).
 
 Randomness: the state holds a fixed key and the step count t; step t draws from
 ``fold_in(key, t)`` and perturbation i from ``fold_in(fold_in(key, t), i)`` (one key per leaf
@@ -38,6 +39,7 @@ import numpy as np
 import optax
 
 from fogzo_jax import _inputs as inputs
+from fogzo_jax import checks
 from fogzo_jax import perturbations
 from fogzo_jax import schedules
 
@@ -85,7 +87,8 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
           chunk_size: Optional[int] = None, mask: Any = None, g_hat_norm: GHatNorm = "unit",
           evaluation: Evaluation = "vmap", noise_share: Optional[Schedulable] = None,
           g_hat_clip: Optional[float] = None, smoothed_base: bool = False,
-          difference: str = "loss") -> optax.GradientTransformationExtraArgs:
+          difference: str = "loss", skip_zero_grad: bool = False
+          ) -> optax.GradientTransformationExtraArgs:
   """First-Order-Guided Zeroth-Order gradient estimate (Algorithm 1 of the paper).
 
   ``update(updates, state, params, *, value_fn, **extra_args)`` takes the STE gradient g as
@@ -146,6 +149,11 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
       zeroth-order information (with uniform ε and β = 1 it is g itself); no forward passes
       of ``value_fn``, which may then be left out (``update(g, state, params)``, as for any
       optax transformation). Comparing it with "loss" tells what the measured difference adds.
+    skip_zero_grad: *ours*: perturb only the selected elements whose STE gradient is non-zero;
+      the others keep their incoming update (0). Where a quantizer clips (fixed-scale, LSQ),
+      the STE gradient of a weight outside the range is exactly 0, so without this FOGZO's noise
+      part is that weight's only update, a random walk that AdamW normalises to full-size steps.
+      d (and with it β from ``noise_share``) counts the remaining elements at every step.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``FogzoState(count, key)``.
@@ -170,7 +178,8 @@ def fogzo(num_perturbations: int = 1, beta: Schedulable = 1.0, epsilon: Epsilon 
   return _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
                        use_ste_direction=True, g_hat_norm=g_hat_norm, evaluation=evaluation,
                        noise_share=noise_share, g_hat_clip=g_hat_clip,
-                       smoothed_base=smoothed_base, difference=difference)
+                       smoothed_base=smoothed_base, difference=difference,
+                       skip_zero_grad=skip_zero_grad)
 
 
 def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
@@ -197,7 +206,8 @@ def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
 
 
 def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.NoiseFn] = "uniform",
-                   key: Any = 0, mask: Any = None) -> optax.GradientTransformationExtraArgs:
+                   key: Any = 0, mask: Any = None, skip_zero_grad: bool = False
+                   ) -> optax.GradientTransformationExtraArgs:
   """*Ours*, a control: G = g + ρ·RMS(g)·u on the selected elements; no forward passes.
 
   ``fogzo(difference="ste_linear")`` gives G = ⟨g, v⟩·v (one ε), whose mean is g and whose
@@ -213,6 +223,7 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
     mask: as for ``fogzo``; unselected elements keep their incoming update. A callable mask gets
       the keyword arguments of ``update`` that it names; the others (``value_fn``, ``batch``,
       …) are accepted and ignored, so it drops in wherever ``fogzo`` is used.
+    skip_zero_grad: as for ``fogzo``: no noise where g is exactly 0; RMS(g) over the rest.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``ZerothOrderState(count, key)``.
@@ -226,6 +237,7 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
     ((2,), 1)
   """
   _check_noise_share(noise_share)
+  checks.boolean("skip_zero_grad", skip_zero_grad)
   noise_fn = perturbations.get_noise(noise)
   init_fn = _init_with(inputs.key_data(key))
 
@@ -236,7 +248,8 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
     mask_kwargs = (inputs.accepted(mask, extra_args) or {}) if callable(mask) else {}
     new_state = state._replace(count=optax.safe_increment(state.count))
     # fogzo's selection of the perturbed elements (no ε here: 1.0 is never used)
-    p = inputs.perturbed_parts(params, updates, mask, 1.0, mask_kwargs)
+    p = inputs.perturbed_parts(params, updates, mask, 1.0, mask_kwargs,
+                               skip_zero_grad=skip_zero_grad)
     if p is None:
       return updates, new_state
     sel = p.selection
@@ -299,7 +312,8 @@ def _chunking(n: int, chunk_size: Optional[int]) -> tuple[int, int]:
 def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask,
                   use_ste_direction: bool, g_hat_norm: str = "unit", evaluation: str = "vmap",
                   noise_share=None, g_hat_clip=None, smoothed_base: bool = False,
-                  difference: str = "loss") -> optax.GradientTransformationExtraArgs:
+                  difference: str = "loss",
+                  skip_zero_grad: bool = False) -> optax.GradientTransformationExtraArgs:
   """The one code path behind ``fogzo`` (use_ste_direction=True) and ``nspsa`` (False)."""
   n = inputs.static_int(num_perturbations, "num_perturbations", 1)
   chunk, num_chunks = _chunking(n, inputs.static_int(chunk_size, "chunk_size", 1, allow_none=True))
@@ -311,6 +325,7 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
     raise ValueError(f"g_hat_clip must be None or a float > 0; got {g_hat_clip!r}")
   if not callable(epsilon):
     inputs.check_epsilon(epsilon, "")
+  checks.boolean("skip_zero_grad", skip_zero_grad)
   for name, value, allowed in (("evaluation", evaluation, EVALUATIONS),
                                ("g_hat_norm", g_hat_norm, G_HAT_NORMS),
                                ("difference", difference, DIFFERENCES)):
@@ -338,7 +353,8 @@ def _zeroth_order(num_perturbations, beta, epsilon, noise, key, chunk_size, mask
       updates = jax.tree.map(jnp.zeros_like, params)
     updates = inputs.like_params(updates, params, "updates")
     new_state = state._replace(count=optax.safe_increment(state.count))
-    p = inputs.perturbed_parts(params, updates, mask, epsilon, mask_kwargs, eps_kwargs)
+    p = inputs.perturbed_parts(params, updates, mask, epsilon, mask_kwargs, eps_kwargs,
+                               skip_zero_grad)
     if p is None:
       return updates, new_state  # nothing selected: a pass-through
     sel, theta, eps, eps_ok, d = p.selection, p.theta, p.epsilon, p.epsilon_ok, p.size

@@ -530,6 +530,46 @@ def test_gradient_noise_adds_zero_mean_noise_of_rho_times_the_rms():
     tx.update(G_STE, tx.init(PARAMS))
 
 
+def test_skip_zero_grad_leaves_weights_without_an_ste_gradient_alone():
+  """skip_zero_grad (ours): elements whose STE gradient is exactly 0 (a clipped weight) get no
+  noise and are not perturbed; RMS(g), d and the loss difference use the other elements only."""
+  rng = np.random.default_rng(3)
+  g = {"w": jnp.asarray(rng.normal(size=(100, 200)), jnp.float32)}
+  g["w"] = g["w"].at[:, :100].set(0.0)  # half the weights "clipped"
+  params = jax.tree.map(jnp.zeros_like, g)
+  rho = 0.3
+  for tx in (fz.gradient_noise(rho, key=1, skip_zero_grad=True),
+             fz.fogzo(noise_share=rho, difference="ste_linear", key=1, skip_zero_grad=True)):
+    out, _ = tx.update(g, tx.init(params), params)
+    np.testing.assert_array_equal(out["w"][:, :100], 0.0)  # exactly their incoming update
+    assert float(jnp.mean(out["w"][:, 100:] != g["w"][:, 100:])) > 0.99  # the others: noisy
+  for tx in (fz.gradient_noise(rho, key=1),
+             fz.fogzo(noise_share=rho, difference="ste_linear", key=1)):
+    out, _ = tx.update(g, tx.init(params), params)
+    assert float(jnp.mean(out["w"][:, :100] != 0)) > 0.99  # without it: noise everywhere
+  # the noise's scale is ρ·RMS over the 10,000 non-zero elements (√2 × the RMS over all 20,000);
+  # uniform u: the sample variance's relative standard error is √(0.8/10000) < 1 %
+  tx = fz.gradient_noise(rho, key=2, skip_zero_grad=True)
+  out, _ = tx.update(g, tx.init(params), params)
+  live = g["w"][:, 100:]
+  noise = (out["w"][:, 100:] - live) / (rho * jnp.sqrt(jnp.mean(live ** 2)))
+  np.testing.assert_allclose(float(jnp.var(noise)), 1.0, atol=0.05)
+  # FOGZO's measured difference does not see the skipped weights: a loss term in them (with no
+  # STE gradient) changes nothing, while without the option it changes G
+  def loss(p, extra):
+    return jnp.sum(p["w"][:, 100:] ** 2) + extra * jnp.sum(jax.lax.stop_gradient(p["w"][:, :100]))
+  base = {"w": jnp.asarray(rng.normal(size=(100, 200)), jnp.float32)}
+  for skip, same in ((True, True), (False, False)):
+    tx = fz.fogzo(noise_share=rho, epsilon=0.1, key=3, skip_zero_grad=skip)
+    a, _ = tx.update(g, tx.init(base), base, value_fn=loss, extra=0.0)
+    b, _ = tx.update(g, tx.init(base), base, value_fn=loss, extra=1.0)
+    assert bool(jnp.allclose(a["w"], b["w"], rtol=1e-4, atol=1e-6)) == same
+  with pytest.raises(ValueError, match="skip_zero_grad must be True or False; got 'yes'"):
+    fz.fogzo(skip_zero_grad="yes")
+  with pytest.raises(ValueError, match="skip_zero_grad must be True or False; got 1"):
+    fz.gradient_noise(0.3, skip_zero_grad=1)
+
+
 def test_smoothed_base_keeps_the_expectation_on_a_quadratic():
   """Around θ + εu₀ the pair's difference is 2ε vᵀ(h + εAu₀): same mean, one more variance
   term, E[(vᵀAu₀)² v_k²]·ε² ≤ ε²·E[v_k²]·E[(vᵀAu₀)²] bounded below by sampling it in numpy."""

@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
       bias=False,               # quantize biases with the kernel's step (MNIST MLP: True)
       per_channel=False))       # fixed / LSQ: one weight step per output channel
   c.estimator = ml_collections.ConfigDict(dict(
-      kind="fogzo",             # 'ste' | 'fogzo' | 'nspsa'
+      kind="fogzo",             # 'ste' | 'fogzo' | 'nspsa' | 'gradient_noise' (ours)
       num_perturbations=1,      # n
       beta_min=0.999,           # β decays linearly from 1 to beta_min over the FOGZO steps
       noise_share=config_dict.placeholder(float),  # ours: the final ρ = ‖noise‖/‖STE part‖
@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
       g_hat_clip=config_dict.placeholder(object),  # ours: a float, or 'half_step' = 1/(2ε̄)
       smoothed_base=False,      # ours: the ± pair around θ + ε⊙u₀
       difference="loss",        # 'loss' (paper) | 'ste_linear' (ours: ablation, no ZO information)
+      skip_zero_grad=False,     # ours: no perturbation / noise where the STE gradient is 0
       start_fraction=0.0,       # > 0: plain STE for this fraction of the steps, then FOGZO
       chunk_size=1024,          # perturbations vmapped at once (None = all, capped at 2048)
       evaluation="vmap"))       # perturbed forwards: 'vmap' (batched) | 'sequential'

@@ -30,8 +30,9 @@ ESTIMATORS = ("ste", "fogzo", "nspsa", "gradient_noise")
 def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
                          noise_share: Optional[float] = None, g_hat_norm: str = "unit",
                          g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
-                         difference: str = "loss", start_fraction: float = 0.0,
-                         chunk_size: Optional[int] = 1024, evaluation: str = "vmap") -> None:
+                         difference: str = "loss", skip_zero_grad: bool = False,
+                         start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
+                         evaluation: str = "vmap") -> None:
   """Checks ``config.estimator`` (each message starts with the field)."""
   checks.choice("kind", kind, ESTIMATORS)
   checks.number("num_perturbations", num_perturbations, int, 1)
@@ -47,11 +48,15 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
                        f"{g_hat_clip!r}") from None
   checks.boolean("smoothed_base", smoothed_base)
   checks.choice("difference", difference, fz.estimators.DIFFERENCES)
+  checks.boolean("skip_zero_grad", skip_zero_grad)
   checks.number("start_fraction", start_fraction, float, 0.0, 1.0)
   checks.number("chunk_size", chunk_size, int, 1, allow_none=True)
   checks.choice("evaluation", evaluation, fz.estimators.EVALUATIONS)
   if start_fraction > 0 and kind != "fogzo":
     raise ValueError(f"start_fraction > 0 needs kind='fogzo'; got kind {kind!r}")
+  if skip_zero_grad and kind not in ("fogzo", "gradient_noise"):
+    raise ValueError(f"skip_zero_grad=True needs kind 'fogzo' or 'gradient_noise'; got kind "
+                     f"{kind!r}")
   if kind == "gradient_noise" and noise_share is None:
     raise ValueError("noise_share must be a float ≥ 0 with kind='gradient_noise' (the noise's "
                      "share of RMS(g) at the end of training); got None")
@@ -81,8 +86,9 @@ def forward_passes(steps: int, total_steps: int, kind: str = "fogzo", num_pertur
 def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: float = 0.999,
                    noise_share: Optional[float] = None, g_hat_norm: str = "unit",
                    g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
-                   difference: str = "loss", start_fraction: float = 0.0,
-                   chunk_size: Optional[int] = 1024, evaluation: str = "vmap", *,
+                   difference: str = "loss", skip_zero_grad: bool = False,
+                   start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
+                   evaluation: str = "vmap", *,
                    total_steps: int, key: int,
                    spec: quant_layers.QuantSpec) -> optax.GradientTransformationExtraArgs:
   """The gradient estimator of ``config.estimator`` for a model quantized per ``spec``.
@@ -93,7 +99,8 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
   Its ``update`` needs ``quant=<the train state's quant collection>`` besides ``value_fn``.
   """
   check_estimator_args(kind, num_perturbations, beta_min, noise_share, g_hat_norm, g_hat_clip,
-                       smoothed_base, difference, start_fraction, chunk_size, evaluation)
+                       smoothed_base, difference, skip_zero_grad, start_fraction, chunk_size,
+                       evaluation)
   if kind == "ste":
     return optax.identity()
   eps_bar, noise = fz.implicit_smoothing(spec.ste)
@@ -105,7 +112,8 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
     return fz.nspsa(**common)
   if kind == "gradient_noise":
     return fz.gradient_noise(fz.linear_noise_share(noise_share, total_steps), noise=noise,
-                             key=key, mask=quant_layers.quantized_mask)
+                             key=key, mask=quant_layers.quantized_mask,
+                             skip_zero_grad=skip_zero_grad)
   start = start_step(kind, start_fraction, total_steps)
   decay = total_steps - start
   if noise_share is None:
@@ -113,6 +121,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
   else:
     mixing = dict(noise_share=fz.linear_noise_share(noise_share, decay))
   estimator = fz.fogzo(g_hat_norm=g_hat_norm, smoothed_base=smoothed_base, difference=difference,
+                       skip_zero_grad=skip_zero_grad,
                        g_hat_clip=0.5 / eps_bar if g_hat_clip == "half_step" else g_hat_clip,
                        **mixing, **common)
   return fz.start_at(start, estimator) if start > 0 else estimator

@@ -97,7 +97,10 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   assert tests()[4:6] == ["- paper_ste_linear_ste_lr vs ste: not complete"] * 2  # amendment 18
   assert tests()[6:] == [  # amendment 21: the gradient-noise control on seeds 6-9
       "- gradient_noise_ste_lr vs ste: not complete",
-      "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete"]
+      "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete",
+      # amendment 23: the setting without noise where the STE gradient is 0, seeds 6-9
+      "- paper_ste_linear_ste_lr_skip_zero vs ste: not complete",
+      "- paper_ste_linear_ste_lr_skip_zero vs paper_ste_linear_ste_lr: not complete"]
   assert "critical 3.182" in held_out and held_out.endswith("paper_ste_linear ties with ste")
   assert "critical 2.447" in pooled and pooled.endswith("paper_ste_linear beats ste")
   assert "critical 2.776" in versus_paper
@@ -251,13 +254,24 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
   monkeypatch.setattr(study, "OUT", str(tmp_path))
   for model, kind in (("llama_9m_lsq", "lsq"), ("llama_9m_quest", "quest")):
     variants, seeds = study.stage_variants(model, "recipe")
-    assert seeds == (10, 11, 12) and list(variants) == ["ste", "paper_ste_linear_ste_lr"]
+    assert seeds == (10, 11, 12) and list(variants)[:2] == ["ste", "paper_ste_linear_ste_lr"]
     assert "optimizer.learning_rate=0.003" in variants["paper_ste_linear_ste_lr"]
     config = study.base_config(model)
     assert config.quant.kind == kind and config.num_train_steps == 1000
   assert study.base_config("llama_9m_quest").quant.activations
   with pytest.raises(app.UsageError, match="runs only --stage=recipe"):
     study.run_stage("llama_9m_lsq", "confirm")
+  # amendment 23: with LSQ also the setting without noise where the STE gradient is 0 and the
+  # gradient-noise control, at the same rate and ρ; QuEST keeps its two settings
+  lsq = study.stage_variants("llama_9m_lsq", "recipe")[0]
+  assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr"]
+  assert lsq[study.SKIP_ZERO] == lsq["paper_ste_linear_ste_lr"] + ["estimator.skip_zero_grad=True"]
+  assert lsq["gradient_noise_ste_lr"] == ["estimator.kind=gradient_noise",
+                                          "estimator.noise_share=0.3",
+                                          "optimizer.learning_rate=0.003"]
+  assert len(study.stage_variants("llama_9m_quest", "recipe")[0]) == 2
+  fixed = study.stage_variants("llama_9m", "confirm")[0]  # and at fixed scale (seeds 6-9)
+  assert fixed[study.SKIP_ZERO][-1] == "estimator.skip_zero_grad=True"
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):

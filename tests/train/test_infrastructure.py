@@ -150,6 +150,7 @@ BAD_CONFIGS = [
     ("estimator.kind", 3, "config.estimator.kind must be one of"),
     ("estimator.difference", "linear",
      "config.estimator.difference must be one of 'loss', 'ste_linear'"),
+    ("estimator.skip_zero_grad", "yes", "config.estimator.skip_zero_grad must be True or False"),
     ("quant.ste", "relu", "config.quant.ste must be one of 'identity', 'hardtanh', 'tanh', "
                           "'approxsign'"),
     ("data.name", "cifar", "config.data.name must be one of 'mnist', 'fashion_mnist'"),
@@ -211,6 +212,28 @@ def test_missing_field_and_start_fraction_needs_fogzo(tmp_path):
   with pytest.raises(ConfigError, match="config.estimator.start_fraction > 0 needs "
                                         "kind='fogzo'"):
     train_and_evaluate(config, str(tmp_path))
+  config.estimator.update(start_fraction=0.0, skip_zero_grad=True)
+  with pytest.raises(ConfigError, match="config.estimator.skip_zero_grad=True needs kind 'fogzo' "
+                                        "or 'gradient_noise'; got kind 'ste'"):
+    train_and_evaluate(config, str(tmp_path))
+
+
+def test_skip_zero_grad_reaches_the_estimator():
+  """config.estimator.skip_zero_grad (ours): a clipped weight (STE gradient 0) keeps update 0."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.quant.layers import QuantSpec  # pylint: disable=import-outside-toplevel
+  from fogzo_jax.train import optim  # pylint: disable=import-outside-toplevel
+  params = {"dense": {"kernel": jnp.asarray([[0.1, 5.0], [-0.2, 0.3]]), "bias": jnp.zeros(2)}}
+  quant = {"dense": {"kernel": jnp.float32(0.5)}}
+  grads = {"dense": {"kernel": jnp.asarray([[0.3, 0.0], [-0.1, 0.2]]), "bias": jnp.ones(2)}}
+  for kind, extra in (("gradient_noise", {}), ("fogzo", {"difference": "ste_linear"})):
+    for skip in (True, False):
+      tx = optim.make_estimator(kind, noise_share=1.0, skip_zero_grad=skip, total_steps=10, key=0,
+                                spec=QuantSpec(kind="fixed", bits=2), **extra)
+      late = tx.init(params)._replace(count=jnp.int32(9))  # ρ ramps up from 0 at step 0
+      out, _ = tx.update(grads, late, params, quant=quant)
+      assert (float(out["dense"]["kernel"][0, 1]) == 0.0) == skip, (kind, skip)
+      assert bool(jnp.all(out["dense"]["bias"] == 1.0))  # not quantized: never perturbed
 
 
 def test_ste_then_fogzo_forward_passes(tmp_path):
