@@ -38,6 +38,10 @@ TRANSFORMS = {
                                    smoothed_base=True),
     "fogzo_masked_chunked": lambda: fz.fogzo(5, beta=0.7, epsilon={"w": 0.1, "b": 0.05}, key=2,
                                              mask={"w": True, "b": False}, chunk_size=2),
+    # the weights of PARAMS outside the 2-bit range [-1, 0.5] have STE gradient 0 (ours)
+    "fogzo_skip_zero": lambda: fz.fogzo(2, noise_share=0.5, epsilon=0.1, key=6,
+                                        skip_zero_grad=True),
+    "gradient_noise_skip_zero": lambda: fz.gradient_noise(0.5, key=7, skip_zero_grad=True),
     "nspsa": lambda: fz.nspsa(3, epsilon=0.1, key=3, evaluation="sequential"),
     "start_at": lambda: fz.start_at(1, fz.fogzo(2, beta=0.5, epsilon=0.1, key=4)),
     "chain_adamw": lambda: optax.chain(fz.fogzo(1, beta=0.9, epsilon=0.1, key=5),
