@@ -272,6 +272,13 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
   assert len(study.stage_variants("llama_9m_quest", "recipe")[0]) == 2
   fixed = study.stage_variants("llama_9m", "confirm")[0]  # and at fixed scale (seeds 6-9)
   assert fixed[study.SKIP_ZERO][-1] == "estimator.skip_zero_grad=True"
+  # amendment 24: LSQ's three settings on seeds 10-14, reported beside the registered tests
+  lines = study.extended("llama_9m_lsq", "recipe")
+  assert lines[0].startswith("Amendment 24:") and "seeds 10, 11, 12, stands" in lines[0]
+  assert [x for x in lines if x.startswith("- ")] == [
+      f"- {study.SKIP_ZERO} vs paper_ste_linear_ste_lr: not complete",
+      f"- {study.SKIP_ZERO} vs ste: not complete", "- paper_ste_linear_ste_lr vs ste: not complete"]
+  assert study.extended("llama_9m_quest", "recipe") == []
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
