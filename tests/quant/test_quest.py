@@ -73,3 +73,18 @@ def test_quest_dense_computes_in_the_rotated_basis():
   delta = 2 * quant.GAUSSIAN_CLIP[2] * jnp.sqrt(jnp.mean(rw ** 2, 0, keepdims=True)) / 3
   np.testing.assert_allclose(eps, delta / (2 * np.sqrt(3)), rtol=1e-4)
   assert eps.shape == (1, 16)
+
+
+def test_a_quest_weight_always_has_a_gradient():
+  """The trust mask zeroes the gradient of rotated entries, but each weight's gradient mixes a
+  whole Hadamard block, so no weight's STE gradient is exactly 0 (unlike fixed scale and LSQ,
+  where a weight outside the range gets none): ``skip_zero_grad`` changes nothing with QuEST."""
+  layer = quant.QuantDense(32, spec=quant.QuantSpec(kind="quest", bits=2), use_bias=False)
+  x = jax.random.normal(jax.random.key(5), (8, 64))
+  v = layer.init(jax.random.key(6), x)
+  kernel = v["params"]["kernel"].at[:3].multiply(6.0)  # outliers: rotated entries get clipped
+  loss = lambda k: jnp.sum(layer.apply({"params": {"kernel": k}, "quant": v["quant"]}, x) ** 2)
+  rotated = quant.rotate(kernel, axis=0)
+  masked = jax.grad(lambda r: jnp.sum(quant.quest_quantize(r, 2, axis=0)))(rotated) == 0
+  assert 0 < float(jnp.mean(masked)) < 0.5
+  assert not bool(jnp.any(jax.grad(loss)(kernel) == 0))
