@@ -33,13 +33,12 @@ STATS = ("clipped", "beyond_p90", "beyond_1", "adam_clipped", "adam_inside")
 
 
 def outside(weights, step, kind: str, bits: int):
-  """(clipped mask, distance past the range in steps) of one quantized weight array."""
+  """(clipped mask, distance past the range in steps) of one quantized weight array with step
+  ``step`` (``layers.weight_step_sizes``: α, or QuEST's Δ of the rotated columns)."""
   w, step = np.asarray(weights, np.float32), np.asarray(step, np.float32)
-  if kind == "quest":  # the trust mask acts on the rotated weights, per output column
-    rotated = quest.rotate(jnp.asarray(w), axis=-2)
-    delta = np.asarray(quest.quest_step(rotated, bits, axis=-2))
-    reach = (2 ** (bits - 1)) * delta  # outer level (L/2 − ½)·Δ plus half a step
-    past = (np.abs(np.asarray(rotated)) - reach) / delta
+  if kind == "quest":  # the trust mask acts on the rotated weights; step: Δ per output column
+    rotated = np.asarray(quest.rotate(jnp.asarray(w), axis=-2))
+    past = np.abs(rotated) / step - 2 ** (bits - 1)  # outer level (L/2 − ½)·Δ plus half a step
     return past > 0, np.maximum(past, 0.0)
   lo, hi = lsq.lsq_levels(bits) if kind == "lsq" else fixed.levels(bits)
   y = w / step
@@ -113,7 +112,8 @@ def main(argv) -> int:
     try:
       r = run_stats(workdir)
     except (OSError, ValueError) as e:
-      sys.exit(f"clipped_weights.py: {e}")
+      sys.exit(f"clipped_weights.py: {e} (give the workdirs of runs, each with config.json "
+               "and checkpoints/)")
     print(f"| {workdir.rstrip('/')} | {r['step']} | "
           + " | ".join(f"{r[k]:.3g}" for k in STATS) + " |", flush=True)
   return 0

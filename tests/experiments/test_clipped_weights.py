@@ -25,6 +25,8 @@ def test_clipped_is_where_the_ste_gradient_is_zero(kind):
   else:
     rotated = quest.rotate(w, axis=-2)
     grad = jax.grad(lambda x: jnp.sum(quest.quest_quantize(x, bits, axis=-2)))(rotated)
+  if kind == "quest":
+    step = quest.quest_weight_step(w, bits)  # what layers.weight_step_sizes gives for QuEST
   clipped, past = clipped_weights.outside(w, step, kind, bits)
   assert 0.02 < clipped.mean() < 0.6  # both kinds of weight are there
   np.testing.assert_array_equal(clipped, np.asarray(grad) == 0)
