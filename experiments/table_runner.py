@@ -46,15 +46,23 @@ class Row(NamedTuple):
 
 
 STE = ("STE", ("estimator.kind=ste",))
+RECIPE = "fogzo_recipe"  # the variant name of the study's recommended setting (confirmed_variants)
 FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator.kind=fogzo",))
 
 
 def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
-  """The setting that beat STE on held-out seeds in docs/results/where_fogzo_helps.md (ours, not
-  the paper's): FOGZO's noise share ρ = 0.3 (β → d/(d + ρ²), d the perturbed weights) at 3× the
-  row's learning rate, with STE at that same rate as its control (a transferred rate alone can
-  be the whole gain: resnet8 in that study), and ρ = 0.3 at the row's rate. The row's rate is
-  read from its config and overrides (``config`` as in ``Row``, relative to the repository)."""
+  """The study's settings (docs/results/where_fogzo_helps.md; ours, not the paper's), added to
+  every table row that runs. The row's rate is read from its config and overrides (``config``
+  as in ``Row``, relative to the repository).
+
+  - ``fogzo_recipe``: the README's recommendation since amendment 24: FOGZO with noise share
+    ρ = 0.3 (β → d/(d + ρ²), d the perturbed weights), the STE's linear prediction in place of
+    the measured difference (``difference="ste_linear"``) and no noise where the STE gradient is
+    0 (``skip_zero_grad``), at the row's own rate. STE at that rate is its control.
+  - ``fogzo_rho0.3_lr3x``: the earlier setting (amendments 2-11): ρ = 0.3 at 3× the row's rate,
+    with ``ste_lr3x`` (STE at that same rate) as its control, since a transferred rate alone can
+    be the whole gain (resnet8 in the study); ``fogzo_rho0.3``: ρ = 0.3 at the row's rate.
+  """
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   lr = sweep.apply_overrides(sweep.load_config(os.path.join(root, config)),
                              overrides).optimizer.learning_rate
@@ -63,8 +71,11 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
   return {
       "fogzo_rho0.3": ("FOGZO, noise share 0.3 (ours)", rho),
       "ste_lr3x": (f"STE, lr {3 * lr:g} (3×)", ("estimator.kind=ste", high)),
-      "fogzo_rho0.3_lr3x": (f"FOGZO, noise share 0.3, lr {3 * lr:g} (ours: the study's setting)",
+      "fogzo_rho0.3_lr3x": (f"FOGZO, noise share 0.3, lr {3 * lr:g} (ours: the earlier setting)",
                             rho + (high,)),
+      RECIPE: ("FOGZO, noise share 0.3, STE-linear difference, no noise where g = 0 "
+               "(ours: the recommended setting)",
+               rho + ("estimator.difference=ste_linear", "estimator.skip_zero_grad=True")),
   }
 
 

@@ -31,6 +31,22 @@ def test_every_row_and_variant_is_a_valid_config(row, monkeypatch):
   assert base.data.name in ("fashion_mnist", "tiny_shakespeare")  # runs offline here
 
 
+def test_every_running_row_has_the_recommended_setting_at_its_own_rate():
+  rows = [r for r in fixed_scale.make_rows() + lsq.make_rows() + quest.make_rows() if not r.reason]
+  assert rows
+  for row in rows:
+    label, extra = row.variants[tables.RECIPE]
+    assert "ours" in label
+    assert set(extra) == {"estimator.kind=fogzo", "estimator.noise_share=0.3",
+                          "estimator.difference=ste_linear", "estimator.skip_zero_grad=True"}
+    config = sweep.apply_overrides(sweep.load_config(os.path.join(ROOT, row.config)),
+                                   row.overrides + extra)
+    ste = sweep.apply_overrides(sweep.load_config(os.path.join(ROOT, row.config)),
+                                row.overrides + row.variants["ste"][1])
+    assert config.optimizer.learning_rate == ste.optimizer.learning_rate  # STE is its control
+    assert config.estimator.skip_zero_grad and config.estimator.difference == "ste_linear"
+
+
 def test_rows_not_run_say_why():
   skipped = [r for r in ALL_ROWS if r.reason]
   assert {r.key for r in skipped} >= {"deit_small", "quest_200m", "quest_300m"}
