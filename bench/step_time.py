@@ -40,6 +40,9 @@ _DIFFERENCE = flags.DEFINE_list(
 _GRADIENT_NOISE = flags.DEFINE_bool(
     "gradient_noise", False, "Also time the gradient-noise control (ours, ρ 0.3; no perturbed "
     "forward).")
+_SKIP_ZERO = flags.DEFINE_bool(
+    "skip_zero_grad", False, "Also time the ste_linear FOGZO rows and the gradient-noise row "
+    "with skip_zero_grad=True (ours: no noise where the STE gradient is 0).")
 _REPEATS = flags.DEFINE_integer("repeats", 50, "Timed steps per row (min 5).")
 _CHUNK = flags.DEFINE_integer("chunk_size", 0, "Perturbations vmapped at once (0: the config's).")
 _OUT = flags.DEFINE_string("out", "bench_step_time.json", "JSON output path.")
@@ -112,24 +115,27 @@ def main(argv):
       raise app.UsageError(f"--models: {name!r} is not one of {', '.join(BENCH_MODELS)}")
     task, batch = make_batch(name, full)
     nspsa_n = _NSPSA_N.value if name == "mlp" or not _NSPSA_N.value else ["1", "16"]
-    # (estimator, n, evaluation, difference); ste_linear evaluates no perturbed loss, so it is
-    # timed once per n, not once per evaluation
-    runs = [("ste", 1, "vmap", "loss")] + [
-        (est, int(n), ev, "loss") for ev in _EVALUATION.value
+    # (estimator, n, evaluation, difference, skip_zero_grad); ste_linear evaluates no perturbed
+    # loss, so it is timed once per n, not once per evaluation
+    skips = (False, True) if _SKIP_ZERO.value else (False,)
+    runs = [("ste", 1, "vmap", "loss", False)] + [
+        (est, int(n), ev, "loss", False) for ev in _EVALUATION.value
         for est, ns in (("fogzo", _FOGZO_N.value), ("nspsa", nspsa_n)) for n in ns
         if est == "nspsa" or "loss" in _DIFFERENCE.value] + [
-        ("fogzo", int(n), "", "ste_linear") for n in _FOGZO_N.value
-        if "ste_linear" in _DIFFERENCE.value] + (
-        [("gradient_noise", 1, "", "")] if _GRADIENT_NOISE.value else [])
+        ("fogzo", int(n), "", "ste_linear", skip) for n in _FOGZO_N.value
+        if "ste_linear" in _DIFFERENCE.value for skip in skips] + (
+        [("gradient_noise", 1, "", "", skip) for skip in skips] if _GRADIENT_NOISE.value else [])
     base = None
-    for estimator, n, evaluation, difference in runs:
+    for estimator, n, evaluation, difference, skip in runs:
       config = bench_config(name, full)
       config.estimator.update(kind=estimator, num_perturbations=n,
                               evaluation=evaluation or "vmap")
       if difference == "ste_linear":
         config.estimator.difference = difference
-      if estimator == "gradient_noise":
+      if estimator == "gradient_noise" or skip:  # the study's noise share
         config.estimator.noise_share = 0.3
+      if skip:
+        config.estimator.skip_zero_grad = True
       if _CHUNK.value:
         config.estimator.chunk_size = _CHUNK.value
       repeats = _REPEATS.value if n < 1000 else 5
@@ -138,6 +144,7 @@ def main(argv):
       rows.append(dict(model=name, size="full" if full else "reduced", estimator=estimator, n=n,
                        evaluation=evaluation if estimator != "ste" else "",
                        difference=difference if estimator == "fogzo" else "",
+                       skip_zero_grad=skip,
                        chunk_size=config.estimator.chunk_size,
                        batch=len(next(iter(batch.values()))), step_ms=1e3 * t,
                        ratio_to_ste=t / base, peak_mem_mb=peak_memory_mb(),
@@ -145,17 +152,18 @@ def main(argv):
                        ideal_ratio=optim.forward_passes(1, 1, **config.estimator) / 3))
       r = rows[-1]
       print(f"{name:9s} {estimator:6s} n={n:<5d} {r['evaluation']:10s} {r['difference']:10s} "
+            f"{'skip0' if skip else '':5s} "
             f"{r['step_ms']:9.3f} ms  "
             f"x{r['ratio_to_ste']:7.2f} (ideal x{r['ideal_ratio']:.2f})  "
             f"peak {r['peak_mem_mb']:.0f} MB", flush=True)
       timing.save(_OUT.value, rows, dtype=_DTYPE.value)  # a kill keeps the finished rows
   machine = timing.save(_OUT.value, rows, dtype=_DTYPE.value)
-  print("\n| model | size | batch | estimator | n | evaluation | difference | step (ms) | × STE | "
-        "ideal × STE (F+B=3F) | peak mem (MB) |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  print("\n| model | size | batch | estimator | n | evaluation | difference | skip_zero_grad "
+        "| step (ms) | × STE | ideal × STE (F+B=3F) | peak mem (MB) |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['estimator']} | {r['n']} | "
-          f"{r['evaluation']} | {r['difference']} | "
+          f"{r['evaluation']} | {r['difference']} | {'yes' if r['skip_zero_grad'] else ''} | "
           f"{r['step_ms']:.3f} | {r['ratio_to_ste']:.2f} | {r['ideal_ratio']:.2f} | "
           f"{r['peak_mem_mb']:.0f} |")
   print(f"\nmachine: {machine}")

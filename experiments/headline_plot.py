@@ -8,14 +8,15 @@ Gain, positive when FOGZO is better: accuracy points (FOGZO − STE) for image m
 perplexity reduction in % ((STE − FOGZO)/STE) for language models. Ours is the mean over seeds of
 the per-seed gain (runs paired by seed) with its standard deviation as the error bar; rows whose
 FOGZO variant is not named "fogzo" (equal-time) pair the second variant with "ste". Rows that
-also ran the study's setting (ours: noise share 0.3 at 3× the rate, table_runner.confirmed_variants)
-get a second gain of ours, against STE at that same rate.
+also ran one of the study's settings (ours, table_runner.confirmed_variants) get one more gain of
+ours per setting, against its STE control (``PAIRS``); a setting no row ran gets no column.
 """
 
 import argparse
 import json
 import statistics
 
+import table_runner
 from fogzo_jax.train import sweep
 
 
@@ -24,7 +25,9 @@ def gain(ste: float, fogzo: float, perplexity: bool) -> float:
   return 100.0 * (ste - fogzo) / ste if perplexity else fogzo - ste
 
 
-CONFIRMED = ("ste_lr3x", "fogzo_rho0.3_lr3x")  # (STE, FOGZO) at the same 3× rate
+# The study's settings against their STE controls: (STE variant, FOGZO variant, label).
+PAIRS = (("ste_lr3x", "fogzo_rho0.3_lr3x", "ρ 0.3 at 3× lr vs STE at 3× lr"),
+         ("ste", table_runner.RECIPE, "recommended setting vs STE"))
 
 
 def paired(ste: dict, fogzo: dict) -> list[tuple[float, float]]:
@@ -44,12 +47,14 @@ def row_gains(records: list[dict]) -> list[dict]:
     named = {r["variant"]: r for r in recs}
     ste = named.get("ste")
     fogzo = named.get("fogzo") or next((r for r in recs if r["variant"] != "ste"), None)
-    ste3, fogzo3 = (named.get(v) for v in CONFIRMED)
     ran = lambda r: bool(r and r["values"])  # pylint: disable=unnecessary-lambda-assignment
-    if not (ran(ste) and ran(fogzo)) and not (ran(ste3) and ran(fogzo3)):
+    studied = {label: paired(named[a], named[b]) for a, b, label in PAIRS
+               if ran(named.get(a)) and ran(named.get(b))}
+    if not (ran(ste) and ran(fogzo)) and not studied:
       continue
-    # A row that ran only the study's pair keeps its labels and the paper's numbers.
-    ste = ste if ran(ste) else dict(ste3, values=[], seeds=[],
+    # A row that ran only the study's settings keeps its labels and the paper's numbers.
+    first = named[next(a for a, b, label in PAIRS if label in studied)] if studied else None
+    ste = ste if ran(ste) else dict(ste or first, values=[], seeds=[],
                                     paper_value=(ste or {}).get("paper_value"))
     fogzo = fogzo if ran(fogzo) else dict(fogzo or ste, values=[], seeds=[])
     ppl = ste["metric"] == "val_perplexity"
@@ -59,19 +64,24 @@ def row_gains(records: list[dict]) -> list[dict]:
       paper = gain(ste["paper_value"], fogzo["paper_value"], ppl)
     ours_at = ste.get("scale", "").split(",")[0]  # two rows may share one paper setting
     label = f"{ste['paper']}\nours: {ours_at}" if ours_at else ste["paper"]
-    confirmed = paired(ste3, fogzo3) if ran(ste3) and ran(fogzo3) else []
     out.append(dict(label=label, ours=[gain(a, b, ppl) for a, b in pairs], paper=paper,
                     perplexity=ppl, paper_ste=ste["paper_value"], paper_fogzo=fogzo["paper_value"],
                     ours_ste=[a for a, _ in pairs], ours_fogzo=[b for _, b in pairs],
-                    ours_confirmed=[gain(a, b, ppl) for a, b in confirmed]))
+                    studied={k: [gain(a, b, ppl) for a, b in v] for k, v in studied.items()}))
   return out
 
 
+def studied_labels(gains: list[dict]) -> list[str]:
+  """The labels of ``PAIRS`` that at least one row ran, in ``PAIRS`` order."""
+  return [label for _, _, label in PAIRS if any(label in g["studied"] for g in gains)]
+
+
 def markdown(gains: list[dict]) -> str:
-  """The README's compact table: paper STE → FOGZO beside ours, and both gains."""
+  """The README's compact table: paper STE → FOGZO beside ours, and every gain."""
+  extra = studied_labels(gains)
   lines = ["| paper setting (metric) / our scale | paper STE → FOGZO | ours STE → FOGZO "
-           "| gain paper | gain ours | gain ours, ρ 0.3 at 3× lr vs STE at 3× lr |",
-           "|---|---|---|---|---|---|"]
+           "| gain paper | gain ours |" + "".join(f" gain ours, {label} |" for label in extra),
+           "|---|---|---|---|---|" + "---|" * len(extra)]
   for g in gains:
     unit = "%" if g["perplexity"] else " pt"
     paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
@@ -79,8 +89,9 @@ def markdown(gains: list[dict]) -> str:
     ours = (f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])}"
             if g["ours"] else "not run")
     ours_gain = f"{statistics.mean(g['ours']):+.2f}{unit}" if g["ours"] else "–"
-    lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | "
-                 f"{ours} | {paper_gain} | {ours_gain} | {_mean_std(g['ours_confirmed'], unit)} |")
+    lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | {ours} | {paper_gain} | "
+                 f"{ours_gain} |" + "".join(f" {_mean_std(g['studied'].get(label, []), unit)} |"
+                                           for label in extra))
   return "\n".join(lines) + "\n"
 
 
@@ -102,17 +113,21 @@ def plot(gains: list[dict], out: str) -> None:
 
   fig, ax = plt.subplots(figsize=(10, 0.75 * len(gains) + 2.4))
   ys = range(len(gains))
+  extra = studied_labels(gains)
+  height = 0.8 / (2 + len(extra))
   paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
-  mean = [statistics.mean(g["ours"]) if g["ours"] else 0.0 for g in gains]
-  err = [statistics.stdev(g["ours"]) if len(g["ours"]) > 1 else 0.0 for g in gains]
-  ax.barh([y - 0.27 for y in ys], paper, height=0.27, color="#999999", label="paper (its scale)")
-  ax.barh(list(ys), mean, height=0.27, xerr=err, color="#1f77b4",
-          label="ours, paper's FOGZO (reduced scale, mean ± std over seeds)")
-  confirmed = [(y, g["ours_confirmed"]) for y, g in zip(ys, gains) if g["ours_confirmed"]]
-  if confirmed:
-    ax.barh([y + 0.27 for y, _ in confirmed], [statistics.mean(v) for _, v in confirmed],
-            height=0.27, xerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in confirmed],
-            color="#ff7f0e", label="ours, noise share 0.3 at 3× lr vs STE at 3× lr (our setting)")
+  ax.barh([y - 0.4 + 0.5 * height for y in ys], paper, height=height, color="#999999",
+          label="paper (its scale)")
+  series = [("ours, paper's FOGZO (reduced scale, mean ± std over seeds)", "#1f77b4",
+             [g["ours"] for g in gains])]
+  series += [(f"ours, {label} (our setting)", color, [g["studied"].get(label, []) for g in gains])
+             for label, color in zip(extra, ("#ff7f0e", "#2ca02c", "#d62728"))]
+  for k, (name, color, values) in enumerate(series, start=1):
+    shown = [(y, v) for y, v in zip(ys, values) if v]
+    ax.barh([y - 0.4 + (k + 0.5) * height for y, _ in shown],
+            [statistics.mean(v) for _, v in shown], height=height,
+            xerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in shown],
+            color=color, label=name)
   ax.axvline(0.0, color="black", linewidth=0.8)
   ax.set_yticks(list(ys))
   ax.set_yticklabels([g["label"] for g in gains], fontsize=8)
@@ -136,8 +151,9 @@ def main():
   for g in gains:
     paper = "–" if g["paper"] is None else f"{g['paper']:+.2f}"
     print(f"{g['label'].replace(chr(10), ' | '):90s} paper {paper:>7s}   ours per seed "
-          f"{', '.join(f'{v:+.2f}' for v in g['ours']) or '–'}; study's setting "
-          f"{', '.join(f'{v:+.2f}' for v in g['ours_confirmed']) or '–'}")
+          f"{', '.join(f'{v:+.2f}' for v in g['ours']) or '–'}"
+          + "".join(f"; {k} {', '.join(f'{v:+.2f}' for v in vs)}"
+                    for k, vs in g["studied"].items()))
   if args.markdown:
     with open(args.markdown, "w") as f:
       f.write(markdown(gains))

@@ -46,8 +46,10 @@ DIFFERENCE_SCRIPT = textwrap.dedent("""
       seen.append(config.estimator.to_dict())
       return 0.002
     step_time.time_step = fake_time_step
+    extra = sys.argv[4:]
     sys.argv = ["step_time.py", "--models=" + sys.argv[3], "--fogzo_n=1", "--nspsa_n=",
                 "--fogzo_difference=" + sys.argv[2], "--gradient_noise", "--out=" + sys.argv[1]]
+    sys.argv += extra
     try:
       app.run(step_time.main)
     finally:
@@ -75,6 +77,25 @@ def test_ste_linear_and_gradient_noise_rows(tmp_path):
                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "--fogzo_difference: 'linear' is not one of loss, ste_linear" in proc.stderr
+
+
+def test_skip_zero_grad_adds_the_recommended_rows(tmp_path):
+  """--skip_zero_grad times each ste_linear row and the gradient-noise row a second time with
+  skip_zero_grad=True and the study's noise share; the other rows keep it off."""
+  out = tmp_path / "rows.json"
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "bench")]))
+  proc = subprocess.run([sys.executable, "-c", DIFFERENCE_SCRIPT, str(out), "loss,ste_linear",
+                         "mlp", "--skip_zero_grad"], env=env, cwd=tmp_path, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  rows = json.loads(out.read_text())["rows"]
+  assert [(r["estimator"], r["difference"], r["skip_zero_grad"]) for r in rows] == [
+      ("ste", "", False), ("fogzo", "loss", False), ("fogzo", "ste_linear", False),
+      ("fogzo", "ste_linear", True), ("gradient_noise", "", False), ("gradient_noise", "", True)]
+  seen = json.loads(proc.stdout.split("SEEN")[-1])
+  assert [s.get("skip_zero_grad", False) for s in seen] == [False] * 3 + [True, False, True]
+  assert seen[3]["noise_share"] == 0.3 and seen[3]["difference"] == "ste_linear"
+  assert "| yes |" in proc.stdout
 
 
 def test_an_empty_nspsa_n_drops_the_nspsa_rows_of_every_model(tmp_path):

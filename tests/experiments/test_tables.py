@@ -121,20 +121,33 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
       dict(ppl, row="big", paper="BIG", variant="ste_lr3x", paper_value=None, seeds=[0, 1],
            values=[10.0, 10.0]),
       dict(ppl, row="big", paper="BIG", variant="fogzo_rho0.3_lr3x", paper_value=None,
-           seeds=[0, 1], values=[9.0, 11.0])]
-  lm, img, big = headline_plot.row_gains(records)
-  assert big["ours"] == [] and big["ours_confirmed"] == pytest.approx([10.0, -10.0])
+           seeds=[0, 1], values=[9.0, 11.0]),
+      dict(acc, row="rec", paper="REC", variant="ste", paper_value=70.0, seeds=[3, 4],
+           values=[80.0, 81.0]),
+      dict(acc, row="rec", paper="REC", variant="fogzo", paper_value=71.0, seeds=[], values=[]),
+      dict(acc, row="rec", paper="REC", variant=tables.RECIPE, paper_value=None, seeds=[4, 3],
+           values=[82.0, 80.5])]
+  lm, img, big, rec = headline_plot.row_gains(records)
+  three, recommended = (label for _, _, label in headline_plot.PAIRS)
+  assert big["ours"] == [] and big["studied"] == {three: pytest.approx([10.0, -10.0])}
   assert big["paper"] == pytest.approx(5.0)  # the paper's gain shows although ours did not run
   assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
   assert lm["ours"] == pytest.approx([-10.0, 5.0])     # seed 0: 10 → 11 worse; seed 1 better
   assert img["paper"] is None and img["ours"] == pytest.approx([-1.5])
-  assert lm["ours_confirmed"] == pytest.approx([10.0, 5.0]) and img["ours_confirmed"] == []
+  assert lm["studied"] == {three: pytest.approx([10.0, 5.0])} and img["studied"] == {}
+  # a row that ran only STE and the recommended setting: paired by seed, paper's gain kept
+  assert rec["ours"] == [] and rec["studied"] == {recommended: pytest.approx([0.5, 1.0])}
+  assert rec["paper"] == pytest.approx(1.0)
   assert lm["label"] == "LM\nours: tiny LM" and img["label"] == "IMG"  # scale's first part
-  lines = headline_plot.markdown([lm, img]).splitlines()
+  lines = headline_plot.markdown([lm, img]).splitlines()  # no row ran the recommended setting
+  assert lines[0].endswith(f"| gain ours | gain ours, {three} |")
   assert lines[2] == ("| LM / ours: tiny LM | 100 → 95 | 15 ± 7.1 → 15 ± 5.7 | +5.00% | -2.50% "
                       "| +7.50 ± 3.54%, t = +3.00 |")
   assert lines[3] == "| IMG | – | 80 → 78.5 | – | -1.50 pt | – |"
+  lines = headline_plot.markdown([img, rec]).splitlines()  # only the recommended setting
+  assert lines[0].endswith(f"| gain ours | gain ours, {recommended} |") and three not in lines[0]
+  assert lines[3] == "| REC | 70 → 71 | not run | +1.00 pt | – | +0.75 ± 0.35 pt, t = +3.00 |"
   assert headline_plot.markdown([big]).splitlines()[2] == (
       "| BIG / ours: tiny LM | 100 → 95 | not run | +5.00% | – | +0.00 ± 14.14%, t = +0.00 |")
-  headline_plot.plot([lm, img, big], str(tmp_path / "h.png"))
+  headline_plot.plot([lm, img, big, rec], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000
