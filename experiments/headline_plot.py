@@ -77,11 +77,15 @@ def studied_labels(gains: list[dict]) -> list[str]:
 
 
 def markdown(gains: list[dict]) -> str:
-  """The README's compact table: paper STE → FOGZO beside ours, and every gain."""
+  """The README's compact table: paper STE → FOGZO beside ours, and every gain. The columns of
+  the paper's FOGZO (ours) and of each study setting appear only when some row ran them."""
   extra = studied_labels(gains)
-  lines = ["| paper setting (metric) / our scale | paper STE → FOGZO | ours STE → FOGZO "
-           "| gain paper | gain ours |" + "".join(f" gain ours, {label} |" for label in extra),
-           "|---|---|---|---|---|" + "---|" * len(extra)]
+  literal = any(g["ours"] for g in gains)
+  lines = ["| paper setting (metric) / our scale | paper STE → FOGZO |"
+           + (" ours STE → FOGZO |" if literal else "") + " gain paper |"
+           + (" gain ours |" if literal else "")
+           + "".join(f" gain ours, {label} |" for label in extra),
+           "|---|---|---|" + "---|---|" * literal + "---|" * len(extra)]
   for g in gains:
     unit = "%" if g["perplexity"] else " pt"
     paper = "–" if g["paper"] is None else f"{g['paper_ste']:g} → {g['paper_fogzo']:g}"
@@ -89,9 +93,11 @@ def markdown(gains: list[dict]) -> str:
     ours = (f"{sweep.mean_std(g['ours_ste'])} → {sweep.mean_std(g['ours_fogzo'])}"
             if g["ours"] else "not run")
     ours_gain = f"{statistics.mean(g['ours']):+.2f}{unit}" if g["ours"] else "–"
-    lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} | {ours} | {paper_gain} | "
-                 f"{ours_gain} |" + "".join(f" {_mean_std(g['studied'].get(label, []), unit)} |"
-                                           for label in extra))
+    lines.append(f"| {g['label'].replace(chr(10), ' / ')} | {paper} |"
+                 + (f" {ours} |" if literal else "") + f" {paper_gain} |"
+                 + (f" {ours_gain} |" if literal else "")
+                 + "".join(f" {_mean_std(g['studied'].get(label, []), unit)} |"
+                           for label in extra))
   return "\n".join(lines) + "\n"
 
 
@@ -113,15 +119,15 @@ def plot(gains: list[dict], out: str) -> None:
 
   fig, ax = plt.subplots(figsize=(10, 0.75 * len(gains) + 2.4))
   ys = range(len(gains))
-  extra = studied_labels(gains)
-  height = 0.8 / (2 + len(extra))
-  paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
-  ax.barh([y - 0.4 + 0.5 * height for y in ys], paper, height=height, color="#999999",
-          label="paper (its scale)")
   series = [("ours, paper's FOGZO (reduced scale, mean ± std over seeds)", "#1f77b4",
              [g["ours"] for g in gains])]
   series += [(f"ours, {label} (our setting)", color, [g["studied"].get(label, []) for g in gains])
-             for label, color in zip(extra, ("#ff7f0e", "#2ca02c", "#d62728"))]
+             for label, color in zip(studied_labels(gains), ("#ff7f0e", "#2ca02c", "#d62728"))]
+  series = [s for s in series if any(s[2])]  # a series no row ran gets no slot and no legend
+  height = 0.8 / (1 + len(series))
+  paper = [g["paper"] if g["paper"] is not None else 0.0 for g in gains]
+  ax.barh([y - 0.4 + 0.5 * height for y in ys], paper, height=height, color="#999999",
+          label="paper (its scale)")
   for k, (name, color, values) in enumerate(series, start=1):
     shown = [(y, v) for y, v in zip(ys, values) if v]
     ax.barh([y - 0.4 + (k + 0.5) * height for y, _ in shown],

@@ -147,7 +147,11 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
   lines = headline_plot.markdown([img, rec]).splitlines()  # only the recommended setting
   assert lines[0].endswith(f"| gain ours | gain ours, {recommended} |") and three not in lines[0]
   assert lines[3] == "| REC | 70 → 71 | not run | +1.00 pt | – | +0.75 ± 0.35 pt, t = +3.00 |"
-  assert headline_plot.markdown([big]).splitlines()[2] == (
+  lines = headline_plot.markdown([rec]).splitlines()  # no row ran the paper's FOGZO: no column
+  assert lines == ["| paper setting (metric) / our scale | paper STE → FOGZO | gain paper "
+                   f"| gain ours, {recommended} |", "|---|---|---|---|",
+                   "| REC | 70 → 71 | +1.00 pt | +0.75 ± 0.35 pt, t = +3.00 |"]
+  assert headline_plot.markdown([big, img]).splitlines()[2] == (
       "| BIG / ours: tiny LM | 100 → 95 | not run | +5.00% | – | +0.00 ± 14.14%, t = +0.00 |")
   headline_plot.plot([lm, img, big, rec], str(tmp_path / "h.png"))
   assert (tmp_path / "h.png").stat().st_size > 1000
