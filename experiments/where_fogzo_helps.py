@@ -107,6 +107,8 @@ RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
+# Amendment 27: with QuEST W+A, the gradient-noise control (amendment 20's) on the same seeds.
+AMENDMENT_27 = ("llama_9m_quest",)
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
@@ -398,7 +400,7 @@ def recipe_variants(model: str) -> dict:
   17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only; amendment 23 adds the control and the setting without noise where the STE gradient is 0
-  to ``llama_9m_lsq``)."""
+  to ``llama_9m_lsq``, amendment 27 the control to ``llama_9m_quest``)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -407,6 +409,9 @@ def recipe_variants(model: str) -> dict:
   mixed = noise_mixed_ste(lr)
   if model in AMENDMENT_23:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
+            "gradient_noise_ste_lr": noise_control(mixed)}
+  if model in AMENDMENT_27:
+    return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
             "gradient_noise_ste_lr": noise_control(mixed)}
   if model in RECIPE_ONLY:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
