@@ -85,6 +85,17 @@ def with_confirmed(rows: Sequence[Row]) -> list[Row]:
       variants={**r.variants, **confirmed_variants(r.config, r.overrides)}) for r in rows]
 
 
+def at_length(rows: Sequence[Row], steps: int) -> list[Row]:
+  """``rows`` trained for ``steps`` steps instead of their own length (``num_train_steps``
+  overrides ``num_epochs`` too); each keeps its variants, under the key ``<key>_<steps>steps``
+  (its own run folder), and says the length in its scale. Rows that do not run are dropped."""
+  if steps < 1:
+    raise ValueError(f"steps must be >= 1, got {steps}")
+  return [r._replace(key=f"{r.key}_{steps}steps",
+                     overrides=r.overrides + (f"num_train_steps={steps}",),
+                     scale=f"{r.scale}; here {steps} steps") for r in rows if not r.reason]
+
+
 def finished_seeds(folder: str, name: str) -> set:
   """The seeds of ``name``'s finished runs in ``folder`` (``<name>_s<seed>/summary.json``)."""
   prefix = f"{name}_s"
@@ -165,6 +176,10 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
   out_flag = flags.DEFINE_string("out", default_out, "Output folder.")
   report_flag = flags.DEFINE_bool("report_only", False, "Only rebuild table.md from the runs.")
   variants_flag = flags.DEFINE_list("variants", [], "Train only these variants (default: all).")
+  steps_flag = flags.DEFINE_integer(
+      "num_train_steps", 0, "Train the --rows for this many steps instead of their own length "
+      "(0: their own). Runs go to <out>/<row>_<N>steps; the table, of those rows only, to "
+      "<out>/table_<N>steps.md and .json.")
 
   def run(argv):
     del argv
@@ -175,17 +190,25 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
     unknown = sorted(set(rows_flag.value) - set(keys))
     if unknown:
       raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
+    train_rows, name = rows_flag.value or None, "table"
+    if steps_flag.value < 0:
+      raise app.UsageError(f"--num_train_steps: must be >= 0 (0: each row's own length), got "
+                           f"{steps_flag.value}")
+    if steps_flag.value:
+      rows = at_length([r for r in rows if train_rows is None or r.key in train_rows],
+                       steps_flag.value)
+      train_rows, name = None, f"table_{steps_flag.value}steps"
     os.makedirs(out_flag.value, exist_ok=True)
     records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
                         report_only=report_flag.value, only=variants_flag.value,
-                        train_rows=rows_flag.value or None)
+                        train_rows=train_rows)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
                f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     text = format_table(title, records, command, machine)
-    with open(os.path.join(out_flag.value, "table.md"), "w") as f:
+    with open(os.path.join(out_flag.value, f"{name}.md"), "w") as f:
       f.write(text)
-    with open(os.path.join(out_flag.value, "table.json"), "w") as f:
+    with open(os.path.join(out_flag.value, f"{name}.json"), "w") as f:
       json.dump(dict(title=title, command=command, machine=machine, records=records), f,
                 indent=1)
     print(text)

@@ -47,6 +47,23 @@ def test_every_running_row_has_the_recommended_setting_at_its_own_rate():
     assert config.estimator.skip_zero_grad and config.estimator.difference == "ste_linear"
 
 
+def test_rows_at_another_length_keep_their_variants_in_their_own_folders(monkeypatch):
+  monkeypatch.chdir(ROOT)
+  rows = fixed_scale.make_rows()
+  (row,) = [r for r in rows if r.key == "llama_identity"]
+  longer = tables.at_length(rows, 1000)
+  assert len(longer) == len([r for r in rows if not r.reason])
+  (long,) = [r for r in longer if r.key == "llama_identity_1000steps"]
+  assert long.variants == row.variants and long.scale.endswith("; here 1000 steps")
+  config = sweep.apply_overrides(sweep.load_config(long.config), long.overrides)
+  assert config.num_train_steps == 1000  # the last override wins over the row's 300
+  (res,) = tables.at_length([r for r in rows if r.key == "resnet18_identity"], 50)
+  resnet = sweep.apply_overrides(sweep.load_config(res.config), res.overrides)
+  assert resnet.num_train_steps == 50 and resnet.num_epochs == 1  # steps override epochs
+  with pytest.raises(ValueError, match="steps must be >= 1"):
+    tables.at_length(rows, 0)
+
+
 def test_rows_not_run_say_why():
   skipped = [r for r in ALL_ROWS if r.reason]
   assert {r.key for r in skipped} >= {"deit_small", "quest_200m", "quest_300m"}
