@@ -55,10 +55,11 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
   every table row that runs. The row's rate is read from its config and overrides (``config``
   as in ``Row``, relative to the repository).
 
-  - ``fogzo_recipe``: the README's recommendation since amendment 24: FOGZO with noise share
+  - ``fogzo_recipe``: the README's recommendation of amendments 24-29: FOGZO with noise share
     ρ = 0.3 (β → d/(d + ρ²), d the perturbed weights), the STE's linear prediction in place of
     the measured difference (``difference="ste_linear"``) and no noise where the STE gradient is
-    0 (``skip_zero_grad``), at the row's own rate. STE at that rate is its control.
+    0 (``skip_zero_grad``), at the row's own rate. STE at that rate is its control. (Since
+    amendment 30 the README keeps ``skip_zero_grad`` for LSQ only; the variant stays as it ran.)
   - ``fogzo_rho0.3_lr3x``: the earlier setting (amendments 2-11): ρ = 0.3 at 3× the row's rate,
     with ``ste_lr3x`` (STE at that same rate) as its control, since a transferred rate alone can
     be the whole gain (resnet8 in the study); ``fogzo_rho0.3``: ρ = 0.3 at the row's rate.
