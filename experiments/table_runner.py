@@ -74,8 +74,7 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
       "ste_lr3x": (f"STE, lr {3 * lr:g} (3×)", ("estimator.kind=ste", high)),
       "fogzo_rho0.3_lr3x": (f"FOGZO, noise share 0.3, lr {3 * lr:g} (ours: the earlier setting)",
                             rho + (high,)),
-      RECIPE: ("FOGZO, noise share 0.3, STE-linear difference, no noise where g = 0 "
-               "(ours: the recommended setting)",
+      RECIPE: ("FOGZO, noise share 0.3, STE-linear difference, no noise where g = 0 (ours)",
                rho + ("estimator.difference=ste_linear", "estimator.skip_zero_grad=True")),
   }
 
@@ -188,13 +187,14 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
 
     rows = list(make_rows())
     keys = [r.key for r in rows]
+    script = os.path.basename(sys.argv[0])
     unknown = sorted(set(rows_flag.value) - set(keys))
-    if unknown:
-      raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
+    if unknown:  # one line that says what to give, not the whole usage text
+      sys.exit(f"{script}: --rows: unknown {unknown}; allowed: {', '.join(keys)}")
     train_rows, name = rows_flag.value or None, "table"
     if steps_flag.value < 0:
-      raise app.UsageError(f"--num_train_steps: must be >= 0 (0: each row's own length), got "
-                           f"{steps_flag.value}")
+      sys.exit(f"{script}: --num_train_steps: must be >= 0 (0: each row's own length), got "
+               f"{steps_flag.value}")
     if steps_flag.value:
       rows = at_length([r for r in rows if train_rows is None or r.key in train_rows],
                        steps_flag.value)

@@ -410,10 +410,7 @@ def recipe_variants(model: str) -> dict:
   if model in AMENDMENT_23:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
             "gradient_noise_ste_lr": noise_control(mixed)}
-  if model in AMENDMENT_27:
-    return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
-            "gradient_noise_ste_lr": noise_control(mixed)}
-  if model in RECIPE_ONLY:
+  if model in RECIPE_ONLY and model not in AMENDMENT_27:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
           "gradient_noise_ste_lr": noise_control(mixed)}

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -62,6 +64,20 @@ def test_rows_at_another_length_keep_their_variants_in_their_own_folders(monkeyp
   assert resnet.num_train_steps == 50 and resnet.num_epochs == 1  # steps override epochs
   with pytest.raises(ValueError, match="steps must be >= 1"):
     tables.at_length(rows, 0)
+
+
+@pytest.mark.parametrize("flag, line", [
+    ("--rows=nope", "fixed_scale.py: --rows: unknown ['nope']; allowed: "),
+    ("--num_train_steps=-1", "fixed_scale.py: --num_train_steps: must be >= 0 (0: each row's "
+                             "own length), got -1")])
+def test_bad_input_ends_a_table_script_with_one_line(flag, line, tmp_path):
+  script = os.path.join(ROOT, "experiments", "fixed_scale.py")
+  proc = subprocess.run([sys.executable, script, flag, f"--out={tmp_path}"], capture_output=True,
+                        text=True, timeout=300, cwd=ROOT)
+  assert proc.returncode == 1
+  (only,) = proc.stderr.strip().splitlines()
+  assert only.startswith(line)
+  assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 
 def test_rows_not_run_say_why():
