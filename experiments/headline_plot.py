@@ -27,7 +27,8 @@ def gain(ste: float, fogzo: float, perplexity: bool) -> float:
 
 # The study's settings against their STE controls: (STE variant, FOGZO variant, label).
 PAIRS = (("ste_lr3x", "fogzo_rho0.3_lr3x", "ρ 0.3 at 3× lr vs STE at 3× lr"),
-         ("ste", table_runner.RECIPE, "ρ 0.3, ste_linear, skip_zero_grad vs STE"))
+         ("ste", table_runner.RECIPE, "ρ 0.3, ste_linear, skip_zero_grad vs STE"),
+         ("ste", table_runner.RECIPE_NOSKIP, "ρ 0.3, ste_linear vs STE"))
 
 
 def paired(ste: dict, fogzo: dict) -> list[tuple[float, float]]:

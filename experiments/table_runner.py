@@ -47,6 +47,7 @@ class Row(NamedTuple):
 
 STE = ("STE", ("estimator.kind=ste",))
 RECIPE = "fogzo_recipe"  # the variant name of the study's recommended setting (confirmed_variants)
+RECIPE_NOSKIP = "fogzo_recipe_noskip"  # the same without skip_zero_grad (amendments 30, 31)
 FOGZO = ("FOGZO n = 1, β 1 → 0.999", ("estimator.kind=fogzo",))
 
 
@@ -60,6 +61,8 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
     the measured difference (``difference="ste_linear"``) and no noise where the STE gradient is
     0 (``skip_zero_grad``), at the row's own rate. STE at that rate is its control. (Since
     amendment 30 the README keeps ``skip_zero_grad`` for LSQ only; the variant stays as it ran.)
+  - ``fogzo_recipe_noskip``: the same without ``skip_zero_grad``: the README's recommendation
+    for the rows whose quantizer is not LSQ (amendment 31).
   - ``fogzo_rho0.3_lr3x``: the earlier setting (amendments 2-11): ρ = 0.3 at 3× the row's rate,
     with ``ste_lr3x`` (STE at that same rate) as its control, since a transferred rate alone can
     be the whole gain (resnet8 in the study); ``fogzo_rho0.3``: ρ = 0.3 at the row's rate.
@@ -69,13 +72,15 @@ def confirmed_variants(config: str, overrides: Sequence[str]) -> dict:
                              overrides).optimizer.learning_rate
   rho = ("estimator.kind=fogzo", "estimator.noise_share=0.3")
   high = f"optimizer.learning_rate={3 * lr:g}"
+  ste_linear = "estimator.difference=ste_linear"
   return {
       "fogzo_rho0.3": ("FOGZO, noise share 0.3 (ours)", rho),
       "ste_lr3x": (f"STE, lr {3 * lr:g} (3×)", ("estimator.kind=ste", high)),
       "fogzo_rho0.3_lr3x": (f"FOGZO, noise share 0.3, lr {3 * lr:g} (ours: the earlier setting)",
                             rho + (high,)),
       RECIPE: ("FOGZO, noise share 0.3, STE-linear difference, no noise where g = 0 (ours)",
-               rho + ("estimator.difference=ste_linear", "estimator.skip_zero_grad=True")),
+               rho + (ste_linear, "estimator.skip_zero_grad=True")),
+      RECIPE_NOSKIP: ("FOGZO, noise share 0.3, STE-linear difference (ours)", rho + (ste_linear,)),
   }
 
 

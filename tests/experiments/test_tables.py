@@ -47,6 +47,8 @@ def test_every_running_row_has_the_recommended_setting_at_its_own_rate():
                                 row.overrides + row.variants["ste"][1])
     assert config.optimizer.learning_rate == ste.optimizer.learning_rate  # STE is its control
     assert config.estimator.skip_zero_grad and config.estimator.difference == "ste_linear"
+    label, noskip = row.variants[tables.RECIPE_NOSKIP]
+    assert "ours" in label and set(noskip) == set(extra) - {"estimator.skip_zero_grad=True"}
 
 
 def test_rows_at_another_length_keep_their_variants_in_their_own_folders(monkeypatch):
@@ -161,7 +163,7 @@ def test_headline_gains_pair_runs_by_seed_and_sign_them(tmp_path):
       dict(acc, row="rec", paper="REC", variant=tables.RECIPE, paper_value=None, seeds=[4, 3],
            values=[82.0, 80.5])]
   lm, img, big, rec = headline_plot.row_gains(records)
-  three, recommended = (label for _, _, label in headline_plot.PAIRS)
+  three, recommended, _ = (label for _, _, label in headline_plot.PAIRS)
   assert big["ours"] == [] and big["studied"] == {three: pytest.approx([10.0, -10.0])}
   assert big["paper"] == pytest.approx(5.0)  # the paper's gain shows although ours did not run
   assert lm["paper"] == pytest.approx(5.0)             # (100 − 95)/100: FOGZO 5 % better
