@@ -58,7 +58,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-3 * 512 / 32,
       weight_decay=0.01,
-      warmup_steps=0))          # linear warm-up (≤ half the steps), then cosine decay
+      warmup_steps=0,           # linear warm-up (≤ half the steps), then cosine decay
+      step_size_lr_factor=1.0))  # ours: LSQ's learned step sizes at this × the rate (1 = paper)
   c.data = ml_collections.ConfigDict(dict(
       name="mnist",
       batch_size=512,           # global batch (all processes)

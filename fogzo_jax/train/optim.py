@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Optional, Union
 
+import jax
 import optax
 
 import fogzo_jax as fz
@@ -128,20 +129,37 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
 
 
 def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
-                         warmup_steps: int = 0) -> None:
+                         warmup_steps: int = 0, step_size_lr_factor: float = 1.0) -> None:
   """Checks ``config.optimizer``."""
   checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
   checks.number("weight_decay", weight_decay, float, 0.0)
   checks.number("warmup_steps", warmup_steps, int, 0)
+  checks.number("step_size_lr_factor", step_size_lr_factor, float, 0.0)
+
+
+def step_size_mask(params):
+  """True for the learned quantizer step sizes (LSQ's ``<name>_scale`` parameters)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], "key", "")).endswith("_scale"), params)
 
 
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
-                   warmup_steps: int = 0, *, total_steps: int) -> optax.GradientTransformation:
-  """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half)."""
-  check_optimizer_args(learning_rate, weight_decay, warmup_steps)
+                   warmup_steps: int = 0, step_size_lr_factor: float = 1.0, *,
+                   total_steps: int) -> optax.GradientTransformation:
+  """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
+
+  ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): the learned step sizes
+  (``step_size_mask``) take this factor times AdamW's update (its decay included), i.e. train at
+  that fraction of the rate; 0 freezes them at LSQ's initial step. Adam normalises each update, so
+  LSQ's gradient scale does not slow them down (docs/results/lsq.md, caveat).
+  """
+  check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor)
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
   if warmup:
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
   else:
     schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  return optax.adamw(schedule, weight_decay=weight_decay)
+  tx = optax.adamw(schedule, weight_decay=weight_decay)
+  if step_size_lr_factor != 1.0:
+    tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor), step_size_mask))
+  return tx

@@ -1,0 +1,64 @@
+"""The training optimizer (``train.optim.make_optimizer``): the step-size rate factor (ours)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fogzo_jax.train import config as config_lib
+from fogzo_jax.train import optim
+
+
+def _params():
+  keys = jax.random.split(jax.random.key(0), 4)
+  return {"w1": {"kernel": jax.random.normal(keys[0], (8, 4)),
+                 "kernel_scale": jnp.full((1, 4), 0.05)},
+          "norm": {"scale": jax.random.normal(keys[1], (4,))},  # RMSNorm's: not a step size
+          "wq": {"kernel": jax.random.normal(keys[2], (4, 4)), "input_scale": jnp.array(0.3)}}
+
+
+def _updates(factor, steps=3):
+  params = _params()
+  grads = jax.tree.map(lambda p: jnp.sin(3.0 * p) + 0.1, params)
+  tx = optim.make_optimizer(learning_rate=1e-2, weight_decay=0.1, warmup_steps=0,
+                            step_size_lr_factor=factor, total_steps=10)
+  state, out = tx.init(params), []
+  for _ in range(steps):
+    updates, state = tx.update(grads, state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    out.append(updates)
+  return out
+
+
+def test_step_sizes_are_the_leaves_named_scale_after_an_underscore():
+  mask = optim.step_size_mask(_params())
+  assert mask == {"w1": {"kernel": False, "kernel_scale": True}, "norm": {"scale": False},
+                  "wq": {"kernel": False, "input_scale": True}}
+
+
+@pytest.mark.parametrize("factor", [0.1, 0.0])
+def test_step_sizes_move_at_the_factor_times_the_update_and_nothing_else_changes(factor):
+  base, scaled = _updates(1.0), _updates(factor)
+  mask = jax.tree.leaves(optim.step_size_mask(_params()))
+  # first step, same parameters and state: the step sizes' update is exactly × factor
+  for m, x, y in zip(mask, jax.tree.leaves(base[0]), jax.tree.leaves(scaled[0])):
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x) * (factor if m else 1.0), rtol=1e-6)
+    assert not m or np.any(np.asarray(x) != 0)
+  # every step: the other parameters' updates do not depend on the factor
+  for b, s in zip(base, scaled):
+    for m, x, y in zip(mask, jax.tree.leaves(b), jax.tree.leaves(s)):
+      if not m:
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+
+
+def test_factor_one_is_the_papers_adamw_unchanged():
+  tx = optim.make_optimizer(learning_rate=1e-2, total_steps=10)
+  state = tx.init(_params())
+  assert isinstance(state, tuple) and len(state) == 3  # adamw's chain: no extra scale stage
+
+
+def test_a_negative_factor_is_refused_naming_the_field():
+  config = config_lib.default_config()
+  config.optimizer.step_size_lr_factor = -0.5
+  with pytest.raises(config_lib.ConfigError, match="step_size_lr_factor"):
+    config_lib.validate(config)
