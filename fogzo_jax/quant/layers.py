@@ -33,6 +33,8 @@ from fogzo_jax.quant import lsq as lsq_lib
 from fogzo_jax.quant import quest as quest_lib
 from fogzo_jax.quant.ste import STE_KINDS
 
+STEP_SUFFIX = "_scale"  # LSQ's learned step of weight or input <name> is the parameter <name>_scale
+
 QUANT_KINDS = ("none", "fixed", "lsq", "quest")
 
 
@@ -110,9 +112,9 @@ def _quantize_weight(module: nn.Module, name: str, w: jax.Array, spec: QuantSpec
     return fixed_lib.quantize(w, spec.bits, jax.lax.stop_gradient(alpha), spec.ste)
   if spec.kind == "lsq":
     if share:
-      step = shared(module.get_variable("params", f"{share}_scale"))
+      step = shared(module.get_variable("params", share + STEP_SUFFIX))
     else:
-      step = module.param(f"{name}_scale", lambda _: init())
+      step = module.param(name + STEP_SUFFIX, lambda _: init())
     module.variable("quant", name, lambda: jnp.abs(step))
     return lsq_lib.lsq_quantize(w, step, spec.bits, num_elements=w.size // step.size)
   raise ValueError(f"no weight quantizer for quant={spec.kind!r}")
@@ -124,7 +126,8 @@ def _quantize_input(module: nn.Module, x: jax.Array, spec: QuantSpec, signed: bo
     alpha = module.variable("quant", "input",
                             lambda: lsq_lib.lsq_init_step(x, spec.bits, signed)).value
     return fixed_lib.quantize(x, spec.bits, jax.lax.stop_gradient(alpha), spec.ste, signed=signed)
-  step = module.param("input_scale", lambda _: lsq_lib.lsq_init_step(x, spec.bits, signed))
+  step = module.param("input" + STEP_SUFFIX,
+                      lambda _: lsq_lib.lsq_init_step(x, spec.bits, signed))
   return lsq_lib.lsq_quantize(x, step, spec.bits, signed, num_elements=x.shape[-1])
 
 
@@ -217,6 +220,12 @@ def _walk(params, quant, leaf_fn):
   return out
 
 
+def step_size_mask(params):
+  """Pytree of bools like ``params``: True for LSQ's learned step sizes (``<name>_scale``)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], "key", "")).endswith(STEP_SUFFIX), params)
+
+
 def quantized_mask(params, quant):
   """Pytree of bools like ``params``: True for the quantized (perturbed) weights."""
   return _walk(params, quant, lambda _, __, q: q is not None)
@@ -230,9 +239,10 @@ def weight_step_sizes(params, quant, spec: QuantSpec):
     if spec.kind == "fixed":
       return q
     if spec.kind == "lsq":
-      if f"{name}_scale" in layer:
-        return jnp.abs(layer[f"{name}_scale"])
-      return jnp.squeeze(jnp.abs(layer["kernel_scale"]), axis=-2)  # a bias sharing the kernel's
+      if name + STEP_SUFFIX in layer:
+        return jnp.abs(layer[name + STEP_SUFFIX])
+      # a bias sharing the kernel's step
+      return jnp.squeeze(jnp.abs(layer["kernel" + STEP_SUFFIX]), axis=-2)
 
     return quest_lib.quest_weight_step(layer[name], spec.bits)
   return _walk(params, quant, step)

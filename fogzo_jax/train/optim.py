@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 from typing import Optional, Union
 
-import jax
 import optax
 
 import fogzo_jax as fz
@@ -137,21 +136,15 @@ def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.0
   checks.number("step_size_lr_factor", step_size_lr_factor, float, 0.0)
 
 
-def step_size_mask(params):
-  """True for the learned quantizer step sizes (LSQ's ``<name>_scale`` parameters)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: str(getattr(path[-1], "key", "")).endswith("_scale"), params)
-
-
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
                    warmup_steps: int = 0, step_size_lr_factor: float = 1.0, *,
                    total_steps: int) -> optax.GradientTransformation:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
-  ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): the learned step sizes
-  (``step_size_mask``) take this factor times AdamW's update (its decay included), i.e. train at
-  that fraction of the rate; 0 freezes them at LSQ's initial step. Adam normalises each update, so
-  LSQ's gradient scale does not slow them down (docs/results/lsq.md, caveat).
+  ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
+  sizes (``quant.layers.step_size_mask``) take this factor times AdamW's update (its decay
+  included), i.e. train at that fraction of the rate; 0 freezes them at LSQ's initial step. Adam
+  normalises each update, so LSQ's gradient scale does not slow them down (docs/results/lsq.md).
   """
   check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor)
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
@@ -161,5 +154,6 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
     schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
   tx = optax.adamw(schedule, weight_decay=weight_decay)
   if step_size_lr_factor != 1.0:
-    tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor), step_size_mask))
+    tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor),
+                                          quant_layers.step_size_mask))
   return tx

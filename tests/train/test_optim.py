@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fogzo_jax.quant import layers as quant_layers
 from fogzo_jax.train import config as config_lib
 from fogzo_jax.train import optim
 
@@ -31,7 +32,7 @@ def _updates(factor, steps=3):
 
 
 def test_step_sizes_are_the_leaves_named_scale_after_an_underscore():
-  mask = optim.step_size_mask(_params())
+  mask = quant_layers.step_size_mask(_params())
   assert mask == {"w1": {"kernel": False, "kernel_scale": True}, "norm": {"scale": False},
                   "wq": {"kernel": False, "input_scale": True}}
 
@@ -39,7 +40,7 @@ def test_step_sizes_are_the_leaves_named_scale_after_an_underscore():
 @pytest.mark.parametrize("factor", [0.1, 0.0])
 def test_step_sizes_move_at_the_factor_times_the_update_and_nothing_else_changes(factor):
   base, scaled = _updates(1.0), _updates(factor)
-  mask = jax.tree.leaves(optim.step_size_mask(_params()))
+  mask = jax.tree.leaves(quant_layers.step_size_mask(_params()))
   # first step, same parameters and state: the step sizes' update is exactly × factor
   for m, x, y in zip(mask, jax.tree.leaves(base[0]), jax.tree.leaves(scaled[0])):
     np.testing.assert_allclose(np.asarray(y), np.asarray(x) * (factor if m else 1.0), rtol=1e-6)
