@@ -1,43 +1,67 @@
 #!/usr/bin/env bash
-# Issue 14's GPU job (amendments 9 and 10 of docs/results/where_fogzo_helps.md), one call of a
-# lent GPU machine: the `llama_9m_long` confirmation runs, then GPU step times if time is left.
+# Issue 14's GPU job (amendments 9, 10, 16 and 36 of docs/results/where_fogzo_helps.md), one call
+# of a lent GPU machine: the `llama_9m_long` confirmation runs, then GPU step times if time is left.
 #
 #   bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
 #
-# Needs runs/gpu/llama_tiny/**/summary.json (the small LLaMA's tuning summaries, from which the
-# transferred settings are read; the page says how to copy them). The 25 (setting, seed) runs go
-# through one queue, seed by seed (all five settings of seed 3, then seed 4, …), WORKERS at a
-# time sharing the GPU, so a deadline leaves whole seeds. At GRID_SECONDS the runs still going are
-# stopped (SIGTERM: each saves a checkpoint and exits; their workdirs have no summary.json and do
-# not count). bench/step_time.py then runs per model until END_SECONDS. Everything written (runs
-# without checkpoints, logs, bench JSON) is packed into OUT/results.tgz; OUT/summary.txt lists the
-# finished runs.
+# The settings come from experiments/where_fogzo_helps_choices.json (committed), so a clean
+# checkout is enough. Python packages the machine's image lacks travel as wheels in .whl/ (git
+# ignores it; the page, amendment 36, says how to fill it) and are installed into /tmp/site
+# first; .whl/extra/ (protobuf) only if the imports fail without it.
 #
-# Amendment 10 ran it (at ab1770b) with 8 workers and XLA's defaults: every process spent 309-394 s
-# of the 470 s compiling its step (XLA's slow-compile alarm on the float32 `gemm_fusion_dot`
-# modules, 4m19-4m39 each), then stepped at 14-22 steps/s. Since then: one worker per setting by
-# default (5 since amendment 16 added `paper_ste_linear`), so later seeds reuse the persistent
-# compilation cache instead of compiling the same program at once; and XLA flags that skip GEMM
-# autotuning, each candidate first tried on a small jitted matmul (an XLA that does not know a
-# flag aborts; then the next candidate, finally none), the one used written to logs/machine.txt.
+# Amendment 36's queue: one (setting, seed) run per job, first tier 1 (ste,
+# paper_ste_linear_ste_lr, paper_ste_linear, paper) seed by seed over seeds 3-7, then tier 2
+# (ste_lr3x, paper_rho0.1) the same way; WORKERS jobs at a time share the GPU, so a deadline
+# leaves whole seeds of tier 1 first. At GRID_SECONDS the runs still going are stopped (SIGTERM:
+# each saves a checkpoint and exits; their workdirs have no summary.json and do not count).
+# bench/step_time.py then runs per model until END_SECONDS. Everything written (runs without
+# checkpoints, logs, nvidia-smi samples, bench JSON) is packed into OUT/results.tgz;
+# OUT/summary.txt lists the finished runs.
+#
+# Amendment 10 ran the first version (at ab1770b, 8 workers, XLA's defaults): every process spent
+# 309-394 s of the 470 s compiling its step (XLA's slow-compile alarm on the float32
+# `gemm_fusion_dot` modules), then stepped at 14-22 steps/s. Since then the grid gets XLA flags
+# that skip GEMM autotuning, each candidate first tried on a small jitted matmul (an XLA that does
+# not know a flag aborts; then the next candidate, finally none), the one used written to
+# logs/machine.txt; JAX_PLATFORMS=cuda (set JAX_PLATFORMS to smoke-test elsewhere) makes a GPU that
+# JAX cannot use an error instead of a silent run on the host's CPU.
 set -u
 OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
-GRID_S=${2:-480}
-END_S=${3:-560}
-WORKERS=${4:-5}
-MODEL=llama_9m_long  # its five settings are named in the queue below
+GRID_S=${2:-545}
+END_S=${3:-580}
+WORKERS=${4:-8}
+MODEL=llama_9m_long
+TIER1="ste paper_ste_linear_ste_lr paper_ste_linear paper"
+TIER2="ste_lr3x paper_rho0.1"
+SEEDS="3 4 5 6 7"
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 mkdir -p "$OUT/logs"
 export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/fogzo_jax_cache
+export JAX_PLATFORMS=${JAX_PLATFORMS:-cuda}
+pip_target() { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+                 --upgrade --target /tmp/site "$@"; }
+if ls .whl/*.whl > /dev/null 2>&1; then
+  pip_target .whl/*.whl || { echo "gpu_job: installing .whl/*.whl failed"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout, not an installed copy
+IMPORTS="import grain, ml_collections, tensorboardX, orbax.checkpoint, fogzo_jax.train.loop"
+if ! python3 -c "$IMPORTS" > "$OUT/logs/imports.txt" 2>&1; then
+  if ls .whl/extra/*.whl > /dev/null 2>&1 && pip_target .whl/extra/*.whl \
+      && python3 -c "$IMPORTS" >> "$OUT/logs/imports.txt" 2>&1; then
+    echo "imports: needed .whl/extra" >> "$OUT/logs/imports.txt"
+  else
+    tail -n 5 "$OUT/logs/imports.txt"; echo "gpu_job: the imports failed (above)"; exit 1
+  fi
+fi
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
   python3 -c "import sys, jax, flax, optax, grain, orbax.checkpoint as o; print(sys.version.split()[0], 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, jax.devices())"
-} > "$OUT/logs/machine.txt" 2>&1 || { cat "$OUT/logs/machine.txt"; echo "gpu_job: the imports failed"; exit 1; }
+} > "$OUT/logs/machine.txt" 2>&1 || { cat "$OUT/logs/machine.txt"; echo "gpu_job: JAX found no usable device"; exit 1; }
 for flags in "--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0" \
              "--xla_gpu_autotune_level=0" ""; do
-  if XLA_FLAGS="${XLA_FLAGS:-} $flags" JAX_DEFAULT_MATMUL_PRECISION=highest timeout 300 python3 -c \
+  if XLA_FLAGS="${XLA_FLAGS:-} $flags" JAX_DEFAULT_MATMUL_PRECISION=highest timeout 120 python3 -c \
       "import jax, jax.numpy as jnp; x = jnp.ones((512, 512)); jax.block_until_ready(jax.jit(lambda a: a @ a)(x))" \
       >> "$OUT/logs/machine.txt" 2>&1; then
     GRID_XLA_FLAGS="${XLA_FLAGS:-} $flags"; break  # for the grid only: the bench keeps defaults
@@ -46,17 +70,26 @@ done
 echo "grid XLA_FLAGS=${GRID_XLA_FLAGS:-}" >> "$OUT/logs/machine.txt"
 cat "$OUT/logs/machine.txt"
 
+queue() {  # "setting seed" lines: tier 1 seed by seed, then tier 2 seed by seed
+  for tier in "$TIER1" "$TIER2"; do
+    for seed in $SEEDS; do for s in $tier; do echo "$s $seed"; done; done
+  done
+}
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
+  > "$OUT/logs/nvidia_smi.csv" 2>&1 &
+SMI=$!
 # Amendment 10: float32 matmuls as on XLA:CPU (no TF32 rounding in the ± losses); processes share
 # the GPU, so memory is allocated on demand.
 echo "[$(elapsed) s] grid: $MODEL, $WORKERS workers, deadline ${GRID_S} s"
-seq 0 24 | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
+queue | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
   JAX_DEFAULT_MATMUL_PRECISION=highest \
-  timeout "$GRID_S" xargs -P "$WORKERS" -I{} sh -c \
+  timeout "$GRID_S" xargs -P "$WORKERS" -L 1 sh -c \
   "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=confirm --out=runs/gpu \
-   --settings=ste,paper,paper_ste_linear,paper_rho0.1,ste_lr3x --shard={}/25 > $OUT/logs/job{}.log 2>&1; \
-   echo \"[job {}] exit \$? at \$(( \$(date +%s) - $START )) s\""
+   --settings=\$0 --seeds=\$1 > $OUT/logs/\$0_s\$1.log 2>&1; \
+   echo \"[\$0 s\$1] exit \$? at \$(( \$(date +%s) - $START )) s\""
 pkill -TERM -f "where_fogzo_helps.py --model=$MODEL" && sleep 15
 pkill -KILL -f "where_fogzo_helps.py --model=$MODEL"
+kill "$SMI" 2> /dev/null
 echo "[$(elapsed) s] grid over"
 
 for m in llama_30m resnet18 deit_tiny; do

@@ -346,7 +346,7 @@ def transferred(model: str) -> dict:
   """Models without a tuning stage (amendment 1): STE at this config's rate, the source
   model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
   llama_9m the paper's estimator at ρ = 0.1 and ρ = 0 and STE at the variant's rate (on
-  llama_9m_long the same without ρ = 0)."""
+  llama_9m_long the same without ρ = 0 and the controls of amendments 20 and 23)."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
@@ -360,8 +360,10 @@ def transferred(model: str) -> dict:
     out["paper_rho0.1"] = fogzo("paper", 0.1, lr_here)
     if model == "llama_9m":  # amendment 9: not at 3,000 steps
       out["paper_rho0"] = fogzo("paper", 0.0, lr_here)
-      # amendment 17: the ablation at STE's rate (does its gain need the higher rate?)
-      out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
+    # amendment 17: the ablation at STE's rate (does its gain need the higher rate?); at 3,000
+    # steps since amendment 36 (the README's setting for fixed-scale weights)
+    out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
+    if model == "llama_9m":
       # amendment 20: is it just gradient noise? (ours, a control)
       out["gradient_noise_ste_lr"] = noise_control(out["paper_ste_linear_ste_lr"])
       # amendment 23: no noise on the weights whose STE gradient is 0 (ours)

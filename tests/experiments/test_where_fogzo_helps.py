@@ -159,7 +159,8 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
       "# paper_rho0.3_lr0.003"]} if model == "llama_tiny" else study.transferred(model))
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")
   assert seeds == (3, 4, 5, 6, 7) and study.confirm_seeds("llama_9m") == (3, 4, 5)
-  assert list(variants) == ["ste", "paper", "paper_rho0.1", "paper_ste_linear", "ste_lr3x"]
+  assert list(variants) == ["ste", "paper", "paper_rho0.1", "paper_ste_linear_ste_lr",
+                            "paper_ste_linear", "ste_lr3x"]  # amendment 36 added the fourth
   assert variants["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                "optimizer.learning_rate=0.009"]  # 3x the config's 3e-3
   assert "optimizer.learning_rate=0.009" in variants["ste_lr3x"]
@@ -176,18 +177,25 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
 
 
-def test_gpu_job_queue_is_seed_by_seed_one_run_per_shard():
-  """experiments/gpu_job.sh (amendments 10, 16) runs shard i/25 of the five settings as job i:
-  job i is one run, and the queue finishes all settings of a seed before the next seed."""
-  settings = ["ste", "paper", "paper_ste_linear", "paper_rho0.1", "ste_lr3x"]
-  variants = dict.fromkeys(settings, [])
-  jobs = [study.job_order(variants, study.CONFIRM_SEEDS, settings, f"{i}/25") for i in range(25)]
-  assert all(len(job) == 1 for job in jobs)
-  assert [job[0] for job in jobs] == [(s, seed) for seed in (3, 4, 5, 6, 7) for s in settings]
+def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
+  """experiments/gpu_job.sh (amendments 10, 16, 36) runs one (setting, seed) per job: tier 1
+  (STE, the README's setting, the ablation at 3x, the paper's estimator at 3x) seed by seed over
+  seeds 3-7, then tier 2 (STE at 3x, ρ 0.1); together every llama_9m_long setting, each once."""
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
-  with open(script) as f:
-    assert "--settings=ste,paper,paper_ste_linear,paper_rho0.1,ste_lr3x --shard={}/25" in f.read()
-  assert os.system(f"bash -n {script}") == 0  # the script parses
+  assert subprocess.run(["bash", "-n", script]).returncode == 0  # the script parses
+  lines = subprocess.run(
+      ["bash", "-c", f"eval \"$(sed -n '/^TIER1=/,/^SEEDS=/p;/^queue() {{/,/^}}/p' {script})\"; "
+                     "queue"], capture_output=True, text=True, check=True).stdout.split("\n")
+  jobs = [(name, int(seed)) for name, seed in (line.split() for line in lines if line)]
+  tier1 = ["ste", "paper_ste_linear_ste_lr", "paper_ste_linear", "paper"]
+  tier2 = ["ste_lr3x", "paper_rho0.1"]
+  assert jobs == ([(s, seed) for seed in (3, 4, 5, 6, 7) for s in tier1] +
+                  [(s, seed) for seed in (3, 4, 5, 6, 7) for s in tier2])
+  variants, seeds = study.stage_variants("llama_9m_long", "confirm")  # the committed choices
+  assert sorted(tier1 + tier2) == sorted(variants) and seeds == (3, 4, 5, 6, 7)
+  assert variants["paper_ste_linear_ste_lr"] == [  # amendment 36: the README's setting at 3,000
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
+      "estimator.difference=ste_linear"]
 
 
 def test_later_stages_run_from_the_committed_choices_without_tuning_runs(tmp_path, monkeypatch):
