@@ -48,7 +48,10 @@ from fogzo_jax.train import optim
 from fogzo_jax.train import sharding
 from fogzo_jax.train import workdir as workdir_lib
 
-READ_OPTIONS = grain.ReadOptions(num_threads=min(8, os.cpu_count() or 1), prefetch_buffer_size=4)
+_READ_THREADS = min(8, os.cpu_count() or 1)
+# grain uses at most prefetch_buffer_size of the threads (and warns when it is smaller)
+READ_OPTIONS = grain.ReadOptions(num_threads=_READ_THREADS,
+                                 prefetch_buffer_size=max(4, _READ_THREADS))
 
 
 class TrainState(NamedTuple):
