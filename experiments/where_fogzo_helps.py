@@ -331,8 +331,11 @@ def runs_or_record(model: str, field: str, from_runs):
 
 def record_choices() -> None:
   """Writes ``CHOICES`` from the tuning runs under --out (every model with a tuning stage)."""
-  models = {m: {"chosen": choose_from_runs(m), "best_variant": best_variant_from_runs(m)}
-            for m, spec in MODELS.items() if spec[5] is not None}
+  models = {}
+  for m, spec in MODELS.items():
+    if spec[5] is not None:
+      chosen = choose_from_runs(m)
+      models[m] = {"chosen": chosen, "best_variant": best_variant_from_runs(m, chosen)}
   with open(CHOICES, "w") as f:
     json.dump({"about": "The choices made on seeds 0-2 (experiments/where_fogzo_helps.py "
                         "--record_choices): each tuned model's chosen settings and best "
@@ -425,8 +428,10 @@ def best_variant(model: str) -> str:
   return runs_or_record(TRANSFER.get(model, model), "best_variant", best_variant_from_runs)
 
 
-def best_variant_from_runs(source: str) -> str:
-  chosen = choose_from_runs(source)
+def best_variant_from_runs(source: str, chosen: dict | None = None) -> str:
+  """The variant whose chosen setting (``chosen``: ``choose_from_runs(source)``, computed when
+  not given) scored best on seeds 0-2."""
+  chosen = chosen or choose_from_runs(source)
   scores = {}
   for v in VARIANTS:
     name = chosen[v][-1][2:]  # "# <name>"
