@@ -33,6 +33,7 @@ WORKERS=${4:-8}
 MODEL=llama_9m_long
 TIER1="ste paper_ste_linear_ste_lr paper_ste_linear paper"
 TIER2="ste_lr3x paper_rho0.1"
+TIER3="gradient_noise_ste_lr"  # amendment 39: the control, after amendment 36's tiers
 SEEDS="3 4 5 6 7"
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
@@ -70,8 +71,8 @@ done
 echo "grid XLA_FLAGS=${GRID_XLA_FLAGS:-}" >> "$OUT/logs/machine.txt"
 cat "$OUT/logs/machine.txt"
 
-queue() {  # "setting seed" lines: tier 1 seed by seed, then tier 2 seed by seed
-  for tier in "$TIER1" "$TIER2"; do
+queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first
+  for tier in "$TIER1" "$TIER2" "$TIER3"; do
     for seed in $SEEDS; do for s in $tier; do echo "$s $seed"; done; done
   done
 }

@@ -186,7 +186,8 @@ EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"
                             ("paper_ste_linear_ste_lr", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
                             ("paper_ste_linear_ste_lr", SKIP_ZERO)),
-               "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"))}
+               "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"),
+                                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))}
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
@@ -349,7 +350,8 @@ def transferred(model: str) -> dict:
   """Models without a tuning stage (amendment 1): STE at this config's rate, the source
   model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
   llama_9m the paper's estimator at ρ = 0.1 and ρ = 0 and STE at the variant's rate (on
-  llama_9m_long the same without ρ = 0 and the controls of amendments 20 and 23)."""
+  llama_9m_long the same without ρ = 0 and amendment 23's setting; amendment 39 adds the
+  gradient-noise control there)."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
@@ -366,9 +368,10 @@ def transferred(model: str) -> dict:
     # amendment 17: the ablation at STE's rate (does its gain need the higher rate?); at 3,000
     # steps since amendment 36 (the README's setting for fixed-scale weights)
     out["paper_ste_linear_ste_lr"] = noise_mixed_ste(lr_here)
+    # amendment 20 (llama_9m), amendment 39 (llama_9m_long): is it just gradient noise? (ours,
+    # a control)
+    out["gradient_noise_ste_lr"] = noise_control(out["paper_ste_linear_ste_lr"])
     if model == "llama_9m":
-      # amendment 20: is it just gradient noise? (ours, a control)
-      out["gradient_noise_ste_lr"] = noise_control(out["paper_ste_linear_ste_lr"])
       # amendment 23: no noise on the weights whose STE gradient is 0 (ours)
       out[SKIP_ZERO] = skip_zero(out["paper_ste_linear_ste_lr"])
     # amendments 14 (llama_9m) and 16 (llama_9m_long): amendment 13's ablation at real size

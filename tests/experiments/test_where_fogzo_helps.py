@@ -160,7 +160,8 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")
   assert seeds == (3, 4, 5, 6, 7) and study.confirm_seeds("llama_9m") == (3, 4, 5)
   assert list(variants) == ["ste", "paper", "paper_rho0.1", "paper_ste_linear_ste_lr",
-                            "paper_ste_linear", "ste_lr3x"]  # amendment 36 added the fourth
+                            "gradient_noise_ste_lr", "paper_ste_linear", "ste_lr3x"]
+  # amendment 36 added the fourth, amendment 39 the fifth
   assert variants["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                "optimizer.learning_rate=0.009"]  # 3x the config's 3e-3
   assert "optimizer.learning_rate=0.009" in variants["ste_lr3x"]
@@ -180,7 +181,8 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
 def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
   """experiments/gpu_job.sh (amendments 10, 16, 36) runs one (setting, seed) per job: tier 1
   (STE, the README's setting, the ablation at 3x, the paper's estimator at 3x) seed by seed over
-  seeds 3-7, then tier 2 (STE at 3x, ρ 0.1); together every llama_9m_long setting, each once."""
+  seeds 3-7, then tier 2 (STE at 3x, ρ 0.1), then tier 3 (amendment 39's gradient-noise control);
+  together every llama_9m_long setting, each once."""
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
   assert subprocess.run(["bash", "-n", script]).returncode == 0  # the script parses
   lines = subprocess.run(
@@ -189,10 +191,13 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
   jobs = [(name, int(seed)) for name, seed in (line.split() for line in lines if line)]
   tier1 = ["ste", "paper_ste_linear_ste_lr", "paper_ste_linear", "paper"]
   tier2 = ["ste_lr3x", "paper_rho0.1"]
-  assert jobs == ([(s, seed) for seed in (3, 4, 5, 6, 7) for s in tier1] +
-                  [(s, seed) for seed in (3, 4, 5, 6, 7) for s in tier2])
+  tier3 = ["gradient_noise_ste_lr"]  # amendment 39's control
+  assert jobs == [(s, seed) for tier in (tier1, tier2, tier3)
+                  for seed in (3, 4, 5, 6, 7) for s in tier]
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")  # the committed choices
-  assert sorted(tier1 + tier2) == sorted(variants) and seeds == (3, 4, 5, 6, 7)
+  assert sorted(tier1 + tier2 + tier3) == sorted(variants) and seeds == (3, 4, 5, 6, 7)
+  assert variants["gradient_noise_ste_lr"] == [
+      "estimator.kind=gradient_noise", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003"]
   assert variants["paper_ste_linear_ste_lr"] == [  # amendment 36: the README's setting at 3,000
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
       "estimator.difference=ste_linear"]
