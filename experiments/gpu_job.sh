@@ -2,7 +2,7 @@
 # Issue 14's GPU job (amendments 9, 10, 16 and 36 of docs/results/where_fogzo_helps.md), one call
 # of a lent GPU machine: the `llama_9m_long` confirmation runs, then GPU step times if time is left.
 #
-#   bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
+#   [DONE=FOLDER] bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
 #
 # The settings come from experiments/where_fogzo_helps_choices.json (committed), so a clean
 # checkout is enough. Python packages the machine's image lacks travel as wheels in .whl/ (git
@@ -11,8 +11,10 @@
 #
 # Amendment 36's queue: one (setting, seed) run per job, first tier 1 (ste,
 # paper_ste_linear_ste_lr, paper_ste_linear, paper) seed by seed over seeds 3-7, then tier 2
-# (ste_lr3x, paper_rho0.1) the same way; WORKERS jobs at a time share the GPU, so a deadline
-# leaves whole seeds of tier 1 first. At GRID_SECONDS the runs still going are stopped (SIGTERM:
+# (ste_lr3x, paper_rho0.1) the same way, then tier 3 (amendment 39's gradient_noise_ste_lr);
+# WORKERS jobs at a time share the GPU, so a deadline leaves whole seeds of tier 1 first. With
+# DONE=FOLDER (the runs/gpu folder of an earlier lease, carried), runs finished there are not
+# trained again. At GRID_SECONDS the runs still going are stopped (SIGTERM:
 # each saves a checkpoint and exits; their workdirs have no summary.json and do not count).
 # bench/step_time.py then runs per model until END_SECONDS. Everything written (runs without
 # checkpoints, logs, nvidia-smi samples, bench JSON) is packed into OUT/results.tgz;
@@ -71,11 +73,24 @@ done
 echo "grid XLA_FLAGS=${GRID_XLA_FLAGS:-}" >> "$OUT/logs/machine.txt"
 cat "$OUT/logs/machine.txt"
 
-queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first
+queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first; finished runs left out
   for tier in "$TIER1" "$TIER2" "$TIER3"; do
-    for seed in $SEEDS; do for s in $tier; do echo "$s $seed"; done; done
+    for seed in $SEEDS; do for s in $tier; do
+      [ -e "runs/gpu/${MODEL:-}/confirm/${s}_s${seed}/summary.json" ] || echo "$s $seed"
+    done; done
   done
 }
+# DONE (optional): the runs/gpu folder of an earlier lease, carried (see the page's section 5).
+# Its finished runs (those with summary.json) are copied in and not trained again; the study
+# script checks that each one ran the config it would run.
+if [ -n "${DONE:-}" ]; then
+  [ -d "$DONE/$MODEL/confirm" ] || { echo "gpu_job: DONE=$DONE has no $MODEL/confirm folder"; exit 1; }
+  mkdir -p "runs/gpu/$MODEL/confirm"
+  for d in "$DONE/$MODEL/confirm"/*/; do
+    [ -e "$d/summary.json" ] && cp -r "${d%/}" "runs/gpu/$MODEL/confirm/"
+  done
+  echo "DONE: $(ls "runs/gpu/$MODEL/confirm" | wc -l) finished runs from $DONE; $(queue | wc -l) to run"
+fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
   > "$OUT/logs/nvidia_smi.csv" 2>&1 &
 SMI=$!

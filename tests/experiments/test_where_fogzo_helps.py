@@ -203,6 +203,32 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
       "estimator.difference=ste_linear"]
 
 
+def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
+  """With DONE (the carried runs/gpu folder of an earlier lease) the GPU job copies the finished
+  runs in and queues only the rest; an unfinished one (no summary.json) runs again, and a DONE
+  without the model's folder stops the job with one line."""
+  script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
+  part = f"eval \"$(sed -n '/^MODEL=/p;/^TIER1=/,/^SEEDS=/p;/^queue() {{/,/^fi$/p' {script})\""
+  done = tmp_path / "earlier" / "llama_9m_long" / "confirm"
+  for name, finished in (("ste_s3", True), ("paper_s3", False)):
+    (done / name).mkdir(parents=True)
+    (done / name / "metrics.jsonl").write_text("")
+    if finished:
+      (done / name / "summary.json").write_text("{}")
+  work = tmp_path / "checkout"
+  work.mkdir()
+  out = subprocess.run(["bash", "-c", part + "; queue"], cwd=work, capture_output=True,
+                       text=True, check=True, env={**os.environ, "DONE": str(tmp_path / "earlier")})
+  jobs = [line for line in out.stdout.split("\n") if line and not line.startswith("DONE")]
+  assert "ste 3" not in jobs and "paper 3" in jobs and len(jobs) == 7 * 5 - 1
+  assert "1 finished runs" in out.stdout
+  assert (work / "runs/gpu/llama_9m_long/confirm/ste_s3/summary.json").exists()
+  assert not (work / "runs/gpu/llama_9m_long/confirm/paper_s3").exists()
+  bad = subprocess.run(["bash", "-c", part], cwd=work, capture_output=True, text=True,
+                       env={**os.environ, "DONE": str(tmp_path / "nowhere")})
+  assert bad.returncode == 1 and "has no llama_9m_long/confirm folder" in bad.stdout
+
+
 def test_later_stages_run_from_the_committed_choices_without_tuning_runs(tmp_path, monkeypatch):
   """On a checkout without the tuning runs (seeds 0-2), the confirm and recipe stages take the
   committed record of the choices: the settings the study ran (the page, amendments 1-21)."""
