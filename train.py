@@ -2,16 +2,16 @@
 
   python train.py --config=configs/mnist_mlp.py --workdir=runs/mnist [--config.section.field=v ...]
 
-Exit codes: 0 done; 2 bad config, data or command line; 3 the run diverged (NaN/Inf); 4 the
-workdir is in use by another run; 5 checkpoints cannot be written or read; 130 / 143 stopped by
-SIGINT / SIGTERM after saving a checkpoint (rerun the same command to resume); 1 an internal
-error (its traceback is in <workdir>/train.log). Every fatal error prints one line on stderr.
+Exit codes (the table of fogzo_jax/train/exits.py): 0 done; 2 bad config, data or command line;
+3 the run diverged (NaN/Inf); 4 the workdir is in use by another run; 5 checkpoints cannot be
+written or read; 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint (rerun the same
+command to resume); 1 an internal error (its traceback is in <workdir>/train.log). Every fatal
+error prints one line on stderr.
 """
 
 import difflib
 import logging
 import os
-import sys
 import traceback
 import warnings
 
@@ -27,13 +27,10 @@ _FORCE = flags.DEFINE_bool("force", False, "Start afresh in a workdir that holds
 
 
 def _exit(code: int, message: str = "") -> None:
-  """Prints one line and ends the process now: no library thread can keep it alive."""
-  if message:
-    sys.stderr.write(message.rstrip() + "\n")
-  sys.stdout.flush()
-  sys.stderr.flush()
-  logging.shutdown()
-  os._exit(code)  # pylint: disable=protected-access
+  """Prints one line and ends the process now (fogzo_jax.train.exits, imported only here: the
+  package pulls in JAX)."""
+  from fogzo_jax.train import exits  # pylint: disable=import-outside-toplevel
+  exits.exit_now(code, message)
 
 
 def _config_fields(argv) -> list:
@@ -83,10 +80,8 @@ def main(argv):
              "--config.section.field=value")
   if not _CONFIG.value or not _WORKDIR.value:
     _exit(2, "error: --config=<configs/file.py> and --workdir=<folder> are required")
-  from fogzo_jax.data import DataError  # pylint: disable=import-outside-toplevel
   from fogzo_jax.train import (  # pylint: disable=import-outside-toplevel
-      CheckpointError, ConfigError, Diverged, Preempted, WorkdirLocked, train_and_evaluate,
-      validate)
+      Preempted, exits, train_and_evaluate, validate)
   workdir = _WORKDIR.value
   try:
     config = _CONFIG.value
@@ -98,17 +93,10 @@ def main(argv):
     validate(config)  # a bad config touches nothing, not even the workdir
     _log_to_file(workdir)
     train_and_evaluate(config, workdir, force=_FORCE.value)
-  except (ConfigError, DataError) as e:
-    _exit(2, f"error: {e}")
-  except Diverged as e:
-    _exit(3, f"error: {e}")
-  except WorkdirLocked as e:
-    _exit(4, f"error: {e}")
-  except CheckpointError as e:
-    _exit(5, f"error: {e}")
-  except Preempted as e:
-    _exit(130 if "SIGINT" in str(e) else 143, str(e))
   except Exception as e:  # pylint: disable=broad-except
+    code = exits.exit_code(e)  # the table in fogzo_jax/train/exits.py, shared with the sweeps
+    if code is not None:
+      _exit(code, str(e) if isinstance(e, Preempted) else f"error: {e}")
     logging.error("internal error:\n%s", traceback.format_exc())
     where = os.path.join(workdir, "train.log")
     _exit(1, f"error: internal error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

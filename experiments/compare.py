@@ -21,7 +21,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from fogzo_jax.train import sweep
+from fogzo_jax.train import exits, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:arg]).")
 _ESTIMATORS = flags.DEFINE_list("estimators", ["ste", "fogzo"], "Estimators to compare.")
@@ -38,8 +38,9 @@ def main(argv):
   base = sweep.apply_overrides(_CONFIG.value, _SET.value)
   os.makedirs(_OUT.value, exist_ok=True)
   variants = {e: [f"estimator.kind={e}"] for e in _ESTIMATORS.value}
-  runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
-                            report_only=_REPORT_ONLY.value)
+  with exits.one_line_errors("compare.py"):  # a run's fatal error: one line, its exit code
+    runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
+                              report_only=_REPORT_ONLY.value)
   metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])
   loss = "val_loss" if metric == "val_perplexity" else "test_loss"
   lines = [f"# {_TITLE.value or base.model}", "",

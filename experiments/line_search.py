@@ -26,7 +26,7 @@ import fogzo_jax as fz
 from fogzo_jax import diagnostics
 from fogzo_jax.quant import layers as quant_layers
 from fogzo_jax.quant.fixed import levels
-from fogzo_jax.train import loop, train_and_evaluate
+from fogzo_jax.train import exits, loop, train_and_evaluate
 from fogzo_jax.train.sweep import apply_overrides, load_config
 
 import where_fogzo_helps  # experiments/: the study whose 1,000-step LLaMA-9M recipe is reused
@@ -165,7 +165,8 @@ def main(argv):
     for name in _MODELS.value:
       if name not in MODELS:
         raise app.UsageError(f"--models: {name!r} is not one of {', '.join(MODELS)}")
-      rows = [r for r in rows if r["model"] != name] + measure(name)
+      with exits.one_line_errors("line_search.py"):  # a run's fatal error: one line, its code
+        rows = [r for r in rows if r["model"] != name] + measure(name)
       with open(path, "w") as f:
         json.dump(rows, f, indent=1)
   order = {m: i for i, m in enumerate(MODELS)}

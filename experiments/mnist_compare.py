@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from fogzo_jax.train.sweep import apply_overrides, load_config
-from fogzo_jax.train import metrics, train_and_evaluate
+from fogzo_jax.train import exits, metrics, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -156,7 +156,8 @@ def plot(results):
 def main(argv):
   del argv
   if not _REPORT_ONLY.value:
-    run_all()
+    with exits.one_line_errors("mnist_compare.py"):  # a run's fatal error: one line, its code
+      run_all()
   report(collect())
 
 

@@ -21,7 +21,7 @@ import sys
 import types
 from typing import Callable, Mapping, NamedTuple, Sequence
 
-from fogzo_jax.train import sweep
+from fogzo_jax.train import exits, sweep
 
 
 class Row(NamedTuple):
@@ -205,9 +205,10 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
                        steps_flag.value)
       train_rows, name = None, f"table_{steps_flag.value}steps"
     os.makedirs(out_flag.value, exist_ok=True)
-    records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
-                        report_only=report_flag.value, only=variants_flag.value,
-                        train_rows=train_rows)
+    with exits.one_line_errors(script):  # a run's fatal error ends the table in one line
+      records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
+                          report_only=report_flag.value, only=variants_flag.value,
+                          train_rows=train_rows)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
                f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -31,7 +31,7 @@ import sys
 
 from absl import app, flags
 
-from fogzo_jax.train import WorkdirLocked, metrics, sweep
+from fogzo_jax.train import WorkdirLocked, exits, metrics, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -791,14 +791,15 @@ def main(argv):
   f = flags.FLAGS
   OUT = f.out
   try:
-    if f.report:
-      report()
-    elif f.record_choices:
-      record_choices()
-    elif f.stage == "step_ratio":
-      step_ratio(f.model)
-    else:
-      run_stage(f.model, f.stage)
+    with exits.one_line_errors("where_fogzo_helps.py"):  # a run's fatal error: one line
+      if f.report:
+        report()
+      elif f.record_choices:
+        record_choices()
+      elif f.stage == "step_ratio":
+        step_ratio(f.model)
+      else:
+        run_stage(f.model, f.stage)
   except app.UsageError as e:  # one line that says what to do, not the whole usage text
     sys.exit(f"where_fogzo_helps.py: {e}")
 

@@ -113,8 +113,8 @@ def check_recorded_config(workdir: str, config: ml_collections.ConfigDict) -> No
     recorded = json.load(f)
   bad = config_lib.incompatible_fields(recorded, json.loads(config.to_json()))
   if bad:
-    raise ValueError(f"{workdir} holds a finished run of another config (fields {bad}); delete "
-                     "it or give the sweep another output folder")
+    raise config_lib.ConfigError(f"{workdir} holds a finished run of another config (fields "
+                                 f"{bad}); delete it or give the sweep another output folder")
 
 
 def headline_metric(summaries: Sequence[Mapping]) -> tuple[str, float]:

@@ -332,3 +332,21 @@ def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   assert proc.returncode == 1
   assert proc.stderr.strip().splitlines() == [
       "where_fogzo_helps.py: llama_9m_lsq runs only --stage=recipe (amendment 22)"]
+
+
+def test_a_finished_run_of_another_config_ends_the_script_with_one_line(tmp_path):
+  """A run folder copied from elsewhere (e.g. an earlier GPU lease, DONE=) that ran another config
+  is not reused: the script ends with exit 2 and one line naming the folder, no traceback."""
+  workdir = tmp_path / "llama_9m_long" / "confirm" / "ste_s3"
+  workdir.mkdir(parents=True)
+  (workdir / "summary.json").write_text(json.dumps({"seed": 3, "val_perplexity": 5.0}))
+  (workdir / "config.json").write_text(json.dumps({"seed": 3, "num_train_steps": 7}))
+  script = os.path.join(os.path.dirname(study.__file__), "where_fogzo_helps.py")
+  proc = subprocess.run([sys.executable, script, "--model=llama_9m_long", "--stage=confirm",
+                         "--settings=ste", "--seeds=3", f"--out={tmp_path}"],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  (line,) = proc.stderr.strip().splitlines()
+  assert line.startswith(f"where_fogzo_helps.py: {workdir} holds a finished run of another "
+                         "config (fields [")
+  assert "'num_train_steps'" in line and line.endswith("give the sweep another output folder")

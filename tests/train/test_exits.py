@@ -1,0 +1,44 @@
+"""fogzo_jax/train/exits.py: one exit-code table for train.py and the sweep scripts."""
+
+import pytest
+
+from fogzo_jax.data import DataError
+from fogzo_jax.train import (CheckpointError, ConfigError, Diverged, Preempted, WorkdirLocked,
+                             exits)
+
+
+@pytest.mark.parametrize("error, code", [
+    (ConfigError("x"), 2), (DataError("x"), 2), (Diverged("x"), 3), (WorkdirLocked("x"), 4),
+    (CheckpointError("x"), 5), (Preempted("SIGINT at step 3: checkpoint saved"), 130),
+    (Preempted("SIGTERM at step 3: checkpoint saved"), 143), (ValueError("x"), None),
+    (KeyError("x"), None)])
+def test_exit_code_of_each_fatal_error(error, code):
+  assert exits.exit_code(error) == code
+
+
+@pytest.fixture
+def exited(monkeypatch):
+  """exit_now records (code, message) and raises SystemExit instead of ending pytest."""
+  calls = []
+
+  def fake(code, message=""):
+    calls.append((code, message))
+    raise SystemExit(code)
+  monkeypatch.setattr(exits, "exit_now", fake)
+  return calls
+
+
+def test_a_known_fatal_error_ends_a_sweep_in_one_line_with_its_code(exited):
+  with pytest.raises(SystemExit):
+    with exits.one_line_errors("sweep.py"):
+      raise Diverged("loss became nan at step 7\n(see metrics.jsonl)")
+  assert exited == [(3, "sweep.py: loss became nan at step 7 (see metrics.jsonl)")]
+
+
+def test_a_bug_keeps_its_traceback_and_no_error_exits_nothing(exited):
+  with pytest.raises(KeyError):
+    with exits.one_line_errors("sweep.py"):
+      raise KeyError("a bug")
+  with exits.one_line_errors("sweep.py"):
+    pass
+  assert exited == []
