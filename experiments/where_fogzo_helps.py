@@ -94,7 +94,17 @@ EXTENDED = {"llama_9m": (
     ("Amendment 23: paper_ste_linear_ste_lr_skip_zero on seeds 6-9", (6, 7, 8, 9),
      (SKIP_ZERO, "paper_ste_linear_ste_lr", "ste"),
      (("ste", SKIP_ZERO), ("paper_ste_linear_ste_lr", SKIP_ZERO))),
+), "llama_9m_long": (
+    # Amendments 37, 39 and 41 (CPU): the headline pair and the gradient-noise control on fresh
+    # seeds 10-14 (amendment 41's tests; the pooled test with the H200's seeds 3-7 is on the page).
+    ("Amendments 37, 39 and 41 (CPU): ste, paper_ste_linear_ste_lr and gradient_noise_ste_lr on "
+     "fresh seeds 10-14", (10, 11, 12, 13, 14),
+     ("gradient_noise_ste_lr", "paper_ste_linear_ste_lr", "ste"),
+     (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
+      ("ste", "paper_ste_linear_ste_lr"))),
 )}
+# The seed extensions report() also plots (gains_extended.png): one panel per section.
+PLOTTED_EXTENSIONS = ("llama_9m_long",)
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
                                  ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
@@ -665,27 +675,41 @@ def extended(model: str, stage: str = "confirm") -> list[str]:
   return out
 
 
-def plot_gains(path: str) -> None:
-  """Per-seed gain over STE (same seed; > 0 favours FOGZO) of every confirmed method, per model."""
+def gain_panel(model: str, names, seeds, title: str):
+  """(title, metric, {name: per-seed gain over STE}) of the confirm-stage runs of ``names`` that
+  finished on every seed (> 0 favours the method); None if STE's or every other one's are
+  missing."""
+  _, _, metric, lower, *_ = MODELS[model]
+  names = [n for n in names if n != "ste"]
+  runs = summaries(model, "confirm", ["ste", *names], seeds)
+  if len(runs.get("ste", [])) != len(seeds):
+    return None
+  scale = 100.0 if metric == "test_accuracy" else 1.0
+  gains = {n: [(-1 if lower else 1) * scale * (b[metric] - a[metric])
+               for a, b in zip(runs["ste"], runs[n])]
+           for n in names if len(runs.get(n, [])) == len(seeds)}
+  return (title, metric, gains) if gains else None
+
+
+def plot_gains(path: str, extensions: bool = False) -> None:
+  """Per-seed gain over STE (same seed; > 0 favours FOGZO) of every confirmed method, per model;
+  with ``extensions``, of the seed extensions of ``PLOTTED_EXTENSIONS`` instead."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   panels = []
-  for model, (_, _, metric, lower, words, _) in MODELS.items():
+  for model in MODELS:
+    if extensions:
+      for title, seeds, names, _ in EXTENDED.get(model, ()) if model in PLOTTED_EXTENSIONS else ():
+        panels.append(gain_panel(model, names, seeds, f"{model}, seeds "
+                                 f"{seeds[0]}-{seeds[-1]}"))
+      continue
     try:
-      names = [k for k in stage_variants(model, "confirm")[0] if k != "ste"]
+      names = stage_variants(model, "confirm")[0]
     except app.UsageError:
       continue
-    seeds = confirm_seeds(model)
-    runs = summaries(model, "confirm", ["ste", *names], seeds)
-    if len(runs.get("ste", [])) != len(seeds):
-      continue
-    scale = 100.0 if metric == "test_accuracy" else 1.0
-    gains = {n: [(-1 if lower else 1) * scale * (b[metric] - a[metric])
-                 for a, b in zip(runs["ste"], runs[n])]
-             for n in names if len(runs.get(n, [])) == len(seeds)}
-    if gains:
-      panels.append((model, metric, gains))
+    panels.append(gain_panel(model, names, confirm_seeds(model), model))
+  panels = [p for p in panels if p]
   if not panels:
     return
   fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
@@ -755,6 +779,7 @@ def report() -> None:
   with open(path, "w") as f:
     f.write("\n".join(out) + "\n")
   plot_gains(os.path.join(OUT, "gains.png"))
+  plot_gains(os.path.join(OUT, "gains_extended.png"), extensions=True)
   print("\n".join(out))
 
 

@@ -107,6 +107,43 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   assert study.extended("mnist") == []
 
 
+def test_amendment_41_report_and_plot_of_the_fresh_seeds(tmp_path, monkeypatch):
+  """llama_9m_long's seed extension (amendments 37, 39, 41): the three settings on seeds 10-14,
+  tested as registered (control vs STE, control vs setting, setting vs STE; n = 5), and plotted
+  as per-seed gains over STE (gains_extended.png) once STE's five runs exist."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+
+  def write(name, seed, ppl):
+    folder = tmp_path / "llama_9m_long" / "confirm" / f"{name}_s{seed}"
+    os.makedirs(folder)
+    (folder / "summary.json").write_text(json.dumps(
+        {"seed": seed, "val_perplexity": ppl, "wall_time_s": 1.0}))
+    (folder / "metrics.jsonl").write_text(json.dumps(
+        {"step": 3000, "step_loss": 1.4, "val_perplexity": ppl}) + "\n")
+
+  path = tmp_path / "gains_extended.png"
+  for seed in (10, 11, 12, 13):
+    write("ste", seed, 4.9)
+  study.plot_gains(str(path), extensions=True)
+  assert not path.exists()  # STE's seed 14 missing: no panel, no figure
+  write("ste", 14, 4.9)
+  for seed, (setting, control) in zip(range(10, 15), ((0.09, 0.02), (0.12, 0.11), (0.11, 0.13),
+                                                     (0.10, 0.05), (0.13, 0.08))):
+    write("paper_ste_linear_ste_lr", seed, 4.9 - setting)
+    write("gradient_noise_ste_lr", seed, 4.9 - control)
+  lines = study.extended("llama_9m_long")
+  assert lines[0].startswith("Amendments 37, 39 and 41 (CPU)")
+  assert "seeds 3, 4, 5, 6, 7, stands" in lines[0]  # the H200's registered test stands
+  control, versus_setting, setting = [x for x in lines if x.startswith("- ")]
+  assert control.startswith("- gradient_noise_ste_lr vs ste: per-seed gain +0.02, +0.11")
+  assert "critical 2.776" in control and control.endswith("gradient_noise_ste_lr beats ste")
+  assert versus_setting.startswith("- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: "
+                                   "per-seed gain -0.07, -0.01, +0.02, -0.05, -0.05")
+  assert setting.endswith("paper_ste_linear_ste_lr beats ste")
+  study.plot_gains(str(path), extensions=True)
+  assert path.stat().st_size > 10_000
+
+
 def test_ablation_settings(monkeypatch):
   """Amendment 13: paper's confirmed setting with and without the measured difference, STE at
   its own and at paper's rate; only on the small LLaMA."""
