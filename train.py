@@ -81,15 +81,10 @@ def main(argv):
   if not _CONFIG.value or not _WORKDIR.value:
     _exit(2, "error: --config=<configs/file.py> and --workdir=<folder> are required")
   from fogzo_jax.train import (  # pylint: disable=import-outside-toplevel
-      Preempted, exits, train_and_evaluate, validate)
+      Preempted, exits, sweep, train_and_evaluate, validate)
   workdir = _WORKDIR.value
   try:
-    config = _CONFIG.value
-    config.keys()  # ml_collections loads the file lazily: fail here, in one line
-  except Exception as e:  # pylint: disable=broad-except
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    _exit(2, f"error: cannot load the config: {' '.join(lines[-2:]) if lines else e!r}")
-  try:
+    config = sweep.flag_config(_CONFIG)  # ml_collections loads lazily: fail here, in one line
     validate(config)  # a bad config touches nothing, not even the workdir
     _log_to_file(workdir)
     train_and_evaluate(config, workdir, force=_FORCE.value)

@@ -38,7 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from fogzo_jax.quant import layers as quant_layers  # noqa: E402
-from fogzo_jax.train import loop, optim, sharding  # noqa: E402
+from fogzo_jax.train import exits, loop, optim, sharding  # noqa: E402
 from fogzo_jax.train.sweep import apply_overrides, load_config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -292,7 +292,11 @@ def write(rows: list, out: str, markdown_path: str, **machine) -> None:
 
 def main(argv):
   del argv
-  f = flags.FLAGS
+  with exits.one_line_errors("cost_plan.py"):  # a bad flag: one line, not the usage text
+    plan(flags.FLAGS)
+
+
+def plan(f):
   if f.merge:
     try:
       rows = merge(f.merge)

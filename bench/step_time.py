@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from fogzo_jax.train.sweep import load_config
-from fogzo_jax.train import loop, optim, sharding
+from fogzo_jax.train import exits, loop, optim, sharding
 from fogzo_jax.train.config import default_config
 import timing  # bench/timing.py, beside this script
 
@@ -104,6 +104,11 @@ def time_step(config, task, batch, repeats: int) -> float:
 
 def main(argv):
   del argv
+  with exits.one_line_errors("step_time.py"):  # a bad flag: one line, not the usage text
+    measure()
+
+
+def measure():
   on_cpu = jax.devices()[0].platform == "cpu"
   full = _SIZE.value == "full" or (_SIZE.value == "auto" and not on_cpu)
   rows = []

@@ -28,7 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from fogzo_jax.train.sweep import load_config
-from fogzo_jax.train import loop, optim, sharding
+from fogzo_jax.train import exits, loop, optim, sharding
 import timing  # bench/timing.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +101,11 @@ def time_row(config, k: int, repeats: int) -> dict:
 
 def main(argv):
   del argv
+  with exits.one_line_errors("throughput.py"):  # a bad flag: one line, not the usage text
+    measure()
+
+
+def measure():
   device = jax.devices()[0]
   on_cpu = device.platform == "cpu"
   reduced = _REDUCED.value == "yes" or (_REDUCED.value == "auto" and on_cpu)

@@ -1,8 +1,8 @@
 """STE vs FOGZO (vs n-SPSA) on any config, identical seeds, data and schedules; writes a table.
 
   python experiments/compare.py --config=configs/llama.py:9m --estimators=ste,fogzo \
-      --seeds=0,1,2 --set=num_train_steps=300 --set=batch_size=16 \
-      --set=model_kwargs={"dim":64,"layers":2,"heads":2} --out=runs/llama_tiny
+      --seeds=0,1,2 --set=num_train_steps=300 --set=data.batch_size=16 \
+      --set=model.dim=64 --set=model.layers=2 --set=model.heads=2 --out=runs/llama_tiny
 
 Every (estimator, seed) run goes to <out>/<estimator>_s<seed> through ``train_and_evaluate``
 (finished runs are reused, killed ones resume). ``results.md`` in --out lists mean ± std over
@@ -26,8 +26,8 @@ from fogzo_jax.train import exits, sweep
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:arg]).")
 _ESTIMATORS = flags.DEFINE_list("estimators", ["ste", "fogzo"], "Estimators to compare.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-_SET = flags.DEFINE_multi_string("set", [], "Overrides key=value (value parsed as JSON if it "
-                                 "parses, e.g. model_kwargs={\"dim\":64}).")
+_SET = flags.DEFINE_multi_string("set", [], "Overrides section.field=value (value parsed as "
+                                 "JSON if it parses, e.g. model.dim=64).")
 _OUT = flags.DEFINE_string("out", "runs/compare", "Output folder.")
 _TITLE = flags.DEFINE_string("title", "", "Title of the results page.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild results.md.")
@@ -35,12 +35,22 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild results.md.
 
 def main(argv):
   del argv
-  base = sweep.apply_overrides(_CONFIG.value, _SET.value)
+  # A bad config, flag or override, or a run's fatal error: one line and its exit code.
+  with exits.one_line_errors("compare.py"):
+    compare()
+
+
+def compare():
+  try:
+    base = sweep.apply_overrides(sweep.flag_config(_CONFIG), _SET.value)
+  except (KeyError, ValueError) as e:  # a bad --set override (a ConfigError is one too)
+    raise app.UsageError(str(e).strip('"')) from None
+  if not all(s.strip().isdigit() for s in _SEEDS.value):
+    raise app.UsageError(f"--seeds: {','.join(_SEEDS.value)!r} is not a list of integers ≥ 0")
   os.makedirs(_OUT.value, exist_ok=True)
   variants = {e: [f"estimator.kind={e}"] for e in _ESTIMATORS.value}
-  with exits.one_line_errors("compare.py"):  # a run's fatal error: one line, its exit code
-    runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
-                              report_only=_REPORT_ONLY.value)
+  runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
+                            report_only=_REPORT_ONLY.value)
   metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])
   loss = "val_loss" if metric == "val_perplexity" else "test_loss"
   lines = [f"# {_TITLE.value or base.model}", "",

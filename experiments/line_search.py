@@ -158,6 +158,11 @@ def plot(rows: list[dict], path: str) -> None:
 
 def main(argv):
   del argv
+  with exits.one_line_errors("line_search.py"):  # a bad flag or a run's fatal error: one line
+    measure_and_report()
+
+
+def measure_and_report():
   os.makedirs(_OUT.value, exist_ok=True)
   path = os.path.join(_OUT.value, "signal.json")
   rows = json.load(open(path)) if os.path.exists(path) else []
@@ -165,8 +170,7 @@ def main(argv):
     for name in _MODELS.value:
       if name not in MODELS:
         raise app.UsageError(f"--models: {name!r} is not one of {', '.join(MODELS)}")
-      with exits.one_line_errors("line_search.py"):  # a run's fatal error: one line, its code
-        rows = [r for r in rows if r["model"] != name] + measure(name)
+      rows = [r for r in rows if r["model"] != name] + measure(name)
       with open(path, "w") as f:
         json.dump(rows, f, indent=1)
   order = {m: i for i, m in enumerate(MODELS)}

@@ -188,27 +188,33 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
 
   def run(argv):
     del argv
+    # Bad flags and a run's fatal error: one line and its exit code (fogzo_jax/train/exits.py).
+    with exits.one_line_errors(os.path.basename(sys.argv[0])):
+      write_table()
+
+  def write_table():
     import jax  # noqa: PLC0415
 
     rows = list(make_rows())
     keys = [r.key for r in rows]
-    script = os.path.basename(sys.argv[0])
     unknown = sorted(set(rows_flag.value) - set(keys))
-    if unknown:  # one line that says what to give, not the whole usage text
-      sys.exit(f"{script}: --rows: unknown {unknown}; allowed: {', '.join(keys)}")
+    if unknown:
+      raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
+    if not all(s.strip().isdigit() for s in seeds_flag.value):
+      raise app.UsageError(f"--seeds: {','.join(seeds_flag.value)!r} is not a list of integers "
+                           "≥ 0 (e.g. 3,4,5)")
     train_rows, name = rows_flag.value or None, "table"
     if steps_flag.value < 0:
-      sys.exit(f"{script}: --num_train_steps: must be >= 0 (0: each row's own length), got "
-               f"{steps_flag.value}")
+      raise app.UsageError(f"--num_train_steps: must be >= 0 (0: each row's own length), got "
+                           f"{steps_flag.value}")
     if steps_flag.value:
       rows = at_length([r for r in rows if train_rows is None or r.key in train_rows],
                        steps_flag.value)
       train_rows, name = None, f"table_{steps_flag.value}steps"
     os.makedirs(out_flag.value, exist_ok=True)
-    with exits.one_line_errors(script):  # a run's fatal error ends the table in one line
-      records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
-                          report_only=report_flag.value, only=variants_flag.value,
-                          train_rows=train_rows)
+    records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
+                        report_only=report_flag.value, only=variants_flag.value,
+                        train_rows=train_rows)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "
                f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)

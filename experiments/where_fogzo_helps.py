@@ -815,18 +815,17 @@ def main(argv):
   global OUT  # pylint: disable=global-statement
   f = flags.FLAGS
   OUT = f.out
-  try:
-    with exits.one_line_errors("where_fogzo_helps.py"):  # a run's fatal error: one line
-      if f.report:
-        report()
-      elif f.record_choices:
-        record_choices()
-      elif f.stage == "step_ratio":
-        step_ratio(f.model)
-      else:
-        run_stage(f.model, f.stage)
-  except app.UsageError as e:  # one line that says what to do, not the whole usage text
-    sys.exit(f"where_fogzo_helps.py: {e}")
+  # A refused stage or flag, or a run's fatal error: one line that says what to do, and its exit
+  # code (fogzo_jax/train/exits.py), not absl's usage text or a traceback.
+  with exits.one_line_errors("where_fogzo_helps.py"):
+    if f.report:
+      report()
+    elif f.record_choices:
+      record_choices()
+    elif f.stage == "step_ratio":
+      step_ratio(f.model)
+    else:
+      run_stage(f.model, f.stage)
 
 
 if __name__ == "__main__":

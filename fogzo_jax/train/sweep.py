@@ -34,6 +34,19 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg) if arg else module.get_config()
 
 
+def flag_config(holder) -> ml_collections.ConfigDict:
+  """The config of a ``config_flags.DEFINE_config_file`` flag, loaded now (ml_collections loads
+  it lazily); a file that is missing or fails raises ``ConfigError`` in one line."""
+  from fogzo_jax.train.config import ConfigError  # noqa: PLC0415
+  try:
+    config = holder.value
+    config.keys()
+  except Exception as e:  # pylint: disable=broad-except  # OSError, or the file's own error
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    raise ConfigError(f"cannot load the config: {' '.join(lines[-2:]) if lines else e!r}") from None
+  return config
+
+
 def parse_override(item: str):
   """``"key=value"`` → (key, value).
 

@@ -71,12 +71,13 @@ def test_rows_at_another_length_keep_their_variants_in_their_own_folders(monkeyp
 @pytest.mark.parametrize("flag, line", [
     ("--rows=nope", "fixed_scale.py: --rows: unknown ['nope']; allowed: "),
     ("--num_train_steps=-1", "fixed_scale.py: --num_train_steps: must be >= 0 (0: each row's "
-                             "own length), got -1")])
+                             "own length), got -1"),
+    ("--seeds=3,x", "fixed_scale.py: --seeds: '3,x' is not a list of integers ≥ 0")])
 def test_bad_input_ends_a_table_script_with_one_line(flag, line, tmp_path):
   script = os.path.join(ROOT, "experiments", "fixed_scale.py")
   proc = subprocess.run([sys.executable, script, flag, f"--out={tmp_path}"], capture_output=True,
                         text=True, timeout=300, cwd=ROOT)
-  assert proc.returncode == 1
+  assert proc.returncode == 2  # a bad command line (fogzo_jax/train/exits.py)
   (only,) = proc.stderr.strip().splitlines()
   assert only.startswith(line)
   assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written

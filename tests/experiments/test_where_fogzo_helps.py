@@ -361,12 +361,12 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
-  """A stage the study refuses ends the process (exit 1) with one line on stderr, not the usage
-  text."""
+  """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
+  stderr, not the usage text."""
   script = os.path.join(os.path.dirname(study.__file__), "where_fogzo_helps.py")
   proc = subprocess.run([sys.executable, script, "--model=llama_9m_lsq", "--stage=confirm",
                          f"--out={tmp_path}"], capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
       "where_fogzo_helps.py: llama_9m_lsq runs only --stage=recipe (amendment 22)"]
 

@@ -1,6 +1,7 @@
 """fogzo_jax/train/exits.py: one exit-code table for train.py and the sweep scripts."""
 
 import pytest
+from absl import app
 
 from fogzo_jax.data import DataError
 from fogzo_jax.train import (CheckpointError, ConfigError, Diverged, Preempted, WorkdirLocked,
@@ -11,7 +12,7 @@ from fogzo_jax.train import (CheckpointError, ConfigError, Diverged, Preempted, 
     (ConfigError("x"), 2), (DataError("x"), 2), (Diverged("x"), 3), (WorkdirLocked("x"), 4),
     (CheckpointError("x"), 5), (Preempted("SIGINT at step 3: checkpoint saved"), 130),
     (Preempted("SIGTERM at step 3: checkpoint saved"), 143), (ValueError("x"), None),
-    (KeyError("x"), None)])
+    (app.UsageError("--rows: unknown"), 2), (KeyError("x"), None)])
 def test_exit_code_of_each_fatal_error(error, code):
   assert exits.exit_code(error) == code
 
