@@ -81,13 +81,14 @@ queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first; finishe
   done
 }
 # DONE (optional): the runs/gpu folder of an earlier lease, carried (see the page's section 5).
-# Its finished runs (those with summary.json) are copied in and not trained again; the study
-# script checks that each one ran the config it would run.
+# Its finished runs (those with summary.json) are copied in and not trained again (summary.txt
+# marks them); the study script checks that each one ran the config it would run.
 if [ -n "${DONE:-}" ]; then
   [ -d "$DONE/$MODEL/confirm" ] || { echo "gpu_job: DONE=$DONE has no $MODEL/confirm folder"; exit 1; }
   mkdir -p "runs/gpu/$MODEL/confirm"
-  for d in "$DONE/$MODEL/confirm"/*/; do
-    [ -e "$d/summary.json" ] && cp -r "${d%/}" "runs/gpu/$MODEL/confirm/"
+  for d in "$DONE/$MODEL/confirm"/*/; do  # their names go to logs/copied.txt (summary.txt)
+    [ -e "$d/summary.json" ] && cp -r "${d%/}" "runs/gpu/$MODEL/confirm/" \
+      && basename "$d" >> "$OUT/logs/copied.txt"
   done
   echo "DONE: $(ls "runs/gpu/$MODEL/confirm" | wc -l) finished runs from $DONE; $(queue | wc -l) to run"
 fi
@@ -118,12 +119,14 @@ for m in llama_30m resnet18 deit_tiny; do
   rc=$?; echo "[$(elapsed) s] bench $m exit $rc"; tail -n 8 "$OUT/logs/bench_$m.log"
 done
 
-python3 - "$MODEL" > "$OUT/summary.txt" <<'EOF'
+python3 - "$MODEL" "$OUT/logs/copied.txt" > "$OUT/summary.txt" <<'EOF'
 import glob, json, os, sys
+copied = set(open(sys.argv[2]).read().split()) if os.path.exists(sys.argv[2]) else set()
 for path in sorted(glob.glob(f"runs/gpu/{sys.argv[1]}/confirm/*/summary.json")):
   s = json.load(open(path))
-  print(os.path.basename(os.path.dirname(path)), *(f"{k}={s[k]:.6g}" for k in
-        ("val_perplexity", "wall_time_s") if k in s))
+  name = os.path.basename(os.path.dirname(path))
+  print(name, *(f"{k}={s[k]:.6g}" for k in ("val_perplexity", "wall_time_s") if k in s),
+        *(["(an earlier lease's, from DONE)"] if name in copied else []))
 EOF
 cat "$OUT/summary.txt"
 tar czf "$OUT/results.tgz" --exclude='checkpoints' --exclude='*.orbax-checkpoint*' \

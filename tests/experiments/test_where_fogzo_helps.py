@@ -254,11 +254,14 @@ def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
       (done / name / "summary.json").write_text("{}")
   work = tmp_path / "checkout"
   work.mkdir()
+  (tmp_path / "out" / "logs").mkdir(parents=True)
+  env = {**os.environ, "DONE": str(tmp_path / "earlier"), "OUT": str(tmp_path / "out")}
   out = subprocess.run(["bash", "-c", part + "; queue"], cwd=work, capture_output=True,
-                       text=True, check=True, env={**os.environ, "DONE": str(tmp_path / "earlier")})
+                       text=True, check=True, env=env)
   jobs = [line for line in out.stdout.split("\n") if line and not line.startswith("DONE")]
   assert "ste 3" not in jobs and "paper 3" in jobs and len(jobs) == 7 * 5 - 1
-  assert "1 finished runs" in out.stdout
+  assert "1 finished runs" in out.stdout and out.stderr == ""
+  assert (tmp_path / "out" / "logs" / "copied.txt").read_text() == "ste_s3\n"  # for summary.txt
   assert (work / "runs/gpu/llama_9m_long/confirm/ste_s3/summary.json").exists()
   assert not (work / "runs/gpu/llama_9m_long/confirm/paper_s3").exists()
   bad = subprocess.run(["bash", "-c", part], cwd=work, capture_output=True, text=True,
