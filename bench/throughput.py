@@ -155,4 +155,4 @@ def measure():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

@@ -74,4 +74,4 @@ def compare():
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("config")
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

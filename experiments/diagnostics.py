@@ -18,7 +18,7 @@ from absl import app, flags
 import fogzo_jax as fz
 from fogzo_jax import diagnostics
 from fogzo_jax.quant.layers import QuantSpec, epsilon_from_params
-from fogzo_jax.train import loop
+from fogzo_jax.train import exits, loop
 from fogzo_jax.train.sweep import apply_overrides, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

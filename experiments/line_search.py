@@ -184,4 +184,4 @@ def measure_and_report():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

@@ -162,4 +162,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

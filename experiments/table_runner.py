@@ -226,7 +226,7 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
                 indent=1)
     print(text)
 
-  app.run(run)
+  app.run(run, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2
 
 
 # Reduced scales that run on the project's 2-core CPU (shared by the table scripts; every

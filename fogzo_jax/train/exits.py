@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from absl import app
+from absl import app, flags
 
 from fogzo_jax.data import DataError
 from fogzo_jax.train.checkpoints import CheckpointError
@@ -57,3 +57,14 @@ def one_line_errors(script: str):
       raise
     text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
     exit_now(code, f"{script}: {text or type(e).__name__}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing for ``app.run(main, flags_parser=exits.parse_flags)``: an unknown,
+  missing or malformed flag is exit 2 with one line ``<script>: <what is wrong>``, not absl's
+  two-line FATAL text (train.py adds a did-you-mean for config fields)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    exit_now(2, f"{os.path.basename(argv[0])}: {' '.join(lines) or type(e).__name__}")

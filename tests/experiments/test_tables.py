@@ -72,7 +72,9 @@ def test_rows_at_another_length_keep_their_variants_in_their_own_folders(monkeyp
     ("--rows=nope", "fixed_scale.py: --rows: unknown ['nope']; allowed: "),
     ("--num_train_steps=-1", "fixed_scale.py: --num_train_steps: must be >= 0 (0: each row's "
                              "own length), got -1"),
-    ("--seeds=3,x", "fixed_scale.py: --seeds: '3,x' is not a list of integers ≥ 0")])
+    ("--seeds=3,x", "fixed_scale.py: --seeds: '3,x' is not a list of integers ≥ 0"),
+    ("--nope", "fixed_scale.py: Unknown command line flag 'nope'"),  # absl's parser, one line
+    ("--num_train_steps=x", "fixed_scale.py: flag --num_train_steps=x: invalid literal")])
 def test_bad_input_ends_a_table_script_with_one_line(flag, line, tmp_path):
   script = os.path.join(ROOT, "experiments", "fixed_scale.py")
   proc = subprocess.run([sys.executable, script, flag, f"--out={tmp_path}"], capture_output=True,
