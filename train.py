@@ -13,7 +13,6 @@ import difflib
 import logging
 import os
 import traceback
-import warnings
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -60,20 +59,6 @@ def _parse_flags(argv):
     _exit(2, f"error: {text}")
 
 
-def _log_to_file(workdir: str) -> None:
-  """Library INFO chatter (orbax, jax) goes to <workdir>/train.log, not the terminal."""
-  os.makedirs(workdir, exist_ok=True)
-  root = logging.getLogger()
-  for handler in list(root.handlers):
-    root.removeHandler(handler)
-  handler = logging.FileHandler(os.path.join(workdir, "train.log"))
-  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-  root.addHandler(handler)
-  root.setLevel(logging.INFO)
-  logging.captureWarnings(True)
-  warnings.simplefilter("default")
-
-
 def main(argv):
   if len(argv) > 1:
     _exit(2, f"error: unexpected arguments {argv[1:]}; overrides look like "
@@ -82,11 +67,12 @@ def main(argv):
     _exit(2, "error: --config=<configs/file.py> and --workdir=<folder> are required")
   from fogzo_jax.train import (  # pylint: disable=import-outside-toplevel
       Preempted, exits, sweep, train_and_evaluate, validate)
+  from fogzo_jax.train import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   workdir = _WORKDIR.value
   try:
     config = sweep.flag_config(_CONFIG)  # ml_collections loads lazily: fail here, in one line
     validate(config)  # a bad config touches nothing, not even the workdir
-    _log_to_file(workdir)
+    workdir_lib.log_to_file(workdir)  # the libraries' log: <workdir>/train.log
     train_and_evaluate(config, workdir, force=_FORCE.value)
   except Exception as e:  # pylint: disable=broad-except
     code = exits.exit_code(e)  # the table in fogzo_jax/train/exits.py, shared with the sweeps

@@ -53,7 +53,7 @@ def compare():
                             report_only=_REPORT_ONLY.value)
   metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])
   loss = "val_loss" if metric == "val_perplexity" else "test_loss"
-  lines = [f"# {_TITLE.value or base.model}", "",
+  lines = [f"# {_TITLE.value or base.model.name}", "",
            "Command: `python " + " ".join(shlex.quote(a) for a in sys.argv) + "`", "",
            f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, device "
            f"{jax.devices()[0].device_kind}, jax {jax.__version__}.", "",

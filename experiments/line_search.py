@@ -26,7 +26,7 @@ import fogzo_jax as fz
 from fogzo_jax import diagnostics
 from fogzo_jax.quant import layers as quant_layers
 from fogzo_jax.quant.fixed import levels
-from fogzo_jax.train import exits, loop, train_and_evaluate
+from fogzo_jax.train import exits, loop, sweep
 from fogzo_jax.train.sweep import apply_overrides, load_config
 
 import where_fogzo_helps  # experiments/: the study whose 1,000-step LLaMA-9M recipe is reused
@@ -75,7 +75,7 @@ def measure(name: str) -> list[dict]:
   total = run.total_steps
   config.checkpoint_every_steps = max(1, total // 10)
   workdir = os.path.join(_OUT.value, name, "ste_run")
-  train_and_evaluate(config, workdir)
+  sweep.train_logged(config, workdir)  # the libraries' log: <workdir>/train.log
   manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
   available = manager.all_steps()
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),

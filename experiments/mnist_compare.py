@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 
 from fogzo_jax.train.sweep import apply_overrides, load_config
-from fogzo_jax.train import exits, metrics, train_and_evaluate
+from fogzo_jax.train import exits, metrics, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ def run_all():
       if _LR.value is not None:
         config.optimizer.learning_rate = _LR.value
       print(f"== {name} seed {seed}", flush=True)
-      train_and_evaluate(config, workdir)
+      sweep.train_logged(config, workdir)  # the libraries' log: <workdir>/train.log
 
 
 def collect():

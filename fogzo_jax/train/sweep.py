@@ -100,7 +100,7 @@ def run_variants(base: ml_collections.ConfigDict, variants: Mapping[str, Sequenc
     train_fn: ``(config, workdir) -> summary``; ``train_and_evaluate`` by default.
   """
   if train_fn is None:
-    from fogzo_jax.train import train_and_evaluate as train_fn  # noqa: PLC0415 (heavy import)
+    train_fn = train_logged
   runs = {}
   for name, overrides in variants.items():
     for seed in seeds:
@@ -116,6 +116,18 @@ def run_variants(base: ml_collections.ConfigDict, variants: Mapping[str, Sequenc
         with open(path) as f:
           runs.setdefault(name, []).append(json.load(f))
   return runs
+
+
+def train_logged(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """``train_and_evaluate`` with the libraries' log in ``<workdir>/train.log`` (as train.py
+  does), the terminal's logging restored afterwards: a sweep prints its runs' progress bars and
+  results, not orbax's INFO lines."""
+  from fogzo_jax.train import train_and_evaluate, workdir as workdir_lib  # noqa: PLC0415
+  restore = workdir_lib.log_to_file(workdir)
+  try:
+    return train_and_evaluate(config, workdir)
+  finally:
+    restore()
 
 
 def check_recorded_config(workdir: str, config: ml_collections.ConfigDict) -> None:

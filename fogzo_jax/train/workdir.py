@@ -8,15 +8,18 @@
   which deletes the old run's checkpoints and metrics.
 - ``truncate_metrics``: drops rows logged after the checkpoint a resumed run restarts from, and a
   partial last line left by a kill.
+- ``log_to_file``: the libraries' log (orbax, jax, absl) goes to ``<workdir>/train.log``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import socket
+import warnings
 
 from fogzo_jax.train import config as config_lib
 
@@ -103,3 +106,31 @@ def truncate_metrics(path: str, step: int) -> None:
   if os.path.exists(path):
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_metrics(path)
                                 if r.get("step", 0) <= step))
+
+
+def log_to_file(workdir: str):
+  """Sends the libraries' log (orbax's and jax's INFO chatter, absl, Python warnings) to
+  ``<workdir>/train.log`` instead of the terminal, which keeps the progress bar and the results.
+  Returns a function that restores the previous logging (a sweep calls it after each run;
+  train.py keeps the file to the end, its internal-error traceback included)."""
+  os.makedirs(workdir, exist_ok=True)
+  root = logging.getLogger()
+  before = list(root.handlers), root.level, list(warnings.filters)
+  for handler in before[0]:
+    root.removeHandler(handler)
+  handler = logging.FileHandler(os.path.join(workdir, "train.log"))
+  handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  logging.captureWarnings(True)
+  warnings.simplefilter("default")
+
+  def restore() -> None:
+    root.removeHandler(handler)
+    handler.close()
+    for h in before[0]:
+      root.addHandler(h)
+    root.setLevel(before[1])
+    logging.captureWarnings(False)
+    warnings.filters[:] = before[2]
+  return restore

@@ -1,7 +1,9 @@
 """fogzo_jax.train.sweep: config loading, overrides, the variants × seeds runner."""
 
 import json
+import logging
 import os
+import warnings
 
 import ml_collections
 import pytest
@@ -77,3 +79,32 @@ def test_headline_metric_and_mean_std():
   assert sweep.mean_std([]) == "–"
   assert sweep.mean_std([2.0]) == "2"
   assert sweep.mean_std([1.0, 2.0, 3.0]) == "2 ± 1"  # sample std
+
+
+def test_a_sweep_run_logs_the_libraries_to_its_train_log_and_restores_the_terminal(
+    tmp_path, monkeypatch):
+  """sweep.train_logged (every sweep's default): what the libraries log during a run (absl, as
+  orbax does; Python warnings) goes to <workdir>/train.log, and the terminal's handlers, level
+  and warning filters are back afterwards, also when the run fails."""
+  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+  import fogzo_jax.train  # pylint: disable=import-outside-toplevel
+  root = logging.getLogger()
+  before = list(root.handlers), root.level, list(warnings.filters)
+
+  def fake_train(config, workdir):
+    absl_logging.info("orbax-like chatter")
+    warnings.warn("a library warning", DeprecationWarning)
+    if config.seed == 1:
+      raise RuntimeError("a failed run")
+    return {"seed": config.seed}
+  monkeypatch.setattr(fogzo_jax.train, "train_and_evaluate", fake_train)
+  config = ml_collections.ConfigDict(dict(seed=0))
+  assert sweep.train_logged(config, str(tmp_path / "a")) == {"seed": 0}
+  log = (tmp_path / "a" / "train.log").read_text()
+  assert "INFO absl: orbax-like chatter" in log and "a library warning" in log
+  assert (list(root.handlers), root.level, list(warnings.filters)) == before
+  config.seed = 1
+  with pytest.raises(RuntimeError, match="a failed run"):
+    sweep.train_logged(config, str(tmp_path / "b"))
+  assert "orbax-like chatter" in (tmp_path / "b" / "train.log").read_text()
+  assert (list(root.handlers), root.level, list(warnings.filters)) == before
