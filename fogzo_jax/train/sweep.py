@@ -43,7 +43,8 @@ def flag_config(holder) -> ml_collections.ConfigDict:
     config.keys()
   except Exception as e:  # pylint: disable=broad-except  # OSError, or the file's own error
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    raise ConfigError(f"cannot load the config: {' '.join(lines[-2:]) if lines else e!r}") from None
+    text = " ".join(lines[-2:]) if lines else repr(e)
+    raise ConfigError(f"cannot load the config: {text}") from None
   return config
 
 
