@@ -4,7 +4,7 @@ added by amendments, runs pooled over machines).
 
   python experiments/paired.py --runs=runs/where_fogzo_helps/llama_9m_long/confirm \\
       --names=ste,paper_ste_linear_ste_lr,gradient_noise_ste_lr --seeds=10,11,12,13,14 \\
-      --pairs=ste:gradient_noise_ste_lr,paper_ste_linear_ste_lr:gradient_noise_ste_lr,ste:paper_ste_linear_ste_lr
+      --pairs=ste:gradient_noise_ste_lr,paper_ste_linear_ste_lr:gradient_noise_ste_lr
 
 A run is ``<root>/<name>_s<seed>`` with a ``summary.json``, looked up in each ``--runs`` root in
 turn (the first that has it: pool an earlier GPU lease's runs with the CPU's by naming both).
