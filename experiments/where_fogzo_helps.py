@@ -722,7 +722,8 @@ def plot_gains(path: str, extensions: bool = False) -> None:
     ax.set_xticks(range(len(gains)), list(gains), rotation=35, ha="right", fontsize=8)
     unit = {"test_accuracy": "accuracy (pt)", "val_perplexity": "perplexity",
             "final_train_loss": "train loss"}[metric]
-    ax.set_title(f"{model}: gain over STE in {unit}", fontsize=9)
+    sep = "\n" if len(model) > 24 else " "  # a section's title: two lines, not cut off
+    ax.set_title(f"{model}:{sep}gain over STE in {unit}", fontsize=9)
     ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
