@@ -45,11 +45,10 @@ def compare():
     base = sweep.apply_overrides(sweep.flag_config(_CONFIG), _SET.value)
   except (KeyError, ValueError) as e:  # a bad --set override (a ConfigError is one too)
     raise app.UsageError(str(e).strip('"')) from None
-  if not all(s.strip().isdigit() for s in _SEEDS.value):
-    raise app.UsageError(f"--seeds: {','.join(_SEEDS.value)!r} is not a list of integers ≥ 0")
+  seeds = sweep.parse_seeds(_SEEDS.value)
   os.makedirs(_OUT.value, exist_ok=True)
   variants = {e: [f"estimator.kind={e}"] for e in _ESTIMATORS.value}
-  runs = sweep.run_variants(base, variants, [int(s) for s in _SEEDS.value], _OUT.value,
+  runs = sweep.run_variants(base, variants, seeds, _OUT.value,
                             report_only=_REPORT_ONLY.value)
   metric, scale = sweep.headline_metric([r for rs in runs.values() for r in rs])
   loss = "val_loss" if metric == "val_perplexity" else "test_loss"

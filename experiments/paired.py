@@ -56,12 +56,6 @@ def collect(roots, names, seeds) -> dict:
   return out
 
 
-def last_window_loss(folder: str) -> float:
-  rows = [r for r in metrics.read_jsonl(os.path.join(folder, "metrics.jsonl"))
-          if "step_loss" in r]
-  return rows[-1]["step_loss"] if rows else float("nan")
-
-
 def gains(runs: dict, a: str, b: str, metric: str) -> dict:
   """seed → gain of b over a (> 0: b better), on the seeds where both finished."""
   sign = -1.0 if any(word in metric for word in LOWER_IS_BETTER) else 1.0
@@ -81,17 +75,19 @@ def report(roots, names, seeds, pairs, metric: str = "") -> str:
   curves = {}
   for name in names:
     done = runs.get(name, {})
-    values = [done[s][0][metric] for s in seeds if s in done]
     if any(metric not in done[s][0] for s in done):
       raise app.UsageError(f"--metric: {metric!r} is not in every summary.json of {name}")
+    values = [done[s][0][metric] for s in seeds if s in done]
     cells = [f"{done[s][0][metric]:.4g}" if s in done else "not finished" for s in seeds]
-    loss = [last_window_loss(done[s][1]) for s in seeds if s in done]
-    lines.append(f"| {name} | {' | '.join(cells)} | {sweep.mean_std(values)} | "
-                 f"{sweep.mean_std(loss)} |")
+    loss = []  # the training loss of each run's last logging window
     for s in done:
-      for row in metrics.read_jsonl(os.path.join(done[s][1], "metrics.jsonl")):
+      rows = metrics.read_jsonl(os.path.join(done[s][1], "metrics.jsonl"))
+      loss += [r["step_loss"] for r in rows if "step_loss" in r][-1:]
+      for row in rows:
         if metric in row:
           curves.setdefault(name, {}).setdefault(row["step"], []).append(row[metric])
+    lines.append(f"| {name} | {' | '.join(cells)} | {sweep.mean_std(values)} | "
+                 f"{sweep.mean_std(loss)} |")
   steps = sorted({k for c in curves.values() for k in c})
   if steps:
     lines += ["", f"Mean {metric} over the finished seeds at each evaluation:", "",
@@ -134,10 +130,8 @@ def main(argv):
     for flag in ("runs", "names", "seeds"):
       if not flags.FLAGS[flag].value:
         raise app.UsageError(f"--{flag} is required")
-    if not all(s.strip().isdigit() for s in _SEEDS.value):
-      raise app.UsageError(f"--seeds: {','.join(_SEEDS.value)!r} is not a list of integers ≥ 0")
     names = _NAMES.value
-    print(report(_RUNS.value, names, [int(s) for s in _SEEDS.value],
+    print(report(_RUNS.value, names, sweep.parse_seeds(_SEEDS.value),
                  parse_pairs(_PAIRS.value, names), _METRIC.value))
 
 

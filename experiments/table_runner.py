@@ -200,9 +200,7 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
     unknown = sorted(set(rows_flag.value) - set(keys))
     if unknown:
       raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(keys)}")
-    if not all(s.strip().isdigit() for s in seeds_flag.value):
-      raise app.UsageError(f"--seeds: {','.join(seeds_flag.value)!r} is not a list of integers "
-                           "≥ 0 (e.g. 3,4,5)")
+    seeds = sweep.parse_seeds(seeds_flag.value)
     train_rows, name = rows_flag.value or None, "table"
     if steps_flag.value < 0:
       raise app.UsageError(f"--num_train_steps: must be >= 0 (0: each row's own length), got "
@@ -212,7 +210,7 @@ def main(title: str, make_rows: Callable[[], Sequence[Row]], default_out: str):
                        steps_flag.value)
       train_rows, name = None, f"table_{steps_flag.value}steps"
     os.makedirs(out_flag.value, exist_ok=True)
-    records = run_table(rows, [int(s) for s in seeds_flag.value], out_flag.value,
+    records = run_table(rows, seeds, out_flag.value,
                         report_only=report_flag.value, only=variants_flag.value,
                         train_rows=train_rows)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPU cores, device "

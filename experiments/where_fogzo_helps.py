@@ -517,10 +517,7 @@ def run_seeds(stage_seeds, requested=None) -> tuple:
   """The seeds a process trains: the stage's, or --seeds (non-negative integers)."""
   if not requested:
     return tuple(stage_seeds)
-  if not all(s.strip().isdigit() for s in requested):
-    raise app.UsageError(f"--seeds: {','.join(requested)!r} is not a list of integers ≥ 0 "
-                         "(e.g. 6,7)")
-  return tuple(int(s) for s in requested)
+  return tuple(sweep.parse_seeds(requested))
 
 
 def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[str, int]]:
@@ -697,18 +694,17 @@ def plot_gains(path: str, extensions: bool = False) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  panels = []
-  for model in MODELS:
-    if extensions:
-      for title, seeds, names, _ in EXTENDED.get(model, ()) if model in PLOTTED_EXTENSIONS else ():
-        panels.append(gain_panel(model, names, seeds, f"{model}, seeds "
-                                 f"{seeds[0]}-{seeds[-1]}"))
-      continue
-    try:
-      names = stage_variants(model, "confirm")[0]
-    except app.UsageError:
-      continue
-    panels.append(gain_panel(model, names, confirm_seeds(model), model))
+  if extensions:
+    panels = [gain_panel(model, names, seeds, f"{model}, seeds {seeds[0]}-{seeds[-1]}")
+              for model in PLOTTED_EXTENSIONS for _, seeds, names, _ in EXTENDED.get(model, ())]
+  else:
+    panels = []
+    for model in MODELS:
+      try:
+        names = stage_variants(model, "confirm")[0]
+      except app.UsageError:
+        continue
+      panels.append(gain_panel(model, names, confirm_seeds(model), model))
   panels = [p for p in panels if p]
   if not panels:
     return

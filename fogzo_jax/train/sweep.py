@@ -48,6 +48,16 @@ def flag_config(holder) -> ml_collections.ConfigDict:
   return config
 
 
+def parse_seeds(values: Sequence[str], flag: str = "--seeds") -> list[int]:
+  """A seeds flag's strings as integers ≥ 0; otherwise ``ConfigError`` naming the flag (a
+  script's one-line exit 2, fogzo_jax/train/exits.py)."""
+  if not all(str(s).strip().isdigit() for s in values):
+    from fogzo_jax.train.config import ConfigError  # noqa: PLC0415
+    raise ConfigError(f"{flag}: {','.join(map(str, values))!r} is not a list of integers ≥ 0 "
+                      "(e.g. 3,4,5)")
+  return [int(s) for s in values]
+
+
 def parse_override(item: str):
   """``"key=value"`` → (key, value).
 

@@ -47,6 +47,9 @@ def test_pools_roots_in_order_and_signs_gains_by_metric(tmp_path):
 def test_bad_input_is_refused_in_one_line(tmp_path):
   with pytest.raises(app.UsageError, match="no finished run of ste"):
     paired.report([str(tmp_path)], ["ste"], [0, 1], [])
+  write(tmp_path, "ste", 0, 5.0)
+  with pytest.raises(app.UsageError, match="--metric: 'test_accuracy' is not in every"):
+    paired.report([str(tmp_path)], ["ste"], [0], [], "test_accuracy")
   with pytest.raises(app.UsageError, match="--pairs: 'ste:x' is not a:b"):
     paired.parse_pairs(["ste:x"], ["ste", "fz"])
   assert paired.parse_pairs([], ["ste", "a", "b"]) == [("ste", "a"), ("ste", "b")]
@@ -55,4 +58,4 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
                         timeout=300)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
-      "paired.py: --seeds: '1,x' is not a list of integers ≥ 0"]
+      "paired.py: --seeds: '1,x' is not a list of integers ≥ 0 (e.g. 3,4,5)"]

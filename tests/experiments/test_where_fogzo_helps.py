@@ -64,7 +64,7 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   assert study.run_seeds((3, 4, 5)) == (3, 4, 5)
   assert study.run_seeds((3, 4, 5), ["6", "7"]) == (6, 7)
   for bad in (["6", "x"], ["-1"]):
-    with pytest.raises(app.UsageError, match="--seeds: .* integers ≥ 0"):
+    with pytest.raises(ValueError, match="--seeds: .* integers ≥ 0"):  # a ConfigError: exit 2
       study.run_seeds((3,), bad)
   monkeypatch.setattr(study, "OUT", str(tmp_path))
 
