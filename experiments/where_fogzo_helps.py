@@ -111,14 +111,18 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
-# seeds (these models run no other stage).
-RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12)}  # model: seeds
+# seeds; amendment 42: STE, that setting and the gradient-noise control on CIFAR-10 (these models
+# run no other stage).
+RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12),  # model: seeds
+               "resnet8_cifar10": (3, 4, 5, 6, 7)}
+RECIPE_AMENDMENT = {"llama_9m_lsq": 22, "llama_9m_quest": 22, "resnet8_cifar10": 42}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
-# Amendment 27: with QuEST W+A, the gradient-noise control (amendment 20's) on the same seeds.
-AMENDMENT_27 = ("llama_9m_quest",)
+# Amendment 27: with QuEST W+A, the gradient-noise control (amendment 20's) on the same seeds;
+# amendment 42 runs it beside the setting from the start.
+AMENDMENT_27 = ("llama_9m_quest", "resnet8_cifar10")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
@@ -131,6 +135,10 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"), ("ste", SKIP_ZERO),
                 ("paper_ste_linear_ste_lr", SKIP_ZERO))
 
+# Amendment 42's CIFAR-10: the JPEG archives as shipped in the project's shared data (read into
+# memory by fogzo_jax.data.images.load_cifar10); FOGZO_CIFAR10_DIR names another folder with them.
+CIFAR10_DIR = os.environ.get("FOGZO_CIFAR10_DIR") or os.path.normpath(
+    os.path.join(ROOT, os.pardir, "shared", "data", "images", "cifar10_jpeg"))
 # LLaMA-9M at real size for 1,000 steps (amendment 1; amendment 22 adds a quantizer to it).
 LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
             "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
@@ -155,6 +163,18 @@ MODELS = {
                                       "checkpoint_every_steps=500", "model.width=8"],
                 "test_accuracy", False,
                 "ResNet-18 width 8, Fashion-MNIST, 3 epochs × 128 (1,404 steps)", None),
+    # amendment 42: the same network on CIFAR-10 (colour, real photos) with the ResNet recipe's
+    # augmentation, at the config's rate (not tuned: every seed is held out)
+    "resnet8_cifar10": ("resnet18_in100.py", ["data.name=cifar10", f"data.data_dir={CIFAR10_DIR}",
+                                              "data.augment=crop_flip", "data.normalize=imagenet",
+                                              "num_epochs=5", "data.batch_size=128",
+                                              "optimizer.learning_rate=0.001",
+                                              "optimizer.warmup_steps=100",
+                                              "data.eval_batch_size=2000", "eval_every_steps=390",
+                                              "checkpoint_every_steps=390", "model.width=8"],
+                        "test_accuracy", False,
+                        "ResNet-18 width 8, CIFAR-10 (JPEG), crop + flip, 5 epochs × 128 "
+                        "(1,950 steps)", None),
     "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
@@ -188,6 +208,7 @@ NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
+            "resnet8_cifar10": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).
@@ -418,7 +439,8 @@ def recipe_variants(model: str) -> dict:
   17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only; amendment 23 adds the control and the setting without noise where the STE gradient is 0
-  to ``llama_9m_lsq``, amendment 27 the control to ``llama_9m_quest``)."""
+  to ``llama_9m_lsq``, amendment 27 the control to ``llama_9m_quest``; amendment 42 runs all
+  three on ``resnet8_cifar10``)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -544,7 +566,8 @@ def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
   if model in RECIPE_ONLY and stage != "recipe":
-    raise app.UsageError(f"{model} runs only --stage=recipe (amendment 22)")
+    raise app.UsageError(f"{model} runs only --stage=recipe (amendment "
+                         f"{RECIPE_AMENDMENT[model]})")
   if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
@@ -761,7 +784,7 @@ def report() -> None:
               for a, b in ABLATION_PAIRS[model]] + [""]
     if model in RECIPE_MODELS:
       variants, seeds = stage_variants(model, "recipe")
-      amendment = 22 if model in RECIPE_ONLY else 19
+      amendment = RECIPE_AMENDMENT.get(model, 19)
       out += [f"### {model} — recipe (amendment {amendment}; "
               f"seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]

@@ -9,7 +9,11 @@ any step; see ``pipeline.py``):
   archives); classes are the sorted folder names, optionally restricted to a class list
   (``imagenet100_classes()``);
 - ``TfdsSource``: ``tfds.data_source`` of a prepared tfds data set (``imagenet2012``), which needs
-  no TensorFlow when prepared as array_record.
+  no TensorFlow when prepared as array_record;
+- ``load_cifar10``: CIFAR-10 decoded once into an ``ArraySource`` per split, from the JPEG
+  archives as shipped (``cifar10_{train,test}_jpg.tar.gz``) or from their extracted trees (60,000
+  32-px JPEGs decode in about 6 s; read per step from files they cost more than a small model's
+  step).
 
 Transforms (numpy + Pillow, on the host): evaluation resizes the shorter side to
 ⌈size/0.875⌉ and centre-crops ``size`` (ImageNet) or keeps small images as they are;
@@ -28,7 +32,10 @@ MLP's input).
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
+import zlib
 from importlib import resources
 from typing import Optional
 
@@ -40,6 +47,9 @@ NORMALIZATIONS = ("imagenet", "unit")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 _EXTENSIONS = (".jpg", ".jpeg", ".png")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")  # labels 0-9 in CIFAR-10's order (= the sorted names)
+CIFAR10_ARCHIVES = {"train": "cifar10_train_jpg.tar.gz", "test": "cifar10_test_jpg.tar.gz"}
 
 
 class ArraySource:
@@ -123,6 +133,71 @@ class TfdsSource:
   def __getitem__(self, i):
     example = self.source[int(i)]
     return np.asarray(example["image"], np.uint8), int(example["label"])
+
+
+def _decode(data: bytes) -> np.ndarray:
+  with Image.open(io.BytesIO(data)) as im:
+    return np.asarray(im.convert("RGB"))
+
+
+def _stack(images: list, labels: list, where: str, name: str) -> ArraySource:
+  from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+  if not images:
+    raise DataError(f"{where} holds no CIFAR-10 images (<split>/<class>/*.jpg)")
+  shapes = {im.shape for im in images}
+  if shapes != {(32, 32, 3)}:
+    raise DataError(f"{where}: CIFAR-10 images are 32x32 RGB; found shapes {sorted(shapes)[:3]}")
+  return ArraySource(np.stack(images), np.asarray(labels, np.int32), len(CIFAR10_CLASSES), name)
+
+
+def cifar10_archive(path: str, split: str) -> ArraySource:
+  """Decodes a CIFAR-10 JPEG archive (a tar.gz of ``<split>/<class>/*.jpg``) into memory.
+
+  Members are read in archive order and sorted by path, so the example order (and with it every
+  batch of a seeded run) does not depend on how the archive was written. Raises ``DataError``
+  naming the archive when it is unreadable or holds another class set.
+  """
+  from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+  items = []
+  try:
+    with tarfile.open(path) as tar:
+      for member in tar:
+        parts = member.name.split("/")
+        if not member.isfile() or len(parts) < 3 or parts[-3] != split or \
+            not parts[-1].lower().endswith(_EXTENSIONS):
+          continue
+        if parts[-2] not in CIFAR10_CLASSES:
+          raise DataError(f"{path}: {member.name} is in class folder {parts[-2]!r}, not one of "
+                          f"CIFAR-10's {', '.join(CIFAR10_CLASSES)}")
+        items.append((member.name, CIFAR10_CLASSES.index(parts[-2]),
+                      _decode(tar.extractfile(member).read())))
+  except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+  items.sort(key=lambda item: item[0])
+  return _stack([im for _, _, im in items], [label for _, label, _ in items], path,
+                f"CIFAR-10 {split} ({os.path.basename(path)})")
+
+
+def load_cifar10(data_dir: str) -> tuple[ArraySource, ArraySource]:
+  """(train, test) CIFAR-10 in memory from ``data_dir``: the two JPEG archives as shipped, or
+  their extracted ``train/<class>/`` and ``test/<class>/`` trees."""
+  from fogzo_jax.data.mnist import DataError  # pylint: disable=g-import-not-at-top
+  archives = {k: os.path.join(data_dir, f) for k, f in CIFAR10_ARCHIVES.items()}
+  if all(os.path.isfile(p) for p in archives.values()):
+    return cifar10_archive(archives["train"], "train"), cifar10_archive(archives["test"], "test")
+  if not all(os.path.isdir(os.path.join(data_dir, k)) for k in CIFAR10_ARCHIVES):
+    raise DataError(f"{data_dir!r} holds neither {' and '.join(CIFAR10_ARCHIVES.values())} nor "
+                    f"their extracted train/ and test/ trees: config.data.data_dir for cifar10 "
+                    f"is the folder with them (the shared data's images/cifar10_jpeg)")
+  out = []
+  for split in CIFAR10_ARCHIVES:
+    folder = FolderSource(data_dir, split, list(CIFAR10_CLASSES))
+    images = []
+    for p in folder.paths:
+      with open(p, "rb") as f:
+        images.append(_decode(f.read()))
+    out.append(_stack(images, folder.labels, folder.name, f"CIFAR-10 {split} ({folder.name})"))
+  return out[0], out[1]
 
 
 # --------------------------------------------------------------------------- transforms

@@ -186,11 +186,16 @@ def _image_sources(name, data_dir, source):
     train = images_lib.TfdsSource("imagenet2012", "train", data_dir)
     return train, {"test": images_lib.TfdsSource("imagenet2012", "validation", data_dir)}, \
         train.name
+  if name == "cifar10":
+    if not data_dir:
+      raise DataError("dataset 'cifar10' needs config.data.data_dir: the folder with "
+                      "cifar10_train_jpg.tar.gz and cifar10_test_jpg.tar.gz (the shared data's "
+                      "images/cifar10_jpeg) or their extracted train/ and test/ trees")
+    train, test = images_lib.load_cifar10(data_dir)
+    return train, {"test": test, "train": train}, f"CIFAR-10 in memory from {data_dir}"
   if not data_dir:
     raise DataError(f"dataset {name!r} needs config.data.data_dir: a folder with train/<class>/ "
-                    f"and {'val' if name.startswith('imagenet') else 'test'}/<class>/ images" + (
-                        " (extract cifar10_train_jpg.tar.gz and cifar10_test_jpg.tar.gz from "
-                        "the shared data there)" if name == "cifar10" else ""))
+                    f"and {'val' if name.startswith('imagenet') else 'test'}/<class>/ images")
   classes = images_lib.imagenet100_classes() if name == "imagenet100" else None
   eval_split = next((s for s in ("val", "test", "validation")
                      if os.path.isdir(os.path.join(data_dir, s))), "val")

@@ -69,6 +69,62 @@ def test_cifar10_jpegs_as_image_folder(tmp_path):
   assert 100 < pixels.mean() < 140  # CIFAR-10's mean intensity ≈ 121
 
 
+def test_cifar10_archives_decode_into_memory_in_path_order(tmp_path, make_cifar_archives):
+  pixels = make_cifar_archives(tmp_path)
+  train, test = images.load_cifar10(str(tmp_path))
+  assert isinstance(train, images.ArraySource) and train.num_classes == 10
+  assert train.images.shape == (20, 32, 32, 3) and train.images.dtype == np.uint8
+  assert list(train.labels) == [k // 2 for k in range(20)] and len(test) == 20
+  # Example k is the k-th path in sorted order, whatever the archive's member order.
+  first_truck = pixels["train/truck/0000.jpg"].astype(int)
+  assert np.abs(train.images[18].astype(int) - first_truck).max() <= 3
+  again = tmp_path / "again"
+  again.mkdir()
+  make_cifar_archives(again, order_seed=1)
+  np.testing.assert_array_equal(images.load_cifar10(str(again))[0].images, train.images)
+
+
+def test_cifar10_extracted_trees_give_the_archives_arrays(tmp_path, make_cifar_archives):
+  make_cifar_archives(tmp_path)
+  from_archives = images.load_cifar10(str(tmp_path))
+  tree = tmp_path / "src"  # the same JPEG files, extracted
+  from_tree = images.load_cifar10(str(tree))
+  for a, b in zip(from_archives, from_tree):
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_cifar10_bad_archives_are_named(tmp_path, make_cifar_archives):
+  with pytest.raises(DataError, match="holds neither cifar10_train_jpg.tar.gz and cifar10_test"):
+    images.load_cifar10(str(tmp_path))
+  (tmp_path / "bad.tar.gz").write_bytes(b"not a tar archive")
+  with pytest.raises(DataError, match="bad.tar.gz cannot be read"):
+    images.cifar10_archive(str(tmp_path / "bad.tar.gz"), "train")
+  odd = tmp_path / "odd"
+  os.makedirs(odd / "train" / "zebra")
+  Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(odd / "train" / "zebra" / "0.jpg")
+  with tarfile.open(tmp_path / "odd.tar.gz", "w:gz") as tar:
+    tar.add(odd / "train", arcname="train")
+  with pytest.raises(DataError, match="class folder 'zebra', not one of CIFAR-10's airplane"):
+    images.cifar10_archive(str(tmp_path / "odd.tar.gz"), "train")
+  with pytest.raises(DataError, match="holds no CIFAR-10 images"):
+    images.cifar10_archive(str(tmp_path / "odd.tar.gz"), "test")
+  big = tmp_path / "big"
+  big.mkdir()
+  make_cifar_archives(big, per_class=1, size=(40, 40))
+  with pytest.raises(DataError, match=r"CIFAR-10 images are 32x32 RGB; found shapes \[\(40, 40"):
+    images.load_cifar10(str(big))
+
+
+@pytest.mark.skipif(not os.path.exists(SHARED_CIFAR), reason="shared CIFAR-10 JPEGs absent")
+def test_shipped_cifar10_test_archive_is_cifar10():
+  src = images.cifar10_archive(SHARED_CIFAR, "test")
+  assert src.images.shape == (10000, 32, 32, 3)
+  assert np.bincount(src.labels).tolist() == [1000] * 10
+  # The data README's decoded means (CIFAR-10's known test-set means, after JPEG).
+  np.testing.assert_allclose(src.images.reshape(-1, 3).mean(0), [126.0, 123.7, 114.8], atol=0.1)
+
+
 def test_transforms_shapes_and_determinism():
   rng_image = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
   assert images.eval_transform(rng_image, 224).shape == (224, 224, 3)

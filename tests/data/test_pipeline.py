@@ -122,6 +122,19 @@ def test_image_folder_pipeline_with_deit_augmentation(tmp_path):
   assert sum(b["weights"].sum() for b in evals) == 12 and evals[0]["image"].shape == (5, 32, 32, 3)
 
 
+def test_cifar10_pipeline_reads_the_archives_into_memory(tmp_path, make_cifar_archives):
+  make_cifar_archives(tmp_path, per_class=2)
+  kw = dict(name="cifar10", data_dir=str(tmp_path), augment="crop_flip", normalize="imagenet",
+            batch_size=4, eval_batch_size=8, eval_train=False)
+  data = make(**kw)
+  assert data.steps_per_epoch == 5 and data.model_args["num_classes"] == 10
+  assert data.info["image_size"] == 32 and "CIFAR-10 in memory" in data.info["source"]
+  assert data.train[3]["image"].shape == (4, 32, 32, 3)
+  assert equal(data.train[3], make(**kw).train[3]) and not equal(data.train[3], data.train[4])
+  evals = list(data.eval_sets["test"])
+  assert sum(b["weights"].sum() for b in evals) == 20 and set(data.eval_sets) == {"test"}
+
+
 def test_imagenet_tfds_pipeline_with_mock_data():
   with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
     data = make(name="imagenet2012", image_size=32, augment="crop_flip", batch_size=4,
@@ -142,6 +155,8 @@ def test_fashion_mnist_real_files():
 def test_clear_errors(tmp_path):
   with pytest.raises(DataError, match="needs config.data.data_dir"):
     make(name="cifar10")
+  with pytest.raises(DataError, match="holds neither cifar10_train_jpg.tar.gz"):
+    make(name="cifar10", data_dir=str(tmp_path))
   with pytest.raises(DataError, match="exceeds the 60000 training images"):
     make(name="mnist", batch_size=70000)
   with pytest.raises(ValueError, match="data_dir must be a .txt"):
