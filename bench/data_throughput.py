@@ -6,8 +6,12 @@
 Each pipeline is timed in its own subprocess (PYTHONPATH set to its checkout) the way its train
 loop consumes it: the old one through its prefetch thread, the new one through grain's iterator
 with ``loop.READ_OPTIONS``; the first --warmup batches are not timed. Pipelines: MNIST (batch
-512, in memory, no augmentation) and an ImageFolder of CIFAR-10 JPEGs (batch 128, 32 px,
-crop + flip: decoding and augmentation per image).
+512, in memory, no augmentation) and, from --cifar, CIFAR-10 at batch 128, 32 px, crop + flip:
+``folder`` where it holds the extracted train/ and test/ trees (an ImageFolder: decoding and
+augmentation per image), ``cifar10`` where it holds the JPEG archives as shipped
+(``cifar10_{train,test}_jpg.tar.gz``: decoded once into memory, then augmentation per image;
+this checkout only, older ones lack it). A bad flag
+or a failed measurement ends the script with one line and a non-zero exit code.
 """
 
 import json
@@ -17,8 +21,11 @@ import sys
 
 from absl import app, flags
 
+from fogzo_jax.train import exits
+
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
-_CIFAR = flags.DEFINE_string("cifar", "", "ImageFolder of CIFAR-10 JPEGs (train/ and test/).")
+_CIFAR = flags.DEFINE_string("cifar", "", "CIFAR-10 JPEGs: train/ and test/ trees (and, for the "
+                             "in-memory row, the archives as shipped).")
 _BATCHES = flags.DEFINE_integer("batches", 200, "Timed batches per pipeline.")
 _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed batches first.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
@@ -33,7 +40,9 @@ import sys, time
 name, data_dir, n, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 options = dict(mnist=dict(name="mnist", batch_size=512),
                folder=dict(name="imagefolder", data_dir=data_dir, batch_size=128, image_size=32,
-                           augment="crop_flip", eval_train=False))[name]
+                           augment="crop_flip", eval_train=False),
+               cifar10=dict(name="cifar10", data_dir=data_dir, batch_size=128,
+                            augment="crop_flip", eval_train=False))[name]
 try:
   from fogzo_jax.data import pipeline
   from fogzo_jax.train import loop
@@ -60,19 +69,49 @@ def measure(checkout: str, name: str, data_dir: str) -> float:
                         str(_WARMUP.value)], env=env, capture_output=True, text=True,
                        timeout=1800, cwd=checkout)
   if out.returncode:
-    raise RuntimeError(f"{checkout} {name}: {out.stderr[-2000:]}")
+    last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    exits.exit_now(1, f"data_throughput.py: the {name} pipeline of {checkout} failed ({last}); "
+                      f"rerun that checkout's pipeline alone to see the whole error")
   return float(out.stdout.strip().splitlines()[-1])
+
+
+ARCHIVES = ("cifar10_train_jpg.tar.gz", "cifar10_test_jpg.tar.gz")
+
+
+def cifar_pipelines() -> list[str]:
+  """The CIFAR-10 rows --cifar allows: "folder" (extracted trees), "cifar10" (the archives)."""
+  root = _CIFAR.value
+  return [name for name, there in (
+      ("folder", all(os.path.isdir(os.path.join(root, s)) for s in ("train", "test"))),
+      ("cifar10", all(os.path.isfile(os.path.join(root, a)) for a in ARCHIVES))) if there]
+
+
+def check_flags() -> dict:
+  """The checkouts to time ("this", and "old" with --old); a bad flag is an ``app.UsageError``."""
+  for name, flag in (("batches", _BATCHES), ("warmup", _WARMUP), ("repeats", _REPEATS)):
+    if flag.value < 1:
+      raise app.UsageError(f"--{name} must be at least 1, not {flag.value}")
+  if _CIFAR.value and not cifar_pipelines():
+    raise app.UsageError(f"--cifar: {_CIFAR.value!r} holds neither train/ and test/ folders of "
+                         f"JPEGs nor the archives {' and '.join(ARCHIVES)}")
+  old = os.path.abspath(_OLD.value) if _OLD.value else ""
+  if old and not os.path.isdir(os.path.join(old, "fogzo_jax")):
+    raise app.UsageError(f"--old: {_OLD.value!r} is not a checkout of this project (no "
+                         f"fogzo_jax/ in it; make one with git worktree add)")
+  return {"this": HERE, **({"old": old} if old else {})}
 
 
 def main(argv):
   del argv
-  checkouts = {"this": HERE, **({"old": os.path.abspath(_OLD.value)} if _OLD.value else {})}
-  pipelines = ["mnist"] + (["folder"] if _CIFAR.value else [])
+  with exits.one_line_errors("data_throughput.py"):
+    checkouts = check_flags()
+  pipelines = ["mnist"] + (cifar_pipelines() if _CIFAR.value else [])
   rows = []
   for name in pipelines:
-    samples = {k: [] for k in checkouts}
+    mine = checkouts if name != "cifar10" else {"this": HERE}
+    samples = {k: [] for k in mine}
     for _ in range(_REPEATS.value):  # alternate, so both see the same machine state
-      for label, path in checkouts.items():
+      for label, path in mine.items():
         samples[label].append(measure(path, name, _CIFAR.value))
     result = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
     rows.append(dict(pipeline=name, batches_per_s=result, samples=samples,
@@ -84,4 +123,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

@@ -11,7 +11,8 @@ Rows: the paper's MNIST MLP 784-10-10 (d = 7,960, batch 512) and a wide MLP 784-
 checkout runs in its own subprocess (PYTHONPATH set to it); the two alternate ``--repeats``
 times so both see the same machine state, and each reports the median of ``--steps`` timed steps
 after compiling (bench/timing.py's rule, from this checkout in both). The ratio is this / old:
-below 1 is faster.
+below 1 is faster. A bad flag or a failed measurement ends the script with one line and a
+non-zero exit code; the rows measured before it stay in --out.
 """
 
 import json
@@ -22,6 +23,7 @@ import sys
 
 from absl import app, flags
 
+from fogzo_jax.train import exits
 from fogzo_jax.train.workdir import write_atomic
 
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
@@ -88,13 +90,28 @@ def measure(checkout: str, model: str, kind: str, n: int) -> float:
                         os.path.join(HERE, "bench")],
                        env=env, capture_output=True, text=True, timeout=1800, cwd=checkout)
   if out.returncode:
-    raise RuntimeError(f"{checkout} {model} {kind} n={n}: {out.stderr[-2000:]}")
+    last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    exits.exit_now(1, f"estimator_versions.py: {model} {kind} n={n} in {checkout} failed "
+                      f"({last}); the rows before it are in {_OUT.value}")
   return float(out.stdout.strip().splitlines()[-1])
+
+
+def check_flags() -> dict:
+  """The checkouts to time ("this", and "old" with --old); a bad flag is an ``app.UsageError``."""
+  for name, flag in (("steps", _STEPS), ("repeats", _REPEATS)):
+    if flag.value < 1:
+      raise app.UsageError(f"--{name} must be at least 1, not {flag.value}")
+  old = os.path.abspath(_OLD.value) if _OLD.value else ""
+  if old and not os.path.isdir(os.path.join(old, "fogzo_jax")):
+    raise app.UsageError(f"--old: {_OLD.value!r} is not a checkout of this project (no "
+                         f"fogzo_jax/ in it; make one with git worktree add)")
+  return {"this": HERE, **({"old": old} if old else {})}
 
 
 def main(argv):
   del argv
-  checkouts = {"this": HERE, **({"old": os.path.abspath(_OLD.value)} if _OLD.value else {})}
+  with exits.one_line_errors("estimator_versions.py"):
+    checkouts = check_flags()
   rows = []
   for model, kind, n in ROWS:
     samples = {k: [] for k in checkouts}
@@ -118,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=exits.parse_flags)  # a bad flag: one line, exit 2

@@ -13,6 +13,7 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from fogzo_jax.data import DataError
 from fogzo_jax.train.checkpoints import CheckpointError
@@ -62,9 +63,17 @@ def one_line_errors(script: str):
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing for ``app.run(main, flags_parser=exits.parse_flags)``: an unknown,
   missing or malformed flag is exit 2 with one line ``<script>: <what is wrong>``, not absl's
-  two-line FATAL text (train.py adds a did-you-mean for config fields)."""
+  two-line FATAL text (train.py adds a did-you-mean for config fields).
+
+  The terminal gets warnings and errors only (absl's ``--verbosity`` defaults to WARNING here):
+  at INFO, jax's backend search ("Unable to initialize backend 'tpu'") and orbax's chatter would
+  be printed among the script's results. ``--verbosity=0`` brings them back; a sweep's runs keep
+  their INFO log in train.log (``workdir.log_to_file``)."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     exit_now(2, f"{os.path.basename(argv[0])}: {' '.join(lines) or type(e).__name__}")
+  if not flags.FLAGS["verbosity"].present:
+    flags.FLAGS.verbosity = absl_logging.WARNING  # absl applies it when app.run starts logging
+  return rest

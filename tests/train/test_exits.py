@@ -1,5 +1,8 @@
 """fogzo_jax/train/exits.py: one exit-code table for train.py and the sweep scripts."""
 
+import subprocess
+import sys
+
 import pytest
 from absl import app
 
@@ -43,3 +46,29 @@ def test_a_bug_keeps_its_traceback_and_no_error_exits_nothing(exited):
   with exits.one_line_errors("sweep.py"):
     pass
   assert exited == []
+
+
+SCRIPT = """
+import logging
+from absl import app
+import jax
+from fogzo_jax.train import exits
+def main(_):
+  jax.devices()
+  logging.info("an info line")
+  logging.warning("a warning line")
+app.run(main, flags_parser=exits.parse_flags)
+"""
+
+
+@pytest.mark.parametrize("verbosity, shown", [(None, False), ("--verbosity=0", True)])
+def test_scripts_print_warnings_not_library_info(tmp_path, verbosity, shown):
+  script = tmp_path / "script.py"
+  script.write_text(SCRIPT)
+  out = subprocess.run([sys.executable, str(script)] + ([verbosity] if verbosity else []),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  assert "a warning line" in out.stderr
+  assert ("an info line" in out.stderr) == shown
+  if not shown:  # jax's backend search, at INFO
+    assert "Unable to initialize backend" not in out.stderr
