@@ -10,6 +10,10 @@ paper says. Our choices, not the paper's (its values are not in our notes): lr 1
   # reduced scale, offline (28-px Fashion-MNIST, small-image stem):
   python train.py --config=configs/resnet18_in100.py --config.data.name=fashion_mnist \
       --workdir=runs/r18_fashion
+  # CIFAR-10 from the shipped JPEG archives (decoded into memory; the study's resnet8_cifar10):
+  python train.py --config=configs/resnet18_in100.py --config.data.name=cifar10 \
+      --config.data.data_dir=<folder with cifar10_{train,test}_jpg.tar.gz> --config.model.width=8 \
+      --config.num_epochs=5 --config.data.batch_size=128 --workdir=runs/r18_cifar10
 """
 
 import ml_collections

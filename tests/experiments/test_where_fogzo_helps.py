@@ -363,6 +363,26 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
   assert study.extended("llama_9m_quest", "recipe") == []
 
 
+def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monkeypatch):
+  """ResNet-18 width 8 on CIFAR-10 (the shipped archives): STE, the README's setting and the
+  gradient-noise control at the config's rate on seeds 3-7, and no other stage."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  variants, seeds = study.stage_variants("resnet8_cifar10", "recipe")
+  assert seeds == (3, 4, 5, 6, 7)
+  assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
+  assert variants["paper_ste_linear_ste_lr"] == [
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
+      "estimator.difference=ste_linear"]
+  config = study.base_config("resnet8_cifar10")
+  assert (config.data.name, config.data.data_dir, config.model.width) == (
+      "cifar10", study.CIFAR10_DIR, 8)
+  assert config.optimizer.learning_rate == 0.001 and config.quant.kind == "fixed"
+  if not os.environ.get("FOGZO_CIFAR10_DIR"):  # the shipped archives, beside the checkout
+    assert study.CIFAR10_DIR.endswith(os.path.join("shared", "data", "images", "cifar10_jpeg"))
+  with pytest.raises(app.UsageError, match=r"runs only --stage=recipe \(amendment 42\)"):
+    study.run_stage("resnet8_cifar10", "confirm")
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""
