@@ -3,7 +3,10 @@
 # of a lent GPU machine: the `llama_9m_long` confirmation runs, then GPU step times if time is left.
 #
 #   [DONE=FOLDER] bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
+#   MODEL=resnet18_cifar10 STAGE=recipe TIERS="ste paper_ste_linear_ste_lr|gradient_noise_ste_lr" \
+#     FOGZO_CIFAR10_DIR=data/cifar10_jpeg bash experiments/gpu_job.sh OUT ...   # another model
 #
+# MODEL, STAGE, TIERS ("|" between tiers) and SEEDS default to amendment 36's llama_9m_long job.
 # The settings come from experiments/where_fogzo_helps_choices.json (committed), so a clean
 # checkout is enough. Python packages the machine's image lacks travel as wheels in .whl/ (git
 # ignores it; the page, amendment 36, says how to fill it) and are installed into /tmp/site
@@ -32,11 +35,11 @@ OUT=${1:?usage: gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]}
 GRID_S=${2:-545}
 END_S=${3:-580}
 WORKERS=${4:-8}
-MODEL=llama_9m_long
-TIER1="ste paper_ste_linear_ste_lr paper_ste_linear paper"
-TIER2="ste_lr3x paper_rho0.1"
-TIER3="gradient_noise_ste_lr"  # amendment 39: the control, after amendment 36's tiers
-SEEDS="3 4 5 6 7"
+MODEL=${MODEL:-llama_9m_long}
+STAGE=${STAGE:-confirm}
+# amendment 36's tiers, then amendment 39's gradient-noise control
+TIERS=${TIERS:-"ste paper_ste_linear_ste_lr paper_ste_linear paper|ste_lr3x paper_rho0.1|gradient_noise_ste_lr"}
+SEEDS=${SEEDS:-"3 4 5 6 7"}
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 mkdir -p "$OUT/logs"
@@ -74,9 +77,11 @@ echo "grid XLA_FLAGS=${GRID_XLA_FLAGS:-}" >> "$OUT/logs/machine.txt"
 cat "$OUT/logs/machine.txt"
 
 queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first; finished runs left out
-  for tier in "$TIER1" "$TIER2" "$TIER3"; do
+  local tiers tier seed s
+  IFS='|' read -ra tiers <<< "$TIERS"
+  for tier in "${tiers[@]}"; do
     for seed in $SEEDS; do for s in $tier; do
-      [ -e "runs/gpu/${MODEL:-}/confirm/${s}_s${seed}/summary.json" ] || echo "$s $seed"
+      [ -e "runs/gpu/$MODEL/$STAGE/${s}_s${seed}/summary.json" ] || echo "$s $seed"
     done; done
   done
 }
@@ -84,24 +89,24 @@ queue() {  # "setting seed" lines: each tier seed by seed, tier 1 first; finishe
 # Its finished runs (those with summary.json) are copied in and not trained again (summary.txt
 # marks them); the study script checks that each one ran the config it would run.
 if [ -n "${DONE:-}" ]; then
-  [ -d "$DONE/$MODEL/confirm" ] || { echo "gpu_job: DONE=$DONE has no $MODEL/confirm folder"; exit 1; }
-  mkdir -p "runs/gpu/$MODEL/confirm"
-  for d in "$DONE/$MODEL/confirm"/*/; do  # their names go to logs/copied.txt (summary.txt)
-    [ -e "$d/summary.json" ] && cp -r "${d%/}" "runs/gpu/$MODEL/confirm/" \
+  [ -d "$DONE/$MODEL/$STAGE" ] || { echo "gpu_job: DONE=$DONE has no $MODEL/$STAGE folder"; exit 1; }
+  mkdir -p "runs/gpu/$MODEL/$STAGE"
+  for d in "$DONE/$MODEL/$STAGE"/*/; do  # their names go to logs/copied.txt (summary.txt)
+    [ -e "$d/summary.json" ] && cp -r "${d%/}" "runs/gpu/$MODEL/$STAGE/" \
       && basename "$d" >> "$OUT/logs/copied.txt"
   done
-  echo "DONE: $(ls "runs/gpu/$MODEL/confirm" | wc -l) finished runs from $DONE; $(queue | wc -l) to run"
+  echo "DONE: $(ls "runs/gpu/$MODEL/$STAGE" | wc -l) finished runs from $DONE; $(queue | wc -l) to run"
 fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
   > "$OUT/logs/nvidia_smi.csv" 2>&1 &
 SMI=$!
 # Amendment 10: float32 matmuls as on XLA:CPU (no TF32 rounding in the ± losses); processes share
 # the GPU, so memory is allocated on demand.
-echo "[$(elapsed) s] grid: $MODEL, $WORKERS workers, deadline ${GRID_S} s"
+echo "[$(elapsed) s] grid: $MODEL ($STAGE), $WORKERS workers, deadline ${GRID_S} s"
 queue | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
   JAX_DEFAULT_MATMUL_PRECISION=highest \
   timeout "$GRID_S" xargs -P "$WORKERS" -L 1 sh -c \
-  "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=confirm --out=runs/gpu \
+  "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=$STAGE --out=runs/gpu \
    --settings=\$0 --seeds=\$1 > $OUT/logs/\$0_s\$1.log 2>&1; \
    echo \"[\$0 s\$1] exit \$? at \$(( \$(date +%s) - $START )) s\""
 pkill -TERM -f "where_fogzo_helps.py --model=$MODEL" && sleep 15
@@ -119,13 +124,14 @@ for m in llama_30m resnet18 deit_tiny; do
   rc=$?; echo "[$(elapsed) s] bench $m exit $rc"; tail -n 8 "$OUT/logs/bench_$m.log"
 done
 
-python3 - "$MODEL" "$OUT/logs/copied.txt" > "$OUT/summary.txt" <<'EOF'
+python3 - "$MODEL/$STAGE" "$OUT/logs/copied.txt" > "$OUT/summary.txt" <<'EOF'
 import glob, json, os, sys
 copied = set(open(sys.argv[2]).read().split()) if os.path.exists(sys.argv[2]) else set()
-for path in sorted(glob.glob(f"runs/gpu/{sys.argv[1]}/confirm/*/summary.json")):
+for path in sorted(glob.glob(f"runs/gpu/{sys.argv[1]}/*/summary.json")):
   s = json.load(open(path))
   name = os.path.basename(os.path.dirname(path))
-  print(name, *(f"{k}={s[k]:.6g}" for k in ("val_perplexity", "wall_time_s") if k in s),
+  print(name, *(f"{k}={s[k]:.6g}" for k in ("val_perplexity", "test_accuracy", "wall_time_s")
+                if k in s),
         *(["(an earlier lease's, from DONE)"] if name in copied else []))
 EOF
 cat "$OUT/summary.txt"

@@ -223,7 +223,7 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
   assert subprocess.run(["bash", "-n", script]).returncode == 0  # the script parses
   lines = subprocess.run(
-      ["bash", "-c", f"eval \"$(sed -n '/^TIER1=/,/^SEEDS=/p;/^queue() {{/,/^}}/p' {script})\"; "
+      ["bash", "-c", f"eval \"$(sed -n '/^MODEL=/,/^SEEDS=/p;/^queue() {{/,/^}}/p' {script})\"; "
                      "queue"], capture_output=True, text=True, check=True).stdout.split("\n")
   jobs = [(name, int(seed)) for name, seed in (line.split() for line in lines if line)]
   tier1 = ["ste", "paper_ste_linear_ste_lr", "paper_ste_linear", "paper"]
@@ -238,6 +238,15 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
   assert variants["paper_ste_linear_ste_lr"] == [  # amendment 36: the README's setting at 3,000
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003",
       "estimator.difference=ste_linear"]
+  # Another model's job: its stage, tiers and seeds from the environment.
+  env = {**os.environ, "MODEL": "resnet8_cifar10", "STAGE": "recipe", "SEEDS": "3 4",
+         "TIERS": "ste paper_ste_linear_ste_lr|gradient_noise_ste_lr"}
+  other = subprocess.run(
+      ["bash", "-c", f"eval \"$(sed -n '/^MODEL=/,/^SEEDS=/p;/^queue() {{/,/^}}/p' {script})\"; "
+                     "queue"], capture_output=True, text=True, check=True, env=env).stdout
+  assert other.split("\n") == ["ste 3", "paper_ste_linear_ste_lr 3", "ste 4",
+                               "paper_ste_linear_ste_lr 4", "gradient_noise_ste_lr 3",
+                               "gradient_noise_ste_lr 4", ""]
 
 
 def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
@@ -245,7 +254,7 @@ def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
   runs in and queues only the rest; an unfinished one (no summary.json) runs again, and a DONE
   without the model's folder stops the job with one line."""
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
-  part = f"eval \"$(sed -n '/^MODEL=/p;/^TIER1=/,/^SEEDS=/p;/^queue() {{/,/^fi$/p' {script})\""
+  part = f"eval \"$(sed -n '/^MODEL=/,/^SEEDS=/p;/^queue() {{/,/^fi$/p' {script})\""
   done = tmp_path / "earlier" / "llama_9m_long" / "confirm"
   for name, finished in (("ste_s3", True), ("paper_s3", False)):
     (done / name).mkdir(parents=True)
