@@ -114,15 +114,16 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # seeds; amendment 42: STE, that setting and the gradient-noise control on CIFAR-10 (these models
 # run no other stage).
 RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12),  # model: seeds
-               "resnet8_cifar10": (3, 4, 5, 6, 7)}
-RECIPE_AMENDMENT = {"llama_9m_lsq": 22, "llama_9m_quest": 22, "resnet8_cifar10": 42}
+               "resnet8_cifar10": (3, 4, 5, 6, 7), "resnet18_cifar10": (3, 4, 5, 6, 7)}
+RECIPE_AMENDMENT = {"llama_9m_lsq": 22, "llama_9m_quest": 22, "resnet8_cifar10": 42,
+                    "resnet18_cifar10": 43}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
 # Amendment 27: with QuEST W+A, the gradient-noise control (amendment 20's) on the same seeds;
-# amendment 42 runs it beside the setting from the start.
-AMENDMENT_27 = ("llama_9m_quest", "resnet8_cifar10")
+# amendments 42 and 43 run it beside the setting from the start.
+AMENDMENT_27 = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
@@ -139,6 +140,11 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
 # memory by fogzo_jax.data.images.load_cifar10); FOGZO_CIFAR10_DIR names another folder with them.
 CIFAR10_DIR = os.environ.get("FOGZO_CIFAR10_DIR") or os.path.normpath(
     os.path.join(ROOT, os.pardir, "shared", "data", "images", "cifar10_jpeg"))
+RESNET_CIFAR10 = ["data.name=cifar10", f"data.data_dir={CIFAR10_DIR}", "data.augment=crop_flip",
+                  "data.normalize=imagenet", "num_epochs=5", "data.batch_size=128",
+                  "optimizer.learning_rate=0.001", "optimizer.warmup_steps=100",
+                  "data.eval_batch_size=2000", "eval_every_steps=390",
+                  "checkpoint_every_steps=390"]
 # LLaMA-9M at real size for 1,000 steps (amendment 1; amendment 22 adds a quantizer to it).
 LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
             "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
@@ -165,16 +171,15 @@ MODELS = {
                 "ResNet-18 width 8, Fashion-MNIST, 3 epochs × 128 (1,404 steps)", None),
     # amendment 42: the same network on CIFAR-10 (colour, real photos) with the ResNet recipe's
     # augmentation, at the config's rate (not tuned: every seed is held out)
-    "resnet8_cifar10": ("resnet18_in100.py", ["data.name=cifar10", f"data.data_dir={CIFAR10_DIR}",
-                                              "data.augment=crop_flip", "data.normalize=imagenet",
-                                              "num_epochs=5", "data.batch_size=128",
-                                              "optimizer.learning_rate=0.001",
-                                              "optimizer.warmup_steps=100",
-                                              "data.eval_batch_size=2000", "eval_every_steps=390",
-                                              "checkpoint_every_steps=390", "model.width=8"],
+    "resnet8_cifar10": ("resnet18_in100.py", RESNET_CIFAR10 + ["model.width=8"],
                         "test_accuracy", False,
                         "ResNet-18 width 8, CIFAR-10 (JPEG), crop + flip, 5 epochs × 128 "
                         "(1,950 steps)", None),
+    # amendment 43: the same at full width (11 M quantized weights; a GPU job)
+    "resnet18_cifar10": ("resnet18_in100.py", RESNET_CIFAR10 + ["model.width=64"],
+                         "test_accuracy", False,
+                         "ResNet-18 (full width), CIFAR-10 (JPEG), crop + flip, 5 epochs × 128 "
+                         "(1,950 steps)", None),
     "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
@@ -208,7 +213,7 @@ NOISE_SHARES = (0.0, 0.1, 0.3, 1.0)
 LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
-            "resnet8_cifar10": "llama_tiny",
+            "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).

@@ -390,6 +390,11 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
     assert study.CIFAR10_DIR.endswith(os.path.join("shared", "data", "images", "cifar10_jpeg"))
   with pytest.raises(app.UsageError, match=r"runs only --stage=recipe \(amendment 42\)"):
     study.run_stage("resnet8_cifar10", "confirm")
+  # amendment 43: the same at full width (a GPU job)
+  full, seeds = study.stage_variants("resnet18_cifar10", "recipe")
+  assert full == variants and seeds == (3, 4, 5, 6, 7)
+  wide = study.base_config("resnet18_cifar10")
+  assert wide.model.width == 64 and wide.data == config.data and wide.optimizer == config.optimizer
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
