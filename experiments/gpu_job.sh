@@ -108,9 +108,17 @@ queue | XLA_FLAGS="${GRID_XLA_FLAGS:-}" XLA_PYTHON_CLIENT_PREALLOCATE=false \
   timeout "$GRID_S" xargs -P "$WORKERS" -L 1 sh -c \
   "python3 experiments/where_fogzo_helps.py --model=$MODEL --stage=$STAGE --out=runs/gpu \
    --settings=\$0 --seeds=\$1 > $OUT/logs/\$0_s\$1.log 2>&1; \
-   echo \"[\$0 s\$1] exit \$? at \$(( \$(date +%s) - $START )) s\""
-pkill -TERM -f "where_fogzo_helps.py --model=$MODEL" && sleep 15
-pkill -KILL -f "where_fogzo_helps.py --model=$MODEL"
+   echo \"[\$0 s\$1] exit \$? at \$(( \$(date +%s) - $START )) s\"" &
+# timeout leads a process group of its own with every run it started; at the deadline it sends
+# SIGTERM to that group (each run saves a checkpoint and exits). Whatever of the group still runs
+# 15 s later (zombies aside) is killed. Only this job's runs: a pattern (pkill -f) would also stop
+# the same model's runs of anything else on the machine (it once stopped a CPU grid's run during a
+# smoke test).
+GRID=$!
+wait "$GRID"
+alive() { ps -e -o pgid=,stat= | awk -v g="$GRID" '$1 == g && $2 !~ /^Z/ {n++} END {exit !n}'; }
+for _ in $(seq 15); do alive || break; sleep 1; done
+if alive; then kill -KILL -- "-$GRID" 2> /dev/null; fi
 kill "$SMI" 2> /dev/null
 echo "[$(elapsed) s] grid over"
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from absl import app
@@ -276,6 +277,45 @@ def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
   bad = subprocess.run(["bash", "-c", part], cwd=work, capture_output=True, text=True,
                        env={**os.environ, "DONE": str(tmp_path / "nowhere")})
   assert bad.returncode == 1 and "has no llama_9m_long/confirm folder" in bad.stdout
+
+
+def running(pid: int) -> bool:
+  """Whether process ``pid`` exists and is not a zombie (one no parent has reaped yet)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+def test_gpu_job_deadline_stops_its_own_runs_and_nothing_else(tmp_path):
+  """At the grid's deadline the GPU job stops the runs it started (timeout's process group) and
+  leaves alone another process running the same model (a pattern kill once stopped a CPU grid's
+  run during a smoke test)."""
+  script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
+  fake = tmp_path / "bin"
+  fake.mkdir()
+  (fake / "python3").write_text("#!/bin/bash\necho $$ >> \"$PIDS\"\nexec sleep 60\n")
+  (fake / "python3").chmod(0o755)
+  (tmp_path / "logs").mkdir()
+  decoy = subprocess.Popen(["bash", "-c", "exec -a 'python3 experiments/where_fogzo_helps.py "
+                            "--model=resnet8_cifar10 --stage=recipe' sleep 60"])
+  try:
+    grid = (f"queue() {{ printf 'ste 3\\nste 4\\n'; }}; START=$(date +%s); "
+            f"eval \"$(sed -n '/^queue | XLA_FLAGS/,/^if alive/p' {script})\"")
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PIDS": str(tmp_path / "pids"),
+           "GRID_S": "2", "WORKERS": "2", "MODEL": "resnet8_cifar10", "STAGE": "recipe",
+           "OUT": str(tmp_path)}
+    start = time.monotonic()
+    subprocess.run(["bash", "-c", grid], env=env, check=True, timeout=60, cwd=tmp_path)
+    assert time.monotonic() - start < 10  # the runs were gone at once: no 15 s wait
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 2  # both runs had started
+    assert not any(map(running, pids))  # stopped at the deadline
+    assert decoy.poll() is None  # the same model's process outside the job runs on
+  finally:
+    decoy.kill()
+    decoy.wait()
 
 
 def test_later_stages_run_from_the_committed_choices_without_tuning_runs(tmp_path, monkeypatch):
