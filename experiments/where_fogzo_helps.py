@@ -114,9 +114,10 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # seeds; amendment 42: STE, that setting and the gradient-noise control on CIFAR-10 (these models
 # run no other stage).
 RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12),  # model: seeds
-               "resnet8_cifar10": (3, 4, 5, 6, 7), "resnet18_cifar10": (3, 4, 5, 6, 7)}
+               "resnet8_cifar10": (3, 4, 5, 6, 7), "resnet18_cifar10": (3, 4, 5, 6, 7),
+               "llama_3m": (3, 4, 5, 6, 7)}
 RECIPE_AMENDMENT = {"llama_9m_lsq": 22, "llama_9m_quest": 22, "resnet8_cifar10": 42,
-                    "resnet18_cifar10": 43}
+                    "resnet18_cifar10": 43, "llama_3m": 44}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -192,6 +193,11 @@ MODELS = {
                        "val_perplexity", True,
                        "LLaMA-9M, real size, 2-bit QuEST weights and activations, Tiny "
                        "Shakespeare bytes, 1000 steps × 16 × 64", None),
+    # amendment 44: LLaMA-9M's layout and recipe at 60 % of its width (d between the small
+    # LLaMA's and LLaMA-9M's)
+    "llama_3m": ("llama.py:9m", LLAMA_9M + ["model.dim=192", "model.heads=3"], "val_perplexity",
+                 True, "LLaMA-9M's layout at width 192 (7 layers, 3 heads; 3,096,576 quantized "
+                 "weights), Tiny Shakespeare bytes, 1000 steps × 16 × 64", None),
     # amendment 9: the same model trained 3x longer (a GPU job: ~1.5 h per FOGZO run on this CPU)
     "llama_9m_long": ("llama.py:9m", ["num_train_steps=3000", "data.batch_size=16",
                                       "data.seq_len=64", "optimizer.warmup_steps=50",
@@ -214,6 +220,7 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
+            "llama_3m": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).

@@ -435,6 +435,13 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   assert full == variants and seeds == (3, 4, 5, 6, 7)
   wide = study.base_config("resnet18_cifar10")
   assert wide.model.width == 64 and wide.data == config.data and wide.optimizer == config.optimizer
+  # amendment 44: LLaMA-9M's layout and recipe at width 192, STE and the setting at 3e-3
+  small, seeds = study.stage_variants("llama_3m", "recipe")
+  assert list(small) == ["ste", "paper_ste_linear_ste_lr"] and seeds == (3, 4, 5, 6, 7)
+  assert "optimizer.learning_rate=0.003" in small["paper_ste_linear_ste_lr"]
+  narrow, nine = study.base_config("llama_3m"), study.base_config("llama_9m")
+  assert (narrow.model.dim, narrow.model.heads, narrow.model.layers) == (192, 3, nine.model.layers)
+  assert narrow.data == nine.data and narrow.num_train_steps == nine.num_train_steps == 1000
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
