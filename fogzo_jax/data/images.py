@@ -194,8 +194,11 @@ def load_cifar10(data_dir: str) -> tuple[ArraySource, ArraySource]:
     folder = FolderSource(data_dir, split, list(CIFAR10_CLASSES))
     images = []
     for p in folder.paths:
-      with open(p, "rb") as f:
-        images.append(_decode(f.read()))
+      try:
+        with open(p, "rb") as f:
+          images.append(_decode(f.read()))
+      except OSError as e:  # unreadable, or not an image (PIL's UnidentifiedImageError)
+        raise DataError(f"{p} cannot be read ({type(e).__name__}: {e})") from None
     out.append(_stack(images, folder.labels, folder.name, f"CIFAR-10 {split} ({folder.name})"))
   return out[0], out[1]
 

@@ -109,6 +109,11 @@ def test_cifar10_bad_archives_are_named(tmp_path, make_cifar_archives):
     images.cifar10_archive(str(tmp_path / "odd.tar.gz"), "train")
   with pytest.raises(DataError, match="holds no CIFAR-10 images"):
     images.cifar10_archive(str(tmp_path / "odd.tar.gz"), "test")
+  broken = tmp_path / "broken"
+  make_cifar_archives(broken, per_class=1)
+  (broken / "src" / "test" / "cat" / "0000.jpg").write_bytes(b"not a jpeg")
+  with pytest.raises(DataError, match=r"cat/0000.jpg cannot be read \(UnidentifiedImageError"):
+    images.load_cifar10(str(broken / "src"))  # the extracted trees
   big = tmp_path / "big"
   big.mkdir()
   make_cifar_archives(big, per_class=1, size=(40, 40))
