@@ -21,6 +21,7 @@ import sys
 
 from absl import app, flags
 
+from fogzo_jax.data.images import CIFAR10_ARCHIVES
 from fogzo_jax.train import exits
 
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
@@ -75,15 +76,12 @@ def measure(checkout: str, name: str, data_dir: str) -> float:
   return float(out.stdout.strip().splitlines()[-1])
 
 
-ARCHIVES = ("cifar10_train_jpg.tar.gz", "cifar10_test_jpg.tar.gz")
-
-
 def cifar_pipelines() -> list[str]:
   """The CIFAR-10 rows --cifar allows: "folder" (extracted trees), "cifar10" (the archives)."""
   root = _CIFAR.value
   return [name for name, there in (
       ("folder", all(os.path.isdir(os.path.join(root, s)) for s in ("train", "test"))),
-      ("cifar10", all(os.path.isfile(os.path.join(root, a)) for a in ARCHIVES))) if there]
+      ("cifar10", all(os.path.isfile(os.path.join(root, a)) for a in CIFAR10_ARCHIVES.values()))) if there]
 
 
 def check_flags() -> dict:
@@ -93,7 +91,7 @@ def check_flags() -> dict:
       raise app.UsageError(f"--{name} must be at least 1, not {flag.value}")
   if _CIFAR.value and not cifar_pipelines():
     raise app.UsageError(f"--cifar: {_CIFAR.value!r} holds neither train/ and test/ folders of "
-                         f"JPEGs nor the archives {' and '.join(ARCHIVES)}")
+                         f"JPEGs nor the archives {' and '.join(CIFAR10_ARCHIVES.values())}")
   old = os.path.abspath(_OLD.value) if _OLD.value else ""
   if old and not os.path.isdir(os.path.join(old, "fogzo_jax")):
     raise app.UsageError(f"--old: {_OLD.value!r} is not a checkout of this project (no "

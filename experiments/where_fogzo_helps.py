@@ -113,18 +113,17 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
 # seeds; amendment 42: STE, that setting and the gradient-noise control on CIFAR-10 (these models
 # run no other stage).
-RECIPE_ONLY = {"llama_9m_lsq": (10, 11, 12), "llama_9m_quest": (10, 11, 12),  # model: seeds
-               "resnet8_cifar10": (3, 4, 5, 6, 7), "resnet18_cifar10": (3, 4, 5, 6, 7),
-               "llama_3m": (3, 4, 5, 6, 7)}
-RECIPE_AMENDMENT = {"llama_9m_lsq": 22, "llama_9m_quest": 22, "resnet8_cifar10": 42,
-                    "resnet18_cifar10": 43, "llama_3m": 44}
+RECIPE_ONLY = {  # model: (its amendment, its seeds)
+    "llama_9m_lsq": (22, (10, 11, 12)), "llama_9m_quest": (22, (10, 11, 12)),
+    "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
+    "llama_3m": (44, (3, 4, 5, 6, 7))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
-# Amendment 27: with QuEST W+A, the gradient-noise control (amendment 20's) on the same seeds;
-# amendments 42 and 43 run it beside the setting from the start.
-AMENDMENT_27 = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10")
+# The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
+# (amendment 27, on the same seeds), and CIFAR-10 from the start (amendments 42 and 43).
+WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
@@ -450,9 +449,9 @@ def recipe_variants(model: str) -> dict:
   """Amendment 19: STE at the model's own rate (its confirmed ``ste`` setting) and amendment
   17's setting at that same rate, rerun together at this code; amendment 20 adds the plain
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
-  only; amendment 23 adds the control and the setting without noise where the STE gradient is 0
-  to ``llama_9m_lsq``, amendment 27 the control to ``llama_9m_quest``; amendment 42 runs all
-  three on ``resnet8_cifar10``)."""
+  only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
+  noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -462,7 +461,7 @@ def recipe_variants(model: str) -> dict:
   if model in AMENDMENT_23:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
             "gradient_noise_ste_lr": noise_control(mixed)}
-  if model in RECIPE_ONLY and model not in AMENDMENT_27:
+  if model in RECIPE_ONLY and model not in WITH_CONTROL:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
           "gradient_noise_ste_lr": noise_control(mixed)}
@@ -521,7 +520,8 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "ablation":
     return ablation_variants(model), CONFIRM_SEEDS
   if stage == "recipe":
-    return recipe_variants(model), RECIPE_ONLY.get(model) or confirm_seeds(model)
+    return recipe_variants(model), (RECIPE_ONLY[model][1] if model in RECIPE_ONLY
+                                    else confirm_seeds(model))
   chosen = choose(model)
   return ({k: [o for o in v if not o.startswith("#")] for k, v in chosen.items()},
           confirm_seeds(model))
@@ -579,7 +579,7 @@ def run_stage(model: str, stage: str) -> None:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
   if model in RECIPE_ONLY and stage != "recipe":
     raise app.UsageError(f"{model} runs only --stage=recipe (amendment "
-                         f"{RECIPE_AMENDMENT[model]})")
+                         f"{RECIPE_ONLY[model][0]})")
   if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
@@ -796,7 +796,7 @@ def report() -> None:
               for a, b in ABLATION_PAIRS[model]] + [""]
     if model in RECIPE_MODELS:
       variants, seeds = stage_variants(model, "recipe")
-      amendment = RECIPE_AMENDMENT.get(model, 19)
+      amendment = RECIPE_ONLY[model][0] if model in RECIPE_ONLY else 19
       out += [f"### {model} — recipe (amendment {amendment}; "
               f"seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
