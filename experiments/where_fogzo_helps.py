@@ -103,6 +103,10 @@ EXTENDED = {"llama_9m": (
      (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
       ("ste", "paper_ste_linear_ste_lr"))),
 )}
+# Amendment 45: STE given the wall time of a confirmed setting that is not the model's best
+# variant, on the seeds that setting was confirmed on: model: (setting, its seeds). The step-time
+# ratio comes from --stage=step_ratio (timed alone), never from shared-machine runs.
+EQUAL_TIME = {"llama_9m": ("paper_ste_linear_ste_lr", (6, 7, 8, 9))}
 # The seed extensions report() also plots (gains_extended.png): one panel per section.
 PLOTTED_EXTENSIONS = ("llama_9m_long",)
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
@@ -116,7 +120,7 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_9m_lsq": (22, (10, 11, 12)), "llama_9m_quest": (22, (10, 11, 12)),
     "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
-    "llama_3m": (44, (3, 4, 5, 6, 7))}
+    "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -197,6 +201,11 @@ MODELS = {
     "llama_3m": ("llama.py:9m", LLAMA_9M + ["model.dim=192", "model.heads=3"], "val_perplexity",
                  True, "LLaMA-9M's layout at width 192 (7 layers, 3 heads; 3,096,576 quantized "
                  "weights), Tiny Shakespeare bytes, 1000 steps × 16 × 64", None),
+    # amendment 46: LLaMA-20M (the paper's size, 8 layers at width 448) with LLaMA-9M's recipe (a
+    # GPU job: ~1 h per run on this CPU with two at once)
+    "llama_20m": ("llama.py:20m", LLAMA_9M, "val_perplexity", True,
+                  "LLaMA-20M, real size (19,496,960 quantized weights), Tiny Shakespeare bytes, "
+                  "1000 steps × 16 × 64", None),
     # amendment 9: the same model trained 3x longer (a GPU job: ~1.5 h per FOGZO run on this CPU)
     "llama_9m_long": ("llama.py:9m", ["num_train_steps=3000", "data.batch_size=16",
                                       "data.seq_len=64", "optimizer.warmup_steps=50",
@@ -219,7 +228,7 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
-            "llama_3m": "llama_tiny",
+            "llama_3m": "llama_tiny", "llama_20m": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation).
@@ -491,8 +500,21 @@ def best_variant_from_runs(source: str, chosen: dict | None = None) -> str:
 
 def equal_time_variants(model: str) -> dict:
   """STE given the wall time of the best FOGZO variant: its steps × the measured FOGZO/STE
-  wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds)."""
+  wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds). For the
+  ``EQUAL_TIME`` models (amendment 45), of that table's setting, by the ratio timed alone."""
   chosen = stage_variants(model, "confirm")[0]
+  if model in EQUAL_TIME:
+    v = EQUAL_TIME[model][0]
+    measured = os.path.join(OUT, model, "step_ratio.json")
+    if not os.path.exists(measured):
+      raise app.UsageError(f"{model}: {measured} is missing: run --stage=step_ratio first (alone)")
+    timed = json.load(open(measured))
+    if timed["variant"] != v:
+      raise app.UsageError(f"{measured} times {timed['variant']}, not {v}: rerun "
+                           "--stage=step_ratio")
+    ratio = timed["ratio"]
+    steps = round(base_config(model).num_train_steps * max(1.0, ratio))
+    return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
   v = best_variant(model)
   seeds = confirm_seeds(model)
   runs = summaries(model, "confirm", ["ste", v], seeds)
@@ -516,7 +538,8 @@ def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "lr":
     return lr_variants(model), TUNE_SEEDS
   if stage == "equal_time":
-    return equal_time_variants(model), confirm_seeds(model)
+    return equal_time_variants(model), (EQUAL_TIME[model][1] if model in EQUAL_TIME
+                                        else confirm_seeds(model))
   if stage == "ablation":
     return ablation_variants(model), CONFIRM_SEEDS
   if stage == "recipe":
@@ -818,11 +841,13 @@ def report() -> None:
 def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
   """FOGZO/STE step time of the confirmed STE and best-variant settings, timed in one process
   with nothing else running: ``rounds`` alternating medians of ``steps`` steps (bench/timing.py's
-  rule: compiled first); written to <out>/<model>/step_ratio.json for --stage=equal_time."""
+  rule: compiled first); written to <out>/<model>/step_ratio.json for --stage=equal_time. An
+  ``EQUAL_TIME`` model times that table's setting instead of the best variant."""
   sys.path.insert(0, os.path.join(ROOT, "bench"))
   import timing  # pylint: disable=import-outside-toplevel
   from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
-  chosen, v = stage_variants(model, "confirm")[0], best_variant(model)
+  chosen = stage_variants(model, "confirm")[0]
+  v = EQUAL_TIME[model][0] if model in EQUAL_TIME else best_variant(model)
   runs = {}
   for name in ("ste", v):
     run, state = loop.build(sweep.apply_overrides(base_config(model), chosen[name]))

@@ -442,6 +442,34 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   narrow, nine = study.base_config("llama_3m"), study.base_config("llama_9m")
   assert (narrow.model.dim, narrow.model.heads, narrow.model.layers) == (192, 3, nine.model.layers)
   assert narrow.data == nine.data and narrow.num_train_steps == nine.num_train_steps == 1000
+  # amendment 46: LLaMA-20M at real size with LLaMA-9M's recipe and rate (a GPU job)
+  twenty, seeds = study.stage_variants("llama_20m", "recipe")
+  assert twenty == small and seeds == (3, 4, 5, 6, 7)
+  big = study.base_config("llama_20m")
+  assert (big.model.dim, big.model.layers, big.model.heads) == (448, 8, 7)
+  assert big.data == nine.data and big.optimizer == nine.optimizer and big.num_train_steps == 1000
+
+
+def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, monkeypatch):
+  """LLaMA-9M's equal-time stage: STE for the README's setting's steps × its step-time ratio
+  timed alone (step_ratio.json), on the seeds the setting was confirmed on; refused without that
+  timing, or with one of another setting."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  with pytest.raises(app.UsageError, match="step_ratio.json is missing: run --stage=step_ratio"):
+    study.stage_variants("llama_9m", "equal_time")
+  timed = tmp_path / "llama_9m" / "step_ratio.json"
+  timed.parent.mkdir()
+  timed.write_text(json.dumps(dict(variant="paper", ratio=1.5)))
+  with pytest.raises(app.UsageError, match="times paper, not paper_ste_linear_ste_lr"):
+    study.stage_variants("llama_9m", "equal_time")
+  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=1.2345)))
+  variants, seeds = study.stage_variants("llama_9m", "equal_time")
+  assert seeds == (6, 7, 8, 9)
+  assert variants == {"ste_equal_time_paper_ste_linear_ste_lr_x1.23": [
+      "estimator.kind=ste", "num_train_steps=1234"]}
+  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=0.9)))
+  assert list(study.stage_variants("llama_9m", "equal_time")[0].values()) == [
+      ["estimator.kind=ste", "num_train_steps=1000"]]  # never fewer steps than the setting's
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
