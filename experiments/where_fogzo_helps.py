@@ -794,7 +794,7 @@ def report() -> None:
           stages.append(("lr", lr_variants(model), TUNE_SEEDS))
       if model not in RECIPE_ONLY:
         stages.append(("confirm", stage_variants(model, "confirm")[0], confirm_seeds(model)))
-        stages.append(("equal_time", equal_time_variants(model), confirm_seeds(model)))
+        stages.append(("equal_time", *stage_variants(model, "equal_time")))
     except app.UsageError as e:
       out.append(f"<!-- {model}: {e} -->")
     for stage, variants, seeds in stages:

@@ -470,6 +470,16 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
   timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=0.9)))
   assert list(study.stage_variants("llama_9m", "equal_time")[0].values()) == [
       ["estimator.kind=ste", "num_train_steps=1000"]]  # never fewer steps than the setting's
+  # the report's table of that stage is over the same seeds
+  run = tmp_path / "llama_9m" / "equal_time" / "ste_equal_time_paper_ste_linear_ste_lr_x0.90_s8"
+  run.mkdir(parents=True)
+  (run / "summary.json").write_text(json.dumps(dict(seed=8, val_perplexity=6.125,
+                                                    wall_time_s=2057.0, steps=1000)))
+  (run / "metrics.jsonl").write_text(json.dumps(dict(step=1000, step_loss=1.65)) + "\n")
+  study.report()
+  text = (tmp_path / "report.md").read_text()
+  assert "### llama_9m — equal_time (seeds 6, 7, 8, 9)" in text
+  assert "| ste_equal_time_paper_ste_linear_ste_lr_x0.90 | 6.125 | 6.125 |" in text
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
