@@ -81,7 +81,8 @@ def cifar_pipelines() -> list[str]:
   root = _CIFAR.value
   return [name for name, there in (
       ("folder", all(os.path.isdir(os.path.join(root, s)) for s in ("train", "test"))),
-      ("cifar10", all(os.path.isfile(os.path.join(root, a)) for a in CIFAR10_ARCHIVES.values()))) if there]
+      ("cifar10", all(os.path.isfile(os.path.join(root, a))
+                      for a in CIFAR10_ARCHIVES.values()))) if there]
 
 
 def check_flags() -> dict:

@@ -503,30 +503,32 @@ def equal_time_variants(model: str) -> dict:
   wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds). For the
   ``EQUAL_TIME`` models (amendment 45), of that table's setting, by the ratio timed alone."""
   chosen = stage_variants(model, "confirm")[0]
+  measured = os.path.join(OUT, model, "step_ratio.json")
+  timed = None  # the step-time ratio timed alone, when --stage=step_ratio ran
+  if os.path.exists(measured):
+    with open(measured) as f:
+      timed = json.load(f)
   if model in EQUAL_TIME:
     v = EQUAL_TIME[model][0]
-    measured = os.path.join(OUT, model, "step_ratio.json")
-    if not os.path.exists(measured):
+    if timed is None:
       raise app.UsageError(f"{model}: {measured} is missing: run --stage=step_ratio first (alone)")
-    timed = json.load(open(measured))
     if timed["variant"] != v:
       raise app.UsageError(f"{measured} times {timed['variant']}, not {v}: rerun "
                            "--stage=step_ratio")
-    ratio = timed["ratio"]
-    steps = round(base_config(model).num_train_steps * max(1.0, ratio))
-    return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
-  v = best_variant(model)
-  seeds = confirm_seeds(model)
-  runs = summaries(model, "confirm", ["ste", v], seeds)
-  if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
-    raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
-  measured = os.path.join(OUT, model, "step_ratio.json")
-  if os.path.exists(measured):  # departure (docs): timed alone, not from shared-machine runs
-    ratio = json.load(open(measured))["ratio"]
+    ratio, steps = timed["ratio"], base_config(model).num_train_steps
   else:
-    ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
-             / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
-  steps = round(runs["ste"][0]["steps"] * max(1.0, ratio))
+    v = best_variant(model)
+    seeds = confirm_seeds(model)
+    runs = summaries(model, "confirm", ["ste", v], seeds)
+    if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
+      raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
+    if timed:  # departure (docs): timed alone, not from shared-machine runs
+      ratio = timed["ratio"]
+    else:
+      ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
+               / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
+    steps = runs["ste"][0]["steps"]
+  steps = round(steps * max(1.0, ratio))
   return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
 
 
