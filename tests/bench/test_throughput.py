@@ -27,7 +27,8 @@ def test_model_flops_per_token_counts_every_matmul_but_the_embedding():
 
 def test_sharded_rows_on_fake_devices_and_mfu_from_a_given_peak(tmp_path):
   out = tmp_path / "tp.json"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+             " --xla_force_host_platform_device_count=2")
   subprocess.run([sys.executable, os.path.join(ROOT, "bench", "throughput.py"), "--size=9m",
                   "--devices=1,2", "--estimators=ste,fogzo", "--per_device_batch=2",
                   "--seq_len=16", "--repeats=3", "--peak_tflops=1", f"--out={out}"],
@@ -161,7 +162,8 @@ rows = cost_plan.with_ratios([cost_plan.row("resnet18", e, "float32", 8)
                               for e in ("ste", "fogzo_seq", "fogzo")])
 print("RESULT", json.dumps(rows))
 """
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+             " --xla_force_host_platform_device_count=8")
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -72,15 +72,21 @@ ONE_STEP = [pytest.param(name, marks=pytest.mark.slow) if name in ("resnet50", "
             else name for name in TINY]
 
 
-@pytest.mark.parametrize("name", ONE_STEP)
-@pytest.mark.parametrize("estimator", ["ste", "fogzo"])
-def test_one_step_of_every_model(name, estimator):
+@functools.cache  # one compilation of each step for the tests below
+def one_step(name, estimator):
+  """(model, task, batch, state before, state after, metrics) of one jitted train step."""
   config = tiny_config(name, estimator, quant="lsq" if name == "deit_tiny" else "fixed")
   task, batch = tiny_batch(name)
   model, tx, state = build(config, task, batch)
   step = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task=task,
                                    estimator=estimator))
-  new, metrics = step(state, batch)
+  return (model, task, batch, state, *step(state, batch))
+
+
+@pytest.mark.parametrize("name", ONE_STEP)
+@pytest.mark.parametrize("estimator", ["ste", "fogzo"])
+def test_one_step_of_every_model(name, estimator):
+  model, task, batch, state, new, metrics = one_step(name, estimator)
   assert np.isfinite(float(metrics["loss"])) and int(new.step) == 1
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
   assert all(jax.tree.leaves(changed)) or name != "mlp"
@@ -91,12 +97,7 @@ def test_one_step_of_every_model(name, estimator):
 
 def test_batchnorm_statistics_come_from_the_ste_forward_only():
   """The perturbed forwards of FOGZO run BatchNorm in train mode but do not update statistics."""
-  config = tiny_config("resnet18", "fogzo")
-  config.estimator.num_perturbations = 4
-  _, batch = tiny_batch("resnet18")
-  model, tx, state = build(config, "image", batch)
-  new, _ = jax.jit(functools.partial(loop.train_step, model=model, tx=tx, task="image",
-                                     estimator="fogzo"))(state, batch)
+  model, _, batch, state, new, _ = one_step("resnet18", "fogzo")  # 2 perturbations: 4 forwards
   _, updated = model.apply({"params": state.params, "quant": state.quant,
                             "batch_stats": state.batch_stats}, batch["image"], train=True,
                            mutable=["batch_stats"])

@@ -270,7 +270,8 @@ def test_eight_device_data_parallel_matches_single_device(tmp_path, estimator, f
   """8 fake CPU devices (data parallel; with fsdp also sharded parameters) = 1 device."""
   curves = {}
   for count in (1, 8):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+               f" --xla_force_host_platform_device_count={count}")
     code = DP_SCRIPT.format(est=estimator, fsdp=fsdp,
                             workdir=str(tmp_path / str(count)))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

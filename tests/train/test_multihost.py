@@ -42,7 +42,8 @@ def free_port() -> int:
 def run_workers(procs, workdir, devices_per_process=1, fsdp=False):
   port = free_port()
   env = dict(os.environ,
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
+             XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+             f" --xla_force_host_platform_device_count={devices_per_process}")
   workers = [subprocess.Popen(
       [sys.executable, "-c", WORKER.format(procs=procs, port=port, pid=pid, fsdp=fsdp,
                                            workdir=str(workdir))],
