@@ -14,7 +14,7 @@ loads (and for the train.py subprocesses, which inherit the environment):
   it once. The folder is new each run and removed at its end, so nothing is reused across runs.
 
 A test that sets XLA_FLAGS for a subprocess appends to ``os.environ["XLA_FLAGS"]``. With
-pytest-xdist (pyproject's ``-n auto``) the workers inherit both settings and share the folder.
+pytest-xdist (pyproject's ``-n auto``) the workers inherit both settings, each with a cache of its own.
 
 The default suite on this project's 2-core machine (jax 0.10.2, alone, wall time): 17 min 56 s
 as one process without these settings, 14 min 16 s with them, 8 min 53 s with them on two
@@ -31,7 +31,12 @@ if _OWNER not in os.environ:  # the main process; xdist's workers inherit both f
   os.environ["XLA_FLAGS"] = " ".join(
       filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=1"]))
   os.environ[_OWNER] = tempfile.mkdtemp(prefix="fogzo_jax_tests_xla_cache_")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_OWNER]
+# A folder per xdist worker: jax writes cache entries in place, so a process reading an entry
+# that another is writing would recompile with a warning. Within a worker the test process and
+# its train.py subprocesses run one after the other; across workers little is shared.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+    os.environ[_OWNER], os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.makedirs(os.environ["JAX_COMPILATION_CACHE_DIR"], exist_ok=True)
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 
