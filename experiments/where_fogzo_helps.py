@@ -103,10 +103,11 @@ EXTENDED = {"llama_9m": (
      (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
       ("ste", "paper_ste_linear_ste_lr"))),
 )}
-# Amendment 45: STE given the wall time of a confirmed setting that is not the model's best
-# variant, on the seeds that setting was confirmed on: model: (setting, its seeds). The step-time
-# ratio comes from --stage=step_ratio (timed alone), never from shared-machine runs.
-EQUAL_TIME = {"llama_9m": ("paper_ste_linear_ste_lr", (6, 7, 8, 9))}
+# Amendments 45 and 47: STE given the wall time of a confirmed setting that is not the model's
+# best variant, on the seeds that setting was confirmed on: model: (setting, its seeds). The
+# step-time ratio comes from --stage=step_ratio (timed alone), never from shared-machine runs.
+EQUAL_TIME = {"llama_9m": ("paper_ste_linear_ste_lr", (6, 7, 8, 9)),
+              "mnist": ("paper_ste_linear_ste_lr", (3, 4, 5, 6, 7))}
 # The seed extensions report() also plots (gains_extended.png): one panel per section.
 PLOTTED_EXTENSIONS = ("llama_9m_long",)
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
@@ -515,7 +516,10 @@ def equal_time_variants(model: str) -> dict:
     if timed["variant"] != v:
       raise app.UsageError(f"{measured} times {timed['variant']}, not {v}: rerun "
                            "--stage=step_ratio")
-    ratio, steps = timed["ratio"], base_config(model).num_train_steps
+    # the setting's step count as step_ratio() built it (an epoch-counted config has 0 here)
+    ratio, steps = timed["ratio"], timed.get("steps") or base_config(model).num_train_steps
+    if not steps:
+      raise app.UsageError(f"{measured} has no step count: rerun --stage=step_ratio")
   else:
     v = best_variant(model)
     seeds = confirm_seeds(model)
@@ -844,16 +848,20 @@ def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
   """FOGZO/STE step time of the confirmed STE and best-variant settings, timed in one process
   with nothing else running: ``rounds`` alternating medians of ``steps`` steps (bench/timing.py's
   rule: compiled first); written to <out>/<model>/step_ratio.json for --stage=equal_time. An
-  ``EQUAL_TIME`` model times that table's setting instead of the best variant."""
+  ``EQUAL_TIME`` model times that table's setting instead of the best variant, and the file
+  records that setting's step count (an epoch-counted config's steps are known only here)."""
   sys.path.insert(0, os.path.join(ROOT, "bench"))
   import timing  # pylint: disable=import-outside-toplevel
   from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
   chosen = stage_variants(model, "confirm")[0]
+  if model in RECIPE_MODELS:  # amendment 47: MNIST's setting is a recipe-stage one
+    chosen.update(recipe_variants(model))
   v = EQUAL_TIME[model][0] if model in EQUAL_TIME else best_variant(model)
-  runs = {}
+  runs, total_steps = {}, {}
   for name in ("ste", v):
     run, state = loop.build(sweep.apply_overrides(base_config(model), chosen[name]))
     runs[name] = (run.step_fn, state, run.put(run.data.train[0]))
+    total_steps[name] = run.total_steps
   medians = {name: [] for name in runs}
   for _ in range(rounds):
     for name, (step_fn, state, batch) in runs.items():
@@ -864,7 +872,8 @@ def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
   ratio = ms[v] / ms["ste"]
   os.makedirs(os.path.join(OUT, model), exist_ok=True)
   with open(os.path.join(OUT, model, "step_ratio.json"), "w") as f:
-    json.dump(dict(step_ms=ms, samples_s=medians, variant=v, ratio=ratio), f, indent=1)
+    json.dump(dict(step_ms=ms, samples_s=medians, variant=v, ratio=ratio, steps=total_steps[v]),
+              f, indent=1)
   print(f"{model}: step {ms} ms, {v}/ste = {ratio:.3f}")
   return ratio
 

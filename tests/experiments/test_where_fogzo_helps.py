@@ -482,6 +482,30 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
   assert "| ste_equal_time_paper_ste_linear_ste_lr_x0.90 | 6.125 | 6.125 |" in text
 
 
+def test_amendment_47_times_the_mnist_setting_and_counts_its_epochs_in_steps(tmp_path,
+                                                                            monkeypatch):
+  """MNIST's equal-time stage (amendment 47): step_ratio times STE against the README's setting
+  (a recipe-stage setting, not a confirm one) and records the setting's steps, 10 epochs of 117
+  batches, which the epoch-counted config does not hold; STE then gets those steps × the ratio
+  on seeds 3-7. A timing without a step count is refused."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  timed = tmp_path / "mnist" / "step_ratio.json"
+  timed.parent.mkdir()
+  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=1.2)))
+  with pytest.raises(app.UsageError, match="has no step count: rerun --stage=step_ratio"):
+    study.stage_variants("mnist", "equal_time")
+  ratio = study.step_ratio("mnist", steps=2, rounds=1)
+  record = json.loads(timed.read_text())
+  assert record["variant"] == "paper_ste_linear_ste_lr" and record["steps"] == 1170
+  assert record["ratio"] == ratio > 0 and set(record["step_ms"]) == {"ste", record["variant"]}
+  timed.write_text(json.dumps(dict(record, ratio=1.2)))
+  variants, seeds = study.stage_variants("mnist", "equal_time")
+  assert seeds == (3, 4, 5, 6, 7)
+  (name, overrides), = variants.items()
+  assert name == "ste_equal_time_paper_ste_linear_ste_lr_x1.20"
+  assert overrides[-1] == "num_train_steps=1404" and "estimator.kind=ste" in overrides
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""
