@@ -222,8 +222,8 @@ def test_sharding_follows_params_on_eight_devices():
         np.testing.assert_allclose(out["w"], ref["w"], rtol=1e-5, atol=1e-6)
       print("ok", len(jax.devices()))
   """)
-  env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+             " --xla_force_host_platform_device_count=8")
   result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
