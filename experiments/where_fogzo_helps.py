@@ -103,11 +103,12 @@ EXTENDED = {"llama_9m": (
      (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
       ("ste", "paper_ste_linear_ste_lr"))),
 )}
-# Amendments 45 and 47: STE given the wall time of a confirmed setting that is not the model's
-# best variant, on the seeds that setting was confirmed on: model: (setting, its seeds). The
-# step-time ratio comes from --stage=step_ratio (timed alone), never from shared-machine runs.
-EQUAL_TIME = {"llama_9m": ("paper_ste_linear_ste_lr", (6, 7, 8, 9)),
-              "mnist": ("paper_ste_linear_ste_lr", (3, 4, 5, 6, 7))}
+# Amendments 45, 47 and 49: STE given the wall time of each of these settings (confirmed ones that
+# are not the model's best variant), on the seeds they were confirmed on: model: (settings, their
+# seeds). The step-time ratios come from --stage=step_ratio (timed alone, side by side), never
+# from shared-machine runs.
+EQUAL_TIME = {"llama_9m": (("paper_ste_linear_ste_lr",), (6, 7, 8, 9)),
+              "mnist": (("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"), (3, 4, 5, 6, 7))}
 # The seed extensions report() also plots (gains_extended.png): one panel per section.
 PLOTTED_EXTENSIONS = ("llama_9m_long",)
 # Amendment 13's tests (a, b: does b beat a), in the order the page reports them.
@@ -502,24 +503,26 @@ def best_variant_from_runs(source: str, chosen: dict | None = None) -> str:
 def equal_time_variants(model: str) -> dict:
   """STE given the wall time of the best FOGZO variant: its steps × the measured FOGZO/STE
   wall-time ratio of the confirm runs (same machine, same seeds, mean over seeds). For the
-  ``EQUAL_TIME`` models (amendment 45), of that table's setting, by the ratio timed alone."""
+  ``EQUAL_TIME`` models (amendments 45, 47 and 49), one STE variant per setting of that table, by
+  its step-time ratio timed alone."""
   chosen = stage_variants(model, "confirm")[0]
   measured = os.path.join(OUT, model, "step_ratio.json")
-  timed = None  # the step-time ratio timed alone, when --stage=step_ratio ran
+  timed = None  # the step-time ratios timed alone, when --stage=step_ratio ran
   if os.path.exists(measured):
     with open(measured) as f:
       timed = json.load(f)
+  lengths = {}  # setting: (its step-time ratio to STE, its steps)
   if model in EQUAL_TIME:
-    v = EQUAL_TIME[model][0]
     if timed is None:
       raise app.UsageError(f"{model}: {measured} is missing: run --stage=step_ratio first (alone)")
-    if timed["variant"] != v:
-      raise app.UsageError(f"{measured} times {timed['variant']}, not {v}: rerun "
-                           "--stage=step_ratio")
-    # the setting's step count as step_ratio() built it (an epoch-counted config has 0 here)
-    ratio, steps = timed["ratio"], timed.get("steps") or base_config(model).num_train_steps
-    if not steps:
-      raise app.UsageError(f"{measured} has no step count: rerun --stage=step_ratio")
+    for v in EQUAL_TIME[model][0]:
+      if v not in timed.get("ratio", {}):
+        raise app.UsageError(f"{measured} has no timing of {v}: rerun --stage=step_ratio")
+      # the setting's step count as step_ratio() built it (an epoch-counted config has 0 here)
+      steps = timed.get("steps", {}).get(v) or base_config(model).num_train_steps
+      if not steps:
+        raise app.UsageError(f"{measured} has no step count: rerun --stage=step_ratio")
+      lengths[v] = (timed["ratio"][v], steps)
   else:
     v = best_variant(model)
     seeds = confirm_seeds(model)
@@ -527,13 +530,14 @@ def equal_time_variants(model: str) -> dict:
     if len(runs.get("ste", [])) < len(seeds) or len(runs.get(v, [])) < len(seeds):
       raise app.UsageError(f"{model}/confirm is not finished: run it before --stage=equal_time")
     if timed:  # departure (docs): timed alone, not from shared-machine runs
-      ratio = timed["ratio"]
+      ratio = timed["ratio"][v]
     else:
       ratio = (statistics.mean(r["wall_time_s"] for r in runs[v])
                / statistics.mean(r["wall_time_s"] for r in runs["ste"]))
-    steps = runs["ste"][0]["steps"]
-  steps = round(steps * max(1.0, ratio))
-  return {f"ste_equal_time_{v}_x{ratio:.2f}": chosen["ste"] + [f"num_train_steps={steps}"]}
+    lengths[v] = (ratio, runs["ste"][0]["steps"])
+  return {f"ste_equal_time_{v}_x{ratio:.2f}":
+          chosen["ste"] + [f"num_train_steps={round(steps * max(1.0, ratio))}"]
+          for v, (ratio, steps) in lengths.items()}
 
 
 def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
@@ -844,21 +848,22 @@ def report() -> None:
   print("\n".join(out))
 
 
-def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
+def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> dict:
   """FOGZO/STE step time of the confirmed STE and best-variant settings, timed in one process
   with nothing else running: ``rounds`` alternating medians of ``steps`` steps (bench/timing.py's
   rule: compiled first); written to <out>/<model>/step_ratio.json for --stage=equal_time. An
-  ``EQUAL_TIME`` model times that table's setting instead of the best variant, and the file
-  records that setting's step count (an epoch-counted config's steps are known only here)."""
+  ``EQUAL_TIME`` model times each setting of that table instead of the best variant, side by
+  side, and the file records each setting's step count (an epoch-counted config's steps are known
+  only here). Returns {setting: its ratio to STE}."""
   sys.path.insert(0, os.path.join(ROOT, "bench"))
   import timing  # pylint: disable=import-outside-toplevel
   from fogzo_jax.train import loop  # pylint: disable=import-outside-toplevel
   chosen = stage_variants(model, "confirm")[0]
-  if model in RECIPE_MODELS:  # amendment 47: MNIST's setting is a recipe-stage one
+  if model in RECIPE_MODELS:  # amendment 47: MNIST's settings are recipe-stage ones
     chosen.update(recipe_variants(model))
-  v = EQUAL_TIME[model][0] if model in EQUAL_TIME else best_variant(model)
+  timed = EQUAL_TIME[model][0] if model in EQUAL_TIME else (best_variant(model),)
   runs, total_steps = {}, {}
-  for name in ("ste", v):
+  for name in ("ste", *timed):
     run, state = loop.build(sweep.apply_overrides(base_config(model), chosen[name]))
     runs[name] = (run.step_fn, state, run.put(run.data.train[0]))
     total_steps[name] = run.total_steps
@@ -869,13 +874,14 @@ def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> float:
       runs[name] = (step_fn, state, batch)
       medians[name].append(seconds)
   ms = {name: 1e3 * statistics.median(m) for name, m in medians.items()}
-  ratio = ms[v] / ms["ste"]
+  ratios = {v: ms[v] / ms["ste"] for v in timed}
   os.makedirs(os.path.join(OUT, model), exist_ok=True)
   with open(os.path.join(OUT, model, "step_ratio.json"), "w") as f:
-    json.dump(dict(step_ms=ms, samples_s=medians, variant=v, ratio=ratio, steps=total_steps[v]),
-              f, indent=1)
-  print(f"{model}: step {ms} ms, {v}/ste = {ratio:.3f}")
-  return ratio
+    json.dump(dict(step_ms=ms, samples_s=medians, ratio=ratios,
+                   steps={v: total_steps[v] for v in timed}), f, indent=1)
+  print(f"{model}: step {ms} ms; / ste: "
+        + ", ".join(f"{v} {r:.3f}" for v, r in ratios.items()))
+  return ratios
 
 
 def main(argv):

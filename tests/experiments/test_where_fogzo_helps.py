@@ -459,15 +459,15 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
     study.stage_variants("llama_9m", "equal_time")
   timed = tmp_path / "llama_9m" / "step_ratio.json"
   timed.parent.mkdir()
-  timed.write_text(json.dumps(dict(variant="paper", ratio=1.5)))
-  with pytest.raises(app.UsageError, match="times paper, not paper_ste_linear_ste_lr"):
+  timed.write_text(json.dumps(dict(ratio={"paper": 1.5})))
+  with pytest.raises(app.UsageError, match="has no timing of paper_ste_linear_ste_lr: rerun"):
     study.stage_variants("llama_9m", "equal_time")
-  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=1.2345)))
+  timed.write_text(json.dumps(dict(ratio={"paper_ste_linear_ste_lr": 1.2345})))
   variants, seeds = study.stage_variants("llama_9m", "equal_time")
   assert seeds == (6, 7, 8, 9)
   assert variants == {"ste_equal_time_paper_ste_linear_ste_lr_x1.23": [
       "estimator.kind=ste", "num_train_steps=1234"]}
-  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=0.9)))
+  timed.write_text(json.dumps(dict(ratio={"paper_ste_linear_ste_lr": 0.9})))
   assert list(study.stage_variants("llama_9m", "equal_time")[0].values()) == [
       ["estimator.kind=ste", "num_train_steps=1000"]]  # never fewer steps than the setting's
   # the report's table of that stage is over the same seeds
@@ -482,28 +482,35 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
   assert "| ste_equal_time_paper_ste_linear_ste_lr_x0.90 | 6.125 | 6.125 |" in text
 
 
-def test_amendment_47_times_the_mnist_setting_and_counts_its_epochs_in_steps(tmp_path,
-                                                                            monkeypatch):
-  """MNIST's equal-time stage (amendment 47): step_ratio times STE against the README's setting
-  (a recipe-stage setting, not a confirm one) and records the setting's steps, 10 epochs of 117
-  batches, which the epoch-counted config does not hold; STE then gets those steps × the ratio
-  on seeds 3-7. A timing without a step count is refused."""
+def test_amendments_47_and_49_time_the_mnist_settings_and_count_their_epochs_in_steps(
+    tmp_path, monkeypatch):
+  """MNIST's equal-time stage (amendments 47 and 49): step_ratio times STE against the README's
+  setting and the gradient-noise control side by side (recipe-stage settings, not confirm ones)
+  and records each one's steps, 10 epochs of 117 batches, which the epoch-counted config does not
+  hold; STE then gets those steps × each ratio on seeds 3-7. A timing without a step count, or
+  without one of the settings, is refused."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
   timed = tmp_path / "mnist" / "step_ratio.json"
   timed.parent.mkdir()
-  timed.write_text(json.dumps(dict(variant="paper_ste_linear_ste_lr", ratio=1.2)))
+  settings = ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")
+  timed.write_text(json.dumps(dict(ratio=dict.fromkeys(settings, 1.2))))
   with pytest.raises(app.UsageError, match="has no step count: rerun --stage=step_ratio"):
     study.stage_variants("mnist", "equal_time")
-  ratio = study.step_ratio("mnist", steps=2, rounds=1)
+  timed.write_text(json.dumps(dict(ratio={settings[0]: 1.2}, steps={settings[0]: 1170})))
+  with pytest.raises(app.UsageError, match="has no timing of gradient_noise_ste_lr: rerun"):
+    study.stage_variants("mnist", "equal_time")
+  ratios = study.step_ratio("mnist", steps=2, rounds=1)
   record = json.loads(timed.read_text())
-  assert record["variant"] == "paper_ste_linear_ste_lr" and record["steps"] == 1170
-  assert record["ratio"] == ratio > 0 and set(record["step_ms"]) == {"ste", record["variant"]}
-  timed.write_text(json.dumps(dict(record, ratio=1.2)))
+  assert record["ratio"] == ratios and set(ratios) == set(settings)
+  assert record["steps"] == dict.fromkeys(settings, 1170)
+  assert set(record["step_ms"]) == {"ste", *settings} and min(ratios.values()) > 0
+  timed.write_text(json.dumps(dict(record, ratio={settings[0]: 1.2, settings[1]: 1.3})))
   variants, seeds = study.stage_variants("mnist", "equal_time")
   assert seeds == (3, 4, 5, 6, 7)
-  (name, overrides), = variants.items()
-  assert name == "ste_equal_time_paper_ste_linear_ste_lr_x1.20"
-  assert overrides[-1] == "num_train_steps=1404" and "estimator.kind=ste" in overrides
+  assert list(variants) == ["ste_equal_time_paper_ste_linear_ste_lr_x1.20",
+                            "ste_equal_time_gradient_noise_ste_lr_x1.30"]
+  for overrides, steps in zip(variants.values(), (1404, 1521)):
+    assert overrides[-1] == f"num_train_steps={steps}" and "estimator.kind=ste" in overrides
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
