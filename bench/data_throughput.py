@@ -24,6 +24,8 @@ from absl import app, flags
 from fogzo_jax.data.images import CIFAR10_ARCHIVES
 from fogzo_jax.train import exits
 
+from checkouts import HERE, require_positive, to_time  # bench/checkouts.py, beside this script
+
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
 _CIFAR = flags.DEFINE_string("cifar", "", "CIFAR-10 JPEGs: train/ and test/ trees (and, for the "
                              "in-memory row, the archives as shipped).")
@@ -32,7 +34,6 @@ _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed batches first.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
 _OUT = flags.DEFINE_string("out", "bench_data_throughput.json", "JSON output path.")
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The measurement, run with PYTHONPATH=<checkout>: prints batches/s. ``api`` picks the old
 # (flat config, .batch(step) + prefetch) or the new (config.data sections, grain) interface.
@@ -87,17 +88,12 @@ def cifar_pipelines() -> list[str]:
 
 def check_flags() -> dict:
   """The checkouts to time ("this", and "old" with --old); a bad flag is an ``app.UsageError``."""
-  for name, flag in (("batches", _BATCHES), ("warmup", _WARMUP), ("repeats", _REPEATS)):
-    if flag.value < 1:
-      raise app.UsageError(f"--{name} must be at least 1, not {flag.value}")
+  require_positive(batches=_BATCHES.value, warmup=_WARMUP.value,
+                   repeats=_REPEATS.value)
   if _CIFAR.value and not cifar_pipelines():
     raise app.UsageError(f"--cifar: {_CIFAR.value!r} holds neither train/ and test/ folders of "
                          f"JPEGs nor the archives {' and '.join(CIFAR10_ARCHIVES.values())}")
-  old = os.path.abspath(_OLD.value) if _OLD.value else ""
-  if old and not os.path.isdir(os.path.join(old, "fogzo_jax")):
-    raise app.UsageError(f"--old: {_OLD.value!r} is not a checkout of this project (no "
-                         f"fogzo_jax/ in it; make one with git worktree add)")
-  return {"this": HERE, **({"old": old} if old else {})}
+  return to_time(_OLD.value)
 
 
 def main(argv):

@@ -26,12 +26,13 @@ from absl import app, flags
 from fogzo_jax.train import exits
 from fogzo_jax.train.workdir import write_atomic
 
+from checkouts import HERE, require_positive, to_time  # bench/checkouts.py, beside this script
+
 _OLD = flags.DEFINE_string("old", "", "Checkout of the older version ('' : only this one).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per measurement.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
 _OUT = flags.DEFINE_string("out", "bench_estimator_versions.json", "JSON output path.")
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = [("mlp_784_10_10", "fogzo", 1), ("mlp_784_10_10", "fogzo", 16),
         ("mlp_784_10_10", "nspsa", 100), ("mlp_784_1024_1024_10", "fogzo", 1),
         ("mlp_784_1024_1024_10", "fogzo", 16)]
@@ -98,14 +99,8 @@ def measure(checkout: str, model: str, kind: str, n: int) -> float:
 
 def check_flags() -> dict:
   """The checkouts to time ("this", and "old" with --old); a bad flag is an ``app.UsageError``."""
-  for name, flag in (("steps", _STEPS), ("repeats", _REPEATS)):
-    if flag.value < 1:
-      raise app.UsageError(f"--{name} must be at least 1, not {flag.value}")
-  old = os.path.abspath(_OLD.value) if _OLD.value else ""
-  if old and not os.path.isdir(os.path.join(old, "fogzo_jax")):
-    raise app.UsageError(f"--old: {_OLD.value!r} is not a checkout of this project (no "
-                         f"fogzo_jax/ in it; make one with git worktree add)")
-  return {"this": HERE, **({"old": old} if old else {})}
+  require_positive(steps=_STEPS.value, repeats=_REPEATS.value)
+  return to_time(_OLD.value)
 
 
 def main(argv):
