@@ -9,8 +9,8 @@ allocated), for STE, FOGZO n = 1 (vmapped and sequential ± pair) and n-SPSA n =
 and bfloat16, on 1 device and with FSDP on 8 devices (fake CPU devices: this script sets
 ``--xla_force_host_platform_device_count=8``; per-device numbers). Per row: FLOPs of the step
 (``cost_analysis``; on 8 devices, one device's share; for LLaMA and DeiT, whose blocks are one
-``nn.scan`` and so counted once by XLA, extrapolated from depth 1 and 2: ``scanned_cost``) and the FOGZO/STE ratio against the ideal
-(F + B + 2F)/(F + B) = 5/3; argument, temp and output bytes (``memory_analysis``, per device)
+``nn.scan`` and so counted once by XLA, extrapolated from depth 1 and 2: ``scanned_cost``) and
+the FOGZO/STE ratio against the ideal (F + B + 2F)/(F + B) = 5/3; argument, temp and output bytes (``memory_analysis``, per device)
 and their sum (the peak the step needs, without the runtime's own overhead); whether that fits
 11 GB (RTX 2080 Ti), 32 GB (RTX 5090) and 80 GB (A100/H100); and the compile time.
 
@@ -253,7 +253,8 @@ def default_fogzo(config: str) -> str:
 def summary_markdown(rows: list, fogzo_of=lambda config: "fogzo") -> str:
   """One line per (config, dtype, devices): the four estimators side by side; "fits" takes
   FOGZO's row of ``fogzo_of(config)`` (the config's own evaluation: ``default_fogzo``)."""
-  lines = ["| config | dtype | devices | STE TFLOP/step/device | FOGZO × STE FLOPs, vmap; seq (ideal 1.67) | "
+  lines = ["| config | dtype | devices | STE TFLOP/step/device "
+           "| FOGZO × STE FLOPs, vmap; seq (ideal 1.67) | "
            "GB/device: STE / FOGZO / FOGZO seq / n-SPSA 16 | FOGZO extra / bound GB (vmap; seq) | "
            "STE, FOGZO (config's evaluation) fit 11 / 32 / 80 GB |",
            "|---|---|---|---|---|---|---|---|"]
