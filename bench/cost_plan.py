@@ -11,8 +11,9 @@ and bfloat16, on 1 device and with FSDP on 8 devices (fake CPU devices: this scr
 (``cost_analysis``; on 8 devices, one device's share; for LLaMA and DeiT, whose blocks are one
 ``nn.scan`` and so counted once by XLA, extrapolated from depth 1 and 2: ``scanned_cost``) and
 the FOGZO/STE ratio against the ideal (F + B + 2F)/(F + B) = 5/3; argument, temp and output
-bytes (``memory_analysis``, per device) and their sum (the peak the step needs, without the runtime's own overhead); whether that fits
-11 GB (RTX 2080 Ti), 32 GB (RTX 5090) and 80 GB (A100/H100); and the compile time.
+bytes (``memory_analysis``, per device) and their sum (the peak the step needs, without the
+runtime's own overhead); whether that fits 11 GB (RTX 2080 Ti), 32 GB (RTX 5090) and 80 GB
+(A100/H100); and the compile time.
 
 It also measures FOGZO's memory over STE against its bound: each simultaneous perturbed
 evaluation needs one perturbed copy of the perturbed weights plus one forward's activations
