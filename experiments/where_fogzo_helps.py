@@ -233,14 +233,15 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
             "llama_3m": "llama_tiny", "llama_20m": "llama_tiny",
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
-# (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation), amendment 50 (STE at ⅓ its
-# rate).
+# (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation), amendments 50 and 51 (STE,
+# and the setting, at ⅓ STE's rate).
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
                             ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
                             ("paper_ste_linear_ste_lr", SKIP_ZERO),
-                            ("ste_lr_third", "ste"), ("ste_lr_third", "paper_ste_linear_ste_lr")),
+                            ("ste_lr_third", "ste"), ("ste_lr_third", "paper_ste_linear_ste_lr"),
+                            ("ste_lr_third", "paper_ste_linear_ste_lr_third")),
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"),
                                  ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))}
 
@@ -406,7 +407,8 @@ def transferred(model: str) -> dict:
   model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
   llama_9m the paper's estimator at ρ = 0.1 and ρ = 0 and STE at the variant's rate (on
   llama_9m_long the same without ρ = 0 and amendment 23's setting; amendment 39 adds the
-  gradient-noise control there; amendment 50 adds STE at a third of its rate on llama_9m)."""
+  gradient-noise control there; amendments 50 and 51 add STE and the README's setting at a
+  third of STE's rate on llama_9m)."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
@@ -436,6 +438,8 @@ def transferred(model: str) -> dict:
     out["ste_lr3x"] = ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]
     if model == "llama_9m":  # amendment 50: STE's rate at 9M from below (ours)
       out["ste_lr_third"] = ["estimator.kind=ste", f"optimizer.learning_rate={lr_here / 3:.6g}"]
+      # amendment 51: the README's setting at that rate
+      out["paper_ste_linear_ste_lr_third"] = noise_mixed_ste(lr_here / 3)
   return out
 
 

@@ -214,7 +214,10 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
       "estimator.kind=gradient_noise", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003"]
   # amendment 50: STE at a third of its rate, at 9M only
   assert nine["ste_lr_third"] == ["estimator.kind=ste", "optimizer.learning_rate=0.001"]
-  assert "ste_lr_third" not in variants
+  assert nine["paper_ste_linear_ste_lr_third"] == [  # amendment 51: the setting at that rate
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
+      "estimator.difference=ste_linear"]
+  assert "ste_lr_third" not in variants and "paper_ste_linear_ste_lr_third" not in variants
   config = study.base_config("llama_9m_long")
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
 
