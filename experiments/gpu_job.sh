@@ -6,7 +6,8 @@
 #   MODEL=resnet18_cifar10 STAGE=recipe TIERS="ste paper_ste_linear_ste_lr|gradient_noise_ste_lr" \
 #     FOGZO_CIFAR10_DIR=data/cifar10_jpeg bash experiments/gpu_job.sh OUT ...   # another model
 #
-# MODEL, STAGE, TIERS ("|" between tiers) and SEEDS default to amendment 36's llama_9m_long job.
+# MODEL, STAGE, TIERS ("|" between tiers) and SEEDS default to the llama_9m_long job (amendments
+# 36, 39 and 52).
 # The settings come from experiments/where_fogzo_helps_choices.json (committed), so a clean
 # checkout is enough. Python packages the machine's image lacks travel as wheels in .whl/ (git
 # ignores it; the page, amendment 36, says how to fill it) and are installed into /tmp/site
@@ -37,8 +38,9 @@ END_S=${3:-580}
 WORKERS=${4:-8}
 MODEL=${MODEL:-llama_9m_long}
 STAGE=${STAGE:-confirm}
-# amendment 36's tiers, then amendment 39's gradient-noise control
-TIERS=${TIERS:-"ste paper_ste_linear_ste_lr paper_ste_linear paper|ste_lr3x paper_rho0.1|gradient_noise_ste_lr"}
+# amendment 52's tier (STE and the README's setting at 1e-3; amendment 36's tiers ran on the
+# first lease), then amendment 36's tiers, then amendment 39's gradient-noise control
+TIERS=${TIERS:-"ste_lr_third paper_ste_linear_ste_lr_third|ste paper_ste_linear_ste_lr paper_ste_linear paper|ste_lr3x paper_rho0.1|gradient_noise_ste_lr"}
 SEEDS=${SEEDS:-"3 4 5 6 7"}
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }

@@ -407,8 +407,8 @@ def transferred(model: str) -> dict:
   model's best variant (its ρ, and its lr factor relative to the source's STE rate), and on
   llama_9m the paper's estimator at ρ = 0.1 and ρ = 0 and STE at the variant's rate (on
   llama_9m_long the same without ρ = 0 and amendment 23's setting; amendment 39 adds the
-  gradient-noise control there; amendments 50 and 51 add STE and the README's setting at a
-  third of STE's rate on llama_9m)."""
+  gradient-noise control there; amendments 50-52 add STE and the README's setting at a third
+  of STE's rate)."""
   source = TRANSFER[model]
   lr_here = base_config(model).optimizer.learning_rate
   lr_source = ste_lr(source)
@@ -436,11 +436,17 @@ def transferred(model: str) -> dict:
     out["paper_ste_linear"] = out[v] + ["estimator.difference=ste_linear"]
     # amendment 5: STE at the transferred variant's rate (resnet8 showed it is needed)
     out["ste_lr3x"] = ["estimator.kind=ste", f"optimizer.learning_rate={3 * lr_here:.6g}"]
-    if model == "llama_9m":  # amendment 50: STE's rate at 9M from below (ours)
-      out["ste_lr_third"] = ["estimator.kind=ste", f"optimizer.learning_rate={lr_here / 3:.6g}"]
-      # amendment 51: the README's setting at that rate
-      out["paper_ste_linear_ste_lr_third"] = noise_mixed_ste(lr_here / 3)
+    # amendment 50: STE's rate at 9M from below (ours); amendment 51: the README's setting at
+    # that rate; amendment 52: both at 3,000 steps (a GPU job)
+    out.update(at_a_third(lr_here))
   return out
+
+
+def at_a_third(lr: float) -> dict:
+  """Amendments 50-52 (ours): STE and amendment 17's setting at a third of the config's rate
+  ``lr`` (at LLaMA-9M, 1e-3: STE's rate on the small LLaMA, and better than 3e-3 at 9M)."""
+  return {"ste_lr_third": ["estimator.kind=ste", f"optimizer.learning_rate={lr / 3:.6g}"],
+          "paper_ste_linear_ste_lr_third": noise_mixed_ste(lr / 3)}
 
 
 def noise_mixed_ste(lr: float) -> list:
@@ -480,6 +486,8 @@ def recipe_variants(model: str) -> dict:
   if model in AMENDMENT_23:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
             "gradient_noise_ste_lr": noise_control(mixed)}
+  if model == "llama_20m":  # amendment 52: and both at a third of that rate
+    return {"ste": ste, "paper_ste_linear_ste_lr": mixed, **at_a_third(lr)}
   if model in RECIPE_ONLY and model not in WITH_CONTROL:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   return {"ste": ste, "paper_ste_linear_ste_lr": mixed,

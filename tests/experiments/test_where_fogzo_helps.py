@@ -198,7 +198,8 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")
   assert seeds == (3, 4, 5, 6, 7) and study.confirm_seeds("llama_9m") == (3, 4, 5)
   assert list(variants) == ["ste", "paper", "paper_rho0.1", "paper_ste_linear_ste_lr",
-                            "gradient_noise_ste_lr", "paper_ste_linear", "ste_lr3x"]
+                            "gradient_noise_ste_lr", "paper_ste_linear", "ste_lr3x",
+                            "ste_lr_third", "paper_ste_linear_ste_lr_third"]
   # amendment 36 added the fourth, amendment 39 the fifth
   assert variants["paper"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                "optimizer.learning_rate=0.009"]  # 3x the config's 3e-3
@@ -217,29 +218,32 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   assert nine["paper_ste_linear_ste_lr_third"] == [  # amendment 51: the setting at that rate
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
       "estimator.difference=ste_linear"]
-  assert "ste_lr_third" not in variants and "paper_ste_linear_ste_lr_third" not in variants
+  # amendment 52: both at 3,000 steps too
+  assert all(variants[k] == nine[k] for k in ("ste_lr_third", "paper_ste_linear_ste_lr_third"))
   config = study.base_config("llama_9m_long")
   assert config.num_train_steps == 3000 and config.optimizer.learning_rate == 3e-3
 
 
 def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
-  """experiments/gpu_job.sh (amendments 10, 16, 36) runs one (setting, seed) per job: tier 1
-  (STE, the README's setting, the ablation at 3x, the paper's estimator at 3x) seed by seed over
-  seeds 3-7, then tier 2 (STE at 3x, ρ 0.1), then tier 3 (amendment 39's gradient-noise control);
-  together every llama_9m_long setting, each once."""
+  """experiments/gpu_job.sh (amendments 10, 16, 36, 52) runs one (setting, seed) per job: first
+  amendment 52's STE and setting at 1e-3, then tier 1 (STE, the README's setting, the ablation at
+  3x, the paper's estimator at 3x) seed by seed over seeds 3-7, then tier 2 (STE at 3x, ρ 0.1),
+  then tier 3 (amendment 39's gradient-noise control); together every llama_9m_long setting,
+  each once."""
   script = os.path.join(study.ROOT, "experiments", "gpu_job.sh")
   assert subprocess.run(["bash", "-n", script]).returncode == 0  # the script parses
   lines = subprocess.run(
       ["bash", "-c", f"eval \"$(sed -n '/^MODEL=/,/^SEEDS=/p;/^queue() {{/,/^}}/p' {script})\"; "
                      "queue"], capture_output=True, text=True, check=True).stdout.split("\n")
   jobs = [(name, int(seed)) for name, seed in (line.split() for line in lines if line)]
+  tier0 = ["ste_lr_third", "paper_ste_linear_ste_lr_third"]  # amendment 52: both at 1e-3
   tier1 = ["ste", "paper_ste_linear_ste_lr", "paper_ste_linear", "paper"]
   tier2 = ["ste_lr3x", "paper_rho0.1"]
   tier3 = ["gradient_noise_ste_lr"]  # amendment 39's control
-  assert jobs == [(s, seed) for tier in (tier1, tier2, tier3)
+  assert jobs == [(s, seed) for tier in (tier0, tier1, tier2, tier3)
                   for seed in (3, 4, 5, 6, 7) for s in tier]
   variants, seeds = study.stage_variants("llama_9m_long", "confirm")  # the committed choices
-  assert sorted(tier1 + tier2 + tier3) == sorted(variants) and seeds == (3, 4, 5, 6, 7)
+  assert sorted(tier0 + tier1 + tier2 + tier3) == sorted(variants) and seeds == (3, 4, 5, 6, 7)
   assert variants["gradient_noise_ste_lr"] == [
       "estimator.kind=gradient_noise", "estimator.noise_share=0.3", "optimizer.learning_rate=0.003"]
   assert variants["paper_ste_linear_ste_lr"] == [  # amendment 36: the README's setting at 3,000
@@ -275,7 +279,7 @@ def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
   out = subprocess.run(["bash", "-c", part + "; queue"], cwd=work, capture_output=True,
                        text=True, check=True, env=env)
   jobs = [line for line in out.stdout.split("\n") if line and not line.startswith("DONE")]
-  assert "ste 3" not in jobs and "paper 3" in jobs and len(jobs) == 7 * 5 - 1
+  assert "ste 3" not in jobs and "paper 3" in jobs and len(jobs) == 9 * 5 - 1  # 9 settings
   assert "1 finished runs" in out.stdout and out.stderr == ""
   assert (tmp_path / "out" / "logs" / "copied.txt").read_text() == "ste_s3\n"  # for summary.txt
   assert (work / "runs/gpu/llama_9m_long/confirm/ste_s3/summary.json").exists()
@@ -450,7 +454,12 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   assert narrow.data == nine.data and narrow.num_train_steps == nine.num_train_steps == 1000
   # amendment 46: LLaMA-20M at real size with LLaMA-9M's recipe and rate (a GPU job)
   twenty, seeds = study.stage_variants("llama_20m", "recipe")
-  assert twenty == small and seeds == (3, 4, 5, 6, 7)
+  assert seeds == (3, 4, 5, 6, 7)
+  # amendment 52: and STE and the setting at a third of the rate
+  assert twenty == {**small, "ste_lr_third": [
+      "estimator.kind=ste", "optimizer.learning_rate=0.001"], "paper_ste_linear_ste_lr_third": [
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
+      "estimator.difference=ste_linear"]}
   big = study.base_config("llama_20m")
   assert (big.model.dim, big.model.layers, big.model.heads) == (448, 8, 7)
   assert big.data == nine.data and big.optimizer == nine.optimizer and big.num_train_steps == 1000
