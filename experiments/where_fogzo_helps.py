@@ -138,9 +138,12 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
      (("paper_ste_linear_ste_lr", SKIP_ZERO),
       ("ste", SKIP_ZERO), ("ste", "paper_ste_linear_ste_lr"))),)}
 # Its test, amendment 20's (the gradient-noise control) and amendment 23's (a, b: does b beat a).
+# Amendment 52 (LLaMA-20M): the setting at a third of STE's rate against STE there, and the
+# two STE rates.
 RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"), ("ste", SKIP_ZERO),
-                ("paper_ste_linear_ste_lr", SKIP_ZERO))
+                ("paper_ste_linear_ste_lr", SKIP_ZERO),
+                ("ste_lr_third", "paper_ste_linear_ste_lr_third"), ("ste", "ste_lr_third"))
 
 # Amendment 42's CIFAR-10: the JPEG archives as shipped in the project's shared data (read into
 # memory by fogzo_jax.data.images.load_cifar10); FOGZO_CIFAR10_DIR names another folder with them.
@@ -243,7 +246,9 @@ EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"
                             ("ste_lr_third", "ste"), ("ste_lr_third", "paper_ste_linear_ste_lr"),
                             ("ste_lr_third", "paper_ste_linear_ste_lr_third")),
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"),
-                                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"))}
+                                 ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
+                                 ("ste_lr_third", "paper_ste_linear_ste_lr_third"),  # am. 52
+                                 ("ste", "ste_lr_third"))}
 
 
 def fogzo(variant: str, rho: float, lr: float) -> list:
