@@ -34,7 +34,6 @@ _WARMUP = flags.DEFINE_integer("warmup", 20, "Untimed batches first.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Alternating repetitions (median reported).")
 _OUT = flags.DEFINE_string("out", "bench_data_throughput.json", "JSON output path.")
 
-
 # The measurement, run with PYTHONPATH=<checkout>: prints batches/s. ``api`` picks the old
 # (flat config, .batch(step) + prefetch) or the new (config.data sections, grain) interface.
 SNIPPET = """
@@ -88,8 +87,7 @@ def cifar_pipelines() -> list[str]:
 
 def check_flags() -> dict:
   """The checkouts to time ("this", and "old" with --old); a bad flag is an ``app.UsageError``."""
-  require_positive(batches=_BATCHES.value, warmup=_WARMUP.value,
-                   repeats=_REPEATS.value)
+  require_positive(batches=_BATCHES.value, warmup=_WARMUP.value, repeats=_REPEATS.value)
   if _CIFAR.value and not cifar_pipelines():
     raise app.UsageError(f"--cifar: {_CIFAR.value!r} holds neither train/ and test/ folders of "
                          f"JPEGs nor the archives {' and '.join(CIFAR10_ARCHIVES.values())}")
