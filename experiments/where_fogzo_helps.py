@@ -94,6 +94,14 @@ EXTENDED = {"llama_9m": (
     ("Amendment 23: paper_ste_linear_ste_lr_skip_zero on seeds 6-9", (6, 7, 8, 9),
      (SKIP_ZERO, "paper_ste_linear_ste_lr", "ste"),
      (("ste", SKIP_ZERO), ("paper_ste_linear_ste_lr", SKIP_ZERO))),
+    # Amendment 53: amendment 51's tie (both at 1e-3) on held-out seeds 6-8, then seeds 3-8
+    # pooled (a description: seeds 3-5 chose the rates).
+    ("Amendment 53: ste_lr_third and paper_ste_linear_ste_lr_third on held-out seeds 6-8",
+     (6, 7, 8), ("paper_ste_linear_ste_lr_third", "ste_lr_third"),
+     (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),
+    ("Amendment 53: ste_lr_third and paper_ste_linear_ste_lr_third on seeds 3-8 (pooled, a "
+     "description)", (3, 4, 5, 6, 7, 8), ("paper_ste_linear_ste_lr_third", "ste_lr_third"),
+     (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),
 ), "llama_9m_long": (
     # Amendments 37, 39 and 41 (CPU): the headline pair and the gradient-noise control on fresh
     # seeds 10-14 (amendment 41's tests; the pooled test with the H200's seeds 3-7 is on the page).
@@ -237,14 +245,15 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
             "llama_9m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation), amendments 50 and 51 (STE,
-# and the setting, at ⅓ STE's rate).
+# and the setting, at ⅓ STE's rate), amendment 54 (STE at ⅓ of that again).
 EXTRA_PAIRS = {"llama_9m": (("ste_lr3x", "paper"), ("paper_rho0", "paper_rho0.1"),
                             ("paper_ste_linear", "paper"), ("ste_lr3x", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "paper_ste_linear"),
                             ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
                             ("paper_ste_linear_ste_lr", SKIP_ZERO),
                             ("ste_lr_third", "ste"), ("ste_lr_third", "paper_ste_linear_ste_lr"),
-                            ("ste_lr_third", "paper_ste_linear_ste_lr_third")),
+                            ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
+                            ("ste_lr_third", "ste_lr_ninth")),  # amendment 54
                "llama_9m_long": (("ste_lr3x", "paper"), ("paper_ste_linear", "paper"),
                                  ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
                                  ("ste_lr_third", "paper_ste_linear_ste_lr_third"),  # am. 52
@@ -444,6 +453,8 @@ def transferred(model: str) -> dict:
     # amendment 50: STE's rate at 9M from below (ours); amendment 51: the README's setting at
     # that rate; amendment 52: both at 3,000 steps (a GPU job)
     out.update(at_a_third(lr_here))
+    if model == "llama_9m":  # amendment 54: and STE at a ninth of the config's rate (3.3e-4)
+      out["ste_lr_ninth"] = ["estimator.kind=ste", f"optimizer.learning_rate={lr_here / 9:.6g}"]
   return out
 
 

@@ -61,7 +61,8 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
   """--seeds replaces the stage's seeds (refused unless integers ≥ 0); the report's seed
   extensions test llama_9m's paper against ste over seeds 3-7 once all ten runs exist
   (amendment 12), and paper_ste_linear against ste on seeds 6-9 and 3-9 and against paper on 3-7
-  (amendment 15); amendment 18's two tests wait for their runs."""
+  (amendment 15); amendment 18's two tests wait for their runs; amendment 53's setting at 1e-3
+  against STE at 1e-3 on held-out seeds 6-8 and on 3-8."""
   assert study.run_seeds((3, 4, 5)) == (3, 4, 5)
   assert study.run_seeds((3, 4, 5), ["6", "7"]) == (6, 7)
   for bad in (["6", "x"], ["-1"]):
@@ -101,10 +102,21 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
       "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete",
       # amendment 23: the setting without noise where the STE gradient is 0, seeds 6-9
       "- paper_ste_linear_ste_lr_skip_zero vs ste: not complete",
-      "- paper_ste_linear_ste_lr_skip_zero vs paper_ste_linear_ste_lr: not complete"]
+      "- paper_ste_linear_ste_lr_skip_zero vs paper_ste_linear_ste_lr: not complete",
+      # amendment 53: the setting at 1e-3 against STE at 1e-3, held-out 6-8 and pooled 3-8
+      "- paper_ste_linear_ste_lr_third vs ste_lr_third: not complete",
+      "- paper_ste_linear_ste_lr_third vs ste_lr_third: not complete"]
   assert "critical 3.182" in held_out and held_out.endswith("paper_ste_linear ties with ste")
   assert "critical 2.447" in pooled and pooled.endswith("paper_ste_linear beats ste")
   assert "critical 2.776" in versus_paper
+  for seed, loss in zip(range(3, 9), (0.002, 0.064, 0.0, 0.05, 0.06, 0.07)):
+    write("ste_lr_third", seed, 5.5)
+    write("paper_ste_linear_ste_lr_third", seed, 5.5 + loss)  # level on seed 5, behind elsewhere
+  held_out, pooled = tests()[10:]
+  assert "critical 4.303" in held_out and held_out.endswith(
+      "paper_ste_linear_ste_lr_third loses to ste_lr_third")
+  assert "critical 2.571" in pooled and pooled.endswith(
+      "paper_ste_linear_ste_lr_third loses to ste_lr_third")
   assert study.extended("mnist") == []
 
 
@@ -218,6 +230,9 @@ def test_long_llama_9m_settings_and_seeds(monkeypatch):
   assert nine["paper_ste_linear_ste_lr_third"] == [  # amendment 51: the setting at that rate
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
       "estimator.difference=ste_linear"]
+  # amendment 54: STE at a ninth of the config's rate, at 1,000 steps only
+  assert nine["ste_lr_ninth"] == ["estimator.kind=ste", "optimizer.learning_rate=0.000333333"]
+  assert "ste_lr_ninth" not in variants
   # amendment 52: both at 3,000 steps too
   assert all(variants[k] == nine[k] for k in ("ste_lr_third", "paper_ste_linear_ste_lr_third"))
   config = study.base_config("llama_9m_long")
