@@ -492,7 +492,8 @@ def recipe_variants(model: str) -> dict:
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
-  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models)."""
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; amendments 52
+  and 56 add STE and the setting at a third of the rate to ``llama_20m`` and ``llama_9m_quest``)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -506,8 +507,11 @@ def recipe_variants(model: str) -> dict:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed, **at_a_third(lr)}
   if model in RECIPE_ONLY and model not in WITH_CONTROL:
     return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
-  return {"ste": ste, "paper_ste_linear_ste_lr": mixed,
-          "gradient_noise_ste_lr": noise_control(mixed)}
+  out = {"ste": ste, "paper_ste_linear_ste_lr": mixed,
+         "gradient_noise_ste_lr": noise_control(mixed)}
+  if model == "llama_9m_quest":  # amendment 56: and STE and the setting at a third of the rate
+    out.update(at_a_third(lr))
+  return out
 
 
 def best_variant(model: str) -> str:

@@ -424,8 +424,15 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
                                           "optimizer.learning_rate=0.003"]
   # amendment 27: QuEST gets the gradient-noise control, the same as LSQ's
   quest = study.stage_variants("llama_9m_quest", "recipe")[0]
-  assert list(quest) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
+  assert list(quest)[:3] == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
   assert quest["gradient_noise_ste_lr"] == lsq["gradient_noise_ste_lr"]
+  # amendment 56: and STE and the setting at a third of the rate (1e-3), as at fixed scale
+  assert {k: quest[k] for k in list(quest)[3:]} == {
+      "ste_lr_third": ["estimator.kind=ste", "optimizer.learning_rate=0.001"],
+      "paper_ste_linear_ste_lr_third": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                                        "optimizer.learning_rate=0.001",
+                                        "estimator.difference=ste_linear"]}
+  assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr"]
   fixed = study.stage_variants("llama_9m", "confirm")[0]  # and at fixed scale (seeds 6-9)
   assert fixed[study.SKIP_ZERO][-1] == "estimator.skip_zero_grad=True"
   # amendment 24: LSQ's three settings on seeds 10-14, reported beside the registered tests
