@@ -417,7 +417,9 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
   # amendment 23: with LSQ also the setting without noise where the STE gradient is 0 and the
   # gradient-noise control, at the same rate and ρ
   lsq = study.stage_variants("llama_9m_lsq", "recipe")[0]
-  assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr"]
+  assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr",
+                       "ste_lr_third"]  # amendment 57: STE at a third of the rate
+  assert lsq["ste_lr_third"] == ["estimator.kind=ste", "optimizer.learning_rate=0.001"]
   assert lsq[study.SKIP_ZERO] == lsq["paper_ste_linear_ste_lr"] + ["estimator.skip_zero_grad=True"]
   assert lsq["gradient_noise_ste_lr"] == ["estimator.kind=gradient_noise",
                                           "estimator.noise_share=0.3",
@@ -432,7 +434,6 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
       "paper_ste_linear_ste_lr_third": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                         "optimizer.learning_rate=0.001",
                                         "estimator.difference=ste_linear"]}
-  assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr"]
   fixed = study.stage_variants("llama_9m", "confirm")[0]  # and at fixed scale (seeds 6-9)
   assert fixed[study.SKIP_ZERO][-1] == "estimator.skip_zero_grad=True"
   # amendment 24: LSQ's three settings on seeds 10-14, reported beside the registered tests
