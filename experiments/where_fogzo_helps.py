@@ -155,6 +155,12 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendments 56 and 57: the setting at the config's rate against STE at a third
                 ("ste_lr_third", "paper_ste_linear_ste_lr"), ("ste_lr_third", SKIP_ZERO))
 
+# Amendments 52, 56 and 57 (ours): the settings at a third of the config's rate that a recipe
+# model also runs (at_a_third).
+AT_A_THIRD = {"llama_20m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
+              "llama_9m_quest": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
+              "llama_9m_lsq": ("ste_lr_third",)}
+
 # Amendment 42's CIFAR-10: the JPEG archives as shipped in the project's shared data (read into
 # memory by fogzo_jax.data.images.load_cifar10); FOGZO_CIFAR10_DIR names another folder with them.
 CIFAR10_DIR = os.environ.get("FOGZO_CIFAR10_DIR") or os.path.normpath(
@@ -494,27 +500,21 @@ def recipe_variants(model: str) -> dict:
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
-  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; amendments 52
-  and 56 add STE and the setting at a third of the rate to ``llama_20m`` and ``llama_9m_quest``,
-  amendment 57 STE at a third of it to ``llama_9m_lsq``)."""
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; ``AT_A_THIRD``
+  names the settings at a third of the rate that amendments 52, 56 and 57 add)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
-  if model in AMENDMENT_23:  # amendment 57: and STE at a third of the rate
-    return {"ste": ste, "paper_ste_linear_ste_lr": mixed, SKIP_ZERO: skip_zero(mixed),
-            "gradient_noise_ste_lr": noise_control(mixed),
-            "ste_lr_third": at_a_third(lr)["ste_lr_third"]}
-  if model == "llama_20m":  # amendment 52: and both at a third of that rate
-    return {"ste": ste, "paper_ste_linear_ste_lr": mixed, **at_a_third(lr)}
-  if model in RECIPE_ONLY and model not in WITH_CONTROL:
-    return {"ste": ste, "paper_ste_linear_ste_lr": mixed}
-  out = {"ste": ste, "paper_ste_linear_ste_lr": mixed,
-         "gradient_noise_ste_lr": noise_control(mixed)}
-  if model == "llama_9m_quest":  # amendment 56: and STE and the setting at a third of the rate
-    out.update(at_a_third(lr))
+  out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}
+  if model in AMENDMENT_23:
+    out[SKIP_ZERO] = skip_zero(mixed)
+  if model not in RECIPE_ONLY or model in WITH_CONTROL or model in AMENDMENT_23:
+    out["gradient_noise_ste_lr"] = noise_control(mixed)
+  third = at_a_third(lr)
+  out.update((name, third[name]) for name in AT_A_THIRD.get(model, ()))
   return out
 
 
