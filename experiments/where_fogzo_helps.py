@@ -68,6 +68,7 @@ TRANSFER_SEEDS = (3, 4, 5)  # amendment 1: resnet8 and llama_9m (CPU time)
 # stands: (title, seeds, settings in the table, pairs (a, b: does b beat a)).
 # Amendment 23's setting (ours): amendment 17's without noise where the STE gradient is 0.
 SKIP_ZERO = "paper_ste_linear_ste_lr_skip_zero"
+SKIP_ZERO_THIRD = SKIP_ZERO + "_third"  # amendment 58: the same at a third of the rate
 EXTENDED = {"llama_9m": (
     # Amendment 12: seeds 6 and 7 for ste and paper (section 1's five seeds).
     ("Amendment 12: paper and ste on seeds 3-7", (3, 4, 5, 6, 7), ("paper", "ste"),
@@ -153,13 +154,15 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("paper_ste_linear_ste_lr", SKIP_ZERO),
                 ("ste_lr_third", "paper_ste_linear_ste_lr_third"), ("ste", "ste_lr_third"),
                 # amendments 56 and 57: the setting at the config's rate against STE at a third
-                ("ste_lr_third", "paper_ste_linear_ste_lr"), ("ste_lr_third", SKIP_ZERO))
+                ("ste_lr_third", "paper_ste_linear_ste_lr"), ("ste_lr_third", SKIP_ZERO),
+                # amendment 58: the LSQ recommendation at a third; amendment 59: STE at a ninth
+                ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"))
 
-# Amendments 52, 56 and 57 (ours): the settings at a third of the config's rate that a recipe
-# model also runs (at_a_third).
+# Amendments 52 and 56-59 (ours): the settings at a lower rate than the config's that a recipe
+# model also runs (lower_rates).
 AT_A_THIRD = {"llama_20m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
-              "llama_9m_quest": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
-              "llama_9m_lsq": ("ste_lr_third",)}
+              "llama_9m_quest": ("ste_lr_third", "paper_ste_linear_ste_lr_third", "ste_lr_ninth"),
+              "llama_9m_lsq": ("ste_lr_third", SKIP_ZERO_THIRD)}
 
 # Amendment 42's CIFAR-10: the JPEG archives as shipped in the project's shared data (read into
 # memory by fogzo_jax.data.images.load_cifar10); FOGZO_CIFAR10_DIR names another folder with them.
@@ -462,7 +465,7 @@ def transferred(model: str) -> dict:
     # that rate; amendment 52: both at 3,000 steps (a GPU job)
     out.update(at_a_third(lr_here))
     if model == "llama_9m":  # amendment 54: and STE at a ninth of the config's rate (3.3e-4)
-      out["ste_lr_ninth"] = ["estimator.kind=ste", f"optimizer.learning_rate={lr_here / 9:.6g}"]
+      out["ste_lr_ninth"] = lower_rates(lr_here)["ste_lr_ninth"]
   return out
 
 
@@ -471,6 +474,14 @@ def at_a_third(lr: float) -> dict:
   ``lr`` (at LLaMA-9M, 1e-3: STE's rate on the small LLaMA, and better than 3e-3 at 9M)."""
   return {"ste_lr_third": ["estimator.kind=ste", f"optimizer.learning_rate={lr / 3:.6g}"],
           "paper_ste_linear_ste_lr_third": noise_mixed_ste(lr / 3)}
+
+
+def lower_rates(lr: float) -> dict:
+  """``at_a_third(lr)``, amendment 23's setting at a third of ``lr`` (amendment 58) and STE at a
+  ninth (amendments 54 and 59); ours."""
+  third = at_a_third(lr)
+  return {**third, SKIP_ZERO_THIRD: skip_zero(third["paper_ste_linear_ste_lr_third"]),
+          "ste_lr_ninth": ["estimator.kind=ste", f"optimizer.learning_rate={lr / 9:.6g}"]}
 
 
 def noise_mixed_ste(lr: float) -> list:
@@ -501,7 +512,7 @@ def recipe_variants(model: str) -> dict:
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
   control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; ``AT_A_THIRD``
-  names the settings at a third of the rate that amendments 52, 56 and 57 add)."""
+  names the settings at a lower rate that amendments 52 and 56-59 add)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -513,8 +524,8 @@ def recipe_variants(model: str) -> dict:
     out[SKIP_ZERO] = skip_zero(mixed)
   if model not in RECIPE_ONLY or model in WITH_CONTROL or model in AMENDMENT_23:
     out["gradient_noise_ste_lr"] = noise_control(mixed)
-  third = at_a_third(lr)
-  out.update((name, third[name]) for name in AT_A_THIRD.get(model, ()))
+  lower = lower_rates(lr)
+  out.update((name, lower[name]) for name in AT_A_THIRD.get(model, ()))
   return out
 
 

@@ -418,8 +418,11 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
   # gradient-noise control, at the same rate and ρ
   lsq = study.stage_variants("llama_9m_lsq", "recipe")[0]
   assert list(lsq) == ["ste", "paper_ste_linear_ste_lr", study.SKIP_ZERO, "gradient_noise_ste_lr",
-                       "ste_lr_third"]  # amendment 57: STE at a third of the rate
+                       "ste_lr_third", study.SKIP_ZERO_THIRD]  # amendments 57 and 58
   assert lsq["ste_lr_third"] == ["estimator.kind=ste", "optimizer.learning_rate=0.001"]
+  assert lsq[study.SKIP_ZERO_THIRD] == [  # amendment 58: the recommendation at 1e-3
+      "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
+      "estimator.difference=ste_linear", "estimator.skip_zero_grad=True"]
   assert lsq[study.SKIP_ZERO] == lsq["paper_ste_linear_ste_lr"] + ["estimator.skip_zero_grad=True"]
   assert lsq["gradient_noise_ste_lr"] == ["estimator.kind=gradient_noise",
                                           "estimator.noise_share=0.3",
@@ -433,7 +436,8 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
       "ste_lr_third": ["estimator.kind=ste", "optimizer.learning_rate=0.001"],
       "paper_ste_linear_ste_lr_third": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
                                         "optimizer.learning_rate=0.001",
-                                        "estimator.difference=ste_linear"]}
+                                        "estimator.difference=ste_linear"],
+      "ste_lr_ninth": ["estimator.kind=ste", "optimizer.learning_rate=0.000333333"]}  # 59
   fixed = study.stage_variants("llama_9m", "confirm")[0]  # and at fixed scale (seeds 6-9)
   assert fixed[study.SKIP_ZERO][-1] == "estimator.skip_zero_grad=True"
   # amendment 24: LSQ's three settings on seeds 10-14, reported beside the registered tests
