@@ -474,8 +474,10 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   assert wide.model.width == 64 and wide.data == config.data and wide.optimizer == config.optimizer
   # amendment 44: LLaMA-9M's layout and recipe at width 192, STE and the setting at 3e-3
   small, seeds = study.stage_variants("llama_3m", "recipe")
-  assert list(small) == ["ste", "paper_ste_linear_ste_lr"] and seeds == (3, 4, 5, 6, 7)
+  assert list(small)[:2] == ["ste", "paper_ste_linear_ste_lr"] and seeds == (3, 4, 5, 6, 7)
   assert "optimizer.learning_rate=0.003" in small["paper_ste_linear_ste_lr"]
+  # amendment 62: and STE and the setting at a third of the rate, as LLaMA-20M's (below)
+  assert list(small)[2:] == ["ste_lr_third", "paper_ste_linear_ste_lr_third"]
   narrow, nine = study.base_config("llama_3m"), study.base_config("llama_9m")
   assert (narrow.model.dim, narrow.model.heads, narrow.model.layers) == (192, 3, nine.model.layers)
   assert narrow.data == nine.data and narrow.num_train_steps == nine.num_train_steps == 1000
@@ -483,7 +485,7 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   twenty, seeds = study.stage_variants("llama_20m", "recipe")
   assert seeds == (3, 4, 5, 6, 7)
   # amendment 52: and STE and the setting at a third of the rate
-  assert twenty == {**small, "ste_lr_third": [
+  assert twenty == small == {**{k: small[k] for k in list(small)[:2]}, "ste_lr_third": [
       "estimator.kind=ste", "optimizer.learning_rate=0.001"], "paper_ste_linear_ste_lr_third": [
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
       "estimator.difference=ste_linear"]}
