@@ -47,7 +47,8 @@ def define_flags():
   flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
                                         "equal_time", "ablation", "recipe"], "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
-  flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist.")
+  flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist (all "
+                    "models; with --model, print only that model's).")
   flags.DEFINE_bool("record_choices", False, "Only write the choices made on seeds 0-2 (from "
                     "the tuning runs under --out) to experiments/where_fogzo_helps_choices.json.")
   flags.DEFINE_bool("dry_run", False, "Only print the runs a stage would train.")
@@ -845,9 +846,12 @@ def plot_gains(path: str, extensions: bool = False) -> None:
   fig.savefig(path, dpi=110)
 
 
-def report() -> None:
-  out = []
+def report(only: str | None = None) -> None:
+  """Writes every model's tables to <out>/report.md (the page copies it) and the plots; prints
+  the tables of model ``only`` (--model, when given), or all of them."""
+  out, printed = [], []
   for model, (_, _, metric, lower, words, lrs) in MODELS.items():
+    first = len(out)
     stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
     try:
       if lrs:
@@ -891,13 +895,15 @@ def report() -> None:
               if a in variants and b in variants] + [""]
       out += extended(model, "recipe")
     out += same_rate(model)
+    if only in (None, model):
+      printed += out[first:]
   path = os.path.join(OUT, "report.md")
   os.makedirs(OUT, exist_ok=True)
   with open(path, "w") as f:
     f.write("\n".join(out) + "\n")
   plot_gains(os.path.join(OUT, "gains.png"))
   plot_gains(os.path.join(OUT, "gains_extended.png"), extensions=True)
-  print("\n".join(out))
+  print("\n".join(printed))
 
 
 def step_ratio(model: str, steps: int = 50, rounds: int = 3) -> dict:
@@ -945,7 +951,7 @@ def main(argv):
   # code (fogzo_jax/train/exits.py), not absl's usage text or a traceback.
   with exits.one_line_errors("where_fogzo_helps.py"):
     if f.report:
-      report()
+      report(f.model if f["model"].present else None)
     elif f.record_choices:
       record_choices()
     elif f.stage == "step_ratio":

@@ -494,7 +494,8 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   assert big.data == nine.data and big.optimizer == nine.optimizer and big.num_train_steps == 1000
 
 
-def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, monkeypatch):
+def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, monkeypatch,
+                                                                   capsys):
   """LLaMA-9M's equal-time stage: STE for the README's setting's steps × its step-time ratio
   timed alone (step_ratio.json), on the seeds the setting was confirmed on; refused without that
   timing, or with one of another setting."""
@@ -524,6 +525,13 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
   text = (tmp_path / "report.md").read_text()
   assert "### llama_9m — equal_time (seeds 6, 7, 8, 9)" in text
   assert "| ste_equal_time_paper_ste_linear_ste_lr_x0.90 | 6.125 | 6.125 |" in text
+  # with --model, the file still holds every model and the print only that model's tables
+  capsys.readouterr()
+  study.report("llama_9m")
+  assert (tmp_path / "report.md").read_text() == text
+  shown = capsys.readouterr().out
+  assert "### llama_9m — equal_time" in shown and "### mnist" in text
+  assert all(h.startswith("### llama_9m — ") for h in shown.splitlines() if h.startswith("### "))
 
 
 def test_amendments_47_and_49_time_the_mnist_settings_and_count_their_epochs_in_steps(
