@@ -849,6 +849,8 @@ def plot_gains(path: str, extensions: bool = False) -> None:
 def report(only: str | None = None) -> None:
   """Writes every model's tables to <out>/report.md (the page copies it) and the plots; prints
   the tables of model ``only`` (--model, when given), or all of them."""
+  if only is not None and only not in MODELS:
+    raise app.UsageError(f"--model: {only!r} is not one of {', '.join(MODELS)}")
   out, printed = [], []
   for model, (_, _, metric, lower, words, lrs) in MODELS.items():
     first = len(out)

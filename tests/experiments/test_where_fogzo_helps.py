@@ -484,8 +484,9 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   # amendment 46: LLaMA-20M at real size with LLaMA-9M's recipe and rate (a GPU job)
   twenty, seeds = study.stage_variants("llama_20m", "recipe")
   assert seeds == (3, 4, 5, 6, 7)
-  # amendment 52: and STE and the setting at a third of the rate
-  assert twenty == small == {**{k: small[k] for k in list(small)[:2]}, "ste_lr_third": [
+  # amendment 52: and STE and the setting at a third of the rate, the same four as llama_3m's
+  assert twenty == small
+  assert {k: twenty[k] for k in list(twenty)[2:]} == {"ste_lr_third": [
       "estimator.kind=ste", "optimizer.learning_rate=0.001"], "paper_ste_linear_ste_lr_third": [
       "estimator.kind=fogzo", "estimator.noise_share=0.3", "optimizer.learning_rate=0.001",
       "estimator.difference=ste_linear"]}
@@ -532,6 +533,8 @@ def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, mon
   shown = capsys.readouterr().out
   assert "### llama_9m — equal_time" in shown and "### mnist" in text
   assert all(h.startswith("### llama_9m — ") for h in shown.splitlines() if h.startswith("### "))
+  with pytest.raises(app.UsageError, match="--model: 'llama_9' is not one of mnist, "):
+    study.report("llama_9")
 
 
 def test_amendments_47_and_49_time_the_mnist_settings_and_count_their_epochs_in_steps(
