@@ -132,7 +132,8 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_9m_lsq": (22, (10, 11, 12)), "llama_9m_quest": (22, (10, 11, 12)),
     "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
-    "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7))}
+    "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7)),
+    "llama_3m_long": (63, (10, 11, 12))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -159,10 +160,11 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 58: the LSQ recommendation at a third; amendment 59: STE at a ninth
                 ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"))
 
-# Amendments 52, 56-59 and 62 (ours): the settings at a lower rate than the config's that a
+# Amendments 52, 56-59, 62 and 63 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
 AT_A_THIRD = {"llama_20m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
               "llama_3m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
+              "llama_3m_long": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
               "llama_9m_quest": ("ste_lr_third", "paper_ste_linear_ste_lr_third", "ste_lr_ninth"),
               "llama_9m_lsq": ("ste_lr_third", SKIP_ZERO_THIRD)}
 
@@ -179,6 +181,10 @@ RESNET_CIFAR10 = ["data.name=cifar10", f"data.data_dir={CIFAR10_DIR}", "data.aug
 LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
             "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
             "checkpoint_every_steps=250"]
+# The same for 3,000 steps (amendment 9; amendment 63 at width 192).
+LLAMA_9M_LONG = ["num_train_steps=3000", "data.batch_size=16", "data.seq_len=64",
+                 "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=500",
+                 "checkpoint_every_steps=500"]
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
     "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
@@ -233,13 +239,14 @@ MODELS = {
                   "LLaMA-20M, real size (19,496,960 quantized weights), Tiny Shakespeare bytes, "
                   "1000 steps × 16 × 64", None),
     # amendment 9: the same model trained 3x longer (a GPU job: ~1.5 h per FOGZO run on this CPU)
-    "llama_9m_long": ("llama.py:9m", ["num_train_steps=3000", "data.batch_size=16",
-                                      "data.seq_len=64", "optimizer.warmup_steps=50",
-                                      "data.eval_batch_size=256", "eval_every_steps=500",
-                                      "checkpoint_every_steps=500"],
-                      "val_perplexity", True,
+    "llama_9m_long": ("llama.py:9m", LLAMA_9M_LONG, "val_perplexity", True,
                       "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare "
                       "bytes, 3000 steps × 16 × 64", None),
+    # amendment 63: amendment 44's width-192 model trained 3x longer, STE and the setting at 1e-3
+    "llama_3m_long": ("llama.py:9m", LLAMA_9M_LONG + ["model.dim=192", "model.heads=3"],
+                      "val_perplexity", True,
+                      "LLaMA-9M's layout at width 192 (3,096,576 quantized weights), Tiny "
+                      "Shakespeare bytes, 3000 steps × 16 × 64", None),
 }
 
 VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
@@ -255,7 +262,7 @@ TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen s
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
             "llama_3m": "llama_tiny", "llama_20m": "llama_tiny",
-            "llama_9m_long": "llama_tiny"}
+            "llama_9m_long": "llama_tiny", "llama_3m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
 # (ρ 0.1 against β = 1), amendments 14, 16 and 17 (the ablation), amendments 50 and 51 (STE,
 # and the setting, at ⅓ STE's rate), amendment 54 (STE at ⅓ of that again).
@@ -514,7 +521,7 @@ def recipe_variants(model: str) -> dict:
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
   control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; ``AT_A_THIRD``
-  names the settings at a lower rate that amendments 52, 56-59 and 62 add)."""
+  names the settings at a lower rate that amendments 52, 56-59, 62 and 63 add)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")

@@ -493,6 +493,13 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   big = study.base_config("llama_20m")
   assert (big.model.dim, big.model.layers, big.model.heads) == (448, 8, 7)
   assert big.data == nine.data and big.optimizer == nine.optimizer and big.num_train_steps == 1000
+  # amendment 63: the width-192 model for 3,000 steps (llama_9m_long's recipe) on fresh seeds
+  longer, seeds = study.stage_variants("llama_3m_long", "recipe")
+  assert longer == small and seeds == (10, 11, 12)
+  long_narrow, long_nine = study.base_config("llama_3m_long"), study.base_config("llama_9m_long")
+  assert long_narrow.model == narrow.model and long_narrow.optimizer == long_nine.optimizer
+  assert long_narrow.data == long_nine.data and long_narrow.num_train_steps == 3000
+  assert (long_narrow.eval_every_steps, long_narrow.checkpoint_every_steps) == (500, 500)
 
 
 def test_amendment_45_gives_ste_the_settings_wall_time_timed_alone(tmp_path, monkeypatch,
