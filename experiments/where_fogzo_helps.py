@@ -773,8 +773,12 @@ def paired(model: str, a: str, b: str, stage: str = "confirm", seeds=None) -> st
   if seeds is None:
     seeds = confirm_seeds(model) if stage == "confirm" else TUNE_SEEDS
   runs = summaries(model, stage, [a, b], seeds)
-  if len(runs.get(a, [])) != len(seeds) or len(runs.get(b, [])) != len(seeds):
-    return f"{b} vs {a}: not complete"
+  missing = {name: [s for s in seeds if not os.path.exists(
+      os.path.join(OUT, model, stage, f"{name}_s{s}", "summary.json"))] for name in (a, b)}
+  if any(missing.values()):
+    return f"{b} vs {a}: not complete (no summary of " + "; ".join(
+        f"{name} seed{'s' * (len(m) > 1)} {', '.join(map(str, m))}"
+        for name, m in missing.items() if m) + ")"
   sign = -1.0 if lower else 1.0
   d = [sign * (y[metric] - x[metric]) for x, y in zip(runs[a], runs[b])]
   t, critical, verdict = sweep.paired_t(d)
