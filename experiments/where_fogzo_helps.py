@@ -772,13 +772,13 @@ def paired(model: str, a: str, b: str, stage: str = "confirm", seeds=None) -> st
   _, _, metric, lower, *_ = MODELS[model]
   if seeds is None:
     seeds = confirm_seeds(model) if stage == "confirm" else TUNE_SEEDS
-  runs = summaries(model, stage, [a, b], seeds)
   missing = {name: [s for s in seeds if not os.path.exists(
       os.path.join(OUT, model, stage, f"{name}_s{s}", "summary.json"))] for name in (a, b)}
   if any(missing.values()):
     return f"{b} vs {a}: not complete (no summary of " + "; ".join(
         f"{name} seed{'s' * (len(m) > 1)} {', '.join(map(str, m))}"
         for name, m in missing.items() if m) + ")"
+  runs = summaries(model, stage, [a, b], seeds)
   sign = -1.0 if lower else 1.0
   d = [sign * (y[metric] - x[metric]) for x, y in zip(runs[a], runs[b])]
   t, critical, verdict = sweep.paired_t(d)
