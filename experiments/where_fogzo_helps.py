@@ -112,6 +112,11 @@ EXTENDED = {"llama_9m": (
      ("gradient_noise_ste_lr", "paper_ste_linear_ste_lr", "ste"),
      (("ste", "gradient_noise_ste_lr"), ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
       ("ste", "paper_ste_linear_ste_lr"))),
+    # Amendment 65 (CPU): amendment 52's question (the setting against STE, both at 1e-3) on
+    # seeds 10-12, a pair at a time.
+    ("Amendment 65 (CPU): ste_lr_third and paper_ste_linear_ste_lr_third on seeds 10-12",
+     (10, 11, 12), ("paper_ste_linear_ste_lr_third", "ste_lr_third"),
+     (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),
 )}
 # Amendments 45, 47 and 49: STE given the wall time of each of these settings (confirmed ones that
 # are not the model's best variant), on the seeds they were confirmed on: model: (settings, their

@@ -150,7 +150,8 @@ def test_amendment_41_report_and_plot_of_the_fresh_seeds(tmp_path, monkeypatch):
   lines = study.extended("llama_9m_long")
   assert lines[0].startswith("Amendments 37, 39 and 41 (CPU)")
   assert "seeds 3, 4, 5, 6, 7, stands" in lines[0]  # the H200's registered test stands
-  control, versus_setting, setting = [x for x in lines if x.startswith("- ")]
+  at_a_third = next(i for i, x in enumerate(lines) if x.startswith("Amendment 65 (CPU)"))
+  control, versus_setting, setting = [x for x in lines[:at_a_third] if x.startswith("- ")]
   assert control.startswith("- gradient_noise_ste_lr vs ste: per-seed gain +0.02, +0.11")
   assert "critical 2.776" in control and control.endswith("gradient_noise_ste_lr beats ste")
   assert versus_setting.startswith("- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: "
@@ -158,6 +159,17 @@ def test_amendment_41_report_and_plot_of_the_fresh_seeds(tmp_path, monkeypatch):
   assert setting.endswith("paper_ste_linear_ste_lr beats ste")
   study.plot_gains(str(path), extensions=True)
   assert path.stat().st_size > 10_000
+  # amendment 65: both at 1e-3 on seeds 10-12, tested once the three pairs exist
+  assert lines[-2] == ("- paper_ste_linear_ste_lr_third vs ste_lr_third: not complete (no summary "
+                       "of ste_lr_third seeds 10, 11, 12; paper_ste_linear_ste_lr_third seeds "
+                       "10, 11, 12)")
+  for seed, gain in zip((10, 11, 12), (0.03, -0.02, 0.01)):
+    write("ste_lr_third", seed, 4.8)
+    write("paper_ste_linear_ste_lr_third", seed, 4.8 - gain)
+  test = study.extended("llama_9m_long")[-2]
+  assert test.startswith("- paper_ste_linear_ste_lr_third vs ste_lr_third: per-seed gain +0.03, "
+                         "-0.02, +0.01") and "critical 4.303" in test
+  assert test.endswith("paper_ste_linear_ste_lr_third ties with ste_lr_third")
 
 
 def test_ablation_settings(monkeypatch):
