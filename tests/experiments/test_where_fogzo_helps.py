@@ -126,7 +126,8 @@ def test_seeds_flag_and_amendment_12_report(tmp_path, monkeypatch):
 def test_amendment_41_report_and_plot_of_the_fresh_seeds(tmp_path, monkeypatch):
   """llama_9m_long's seed extension (amendments 37, 39, 41): the three settings on seeds 10-14,
   tested as registered (control vs STE, control vs setting, setting vs STE; n = 5), and plotted
-  as per-seed gains over STE (gains_extended.png) once STE's five runs exist."""
+  as per-seed gains over STE (gains_extended.png) once STE's five runs exist; amendment 65's
+  pair at 1e-3 on seeds 10-12, tested and plotted over STE at 1e-3."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
 
   def write(name, seed, ppl):
@@ -170,6 +171,13 @@ def test_amendment_41_report_and_plot_of_the_fresh_seeds(tmp_path, monkeypatch):
   assert test.startswith("- paper_ste_linear_ste_lr_third vs ste_lr_third: per-seed gain +0.03, "
                          "-0.02, +0.01") and "critical 4.303" in test
   assert test.endswith("paper_ste_linear_ste_lr_third ties with ste_lr_third")
+  # its panel is of gains over STE at 1e-3 (its test's baseline), not over the config's STE
+  fresh, third = study.extension_panels()
+  assert fresh[2] == "ste" and set(fresh[3]) == {"gradient_noise_ste_lr",
+                                                 "paper_ste_linear_ste_lr"}
+  assert third[:3] == ("llama_9m_long, seeds 10-12", "val_perplexity", "ste_lr_third")
+  assert list(third[3]) == ["paper_ste_linear_ste_lr_third"]
+  assert third[3]["paper_ste_linear_ste_lr_third"] == pytest.approx([0.03, -0.02, 0.01])
 
 
 def test_ablation_settings(monkeypatch):
