@@ -165,10 +165,11 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 58: the LSQ recommendation at a third; amendment 59: STE at a ninth
                 ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"))
 
-# Amendments 52, 56-59, 62 and 63 (ours): the settings at a lower rate than the config's that a
+# Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
 AT_A_THIRD = {"llama_20m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
-              "llama_3m": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
+              # amendment 66: STE at a ninth at width 192 (checked from below, as amendment 54)
+              "llama_3m": ("ste_lr_third", "paper_ste_linear_ste_lr_third", "ste_lr_ninth"),
               "llama_3m_long": ("ste_lr_third", "paper_ste_linear_ste_lr_third"),
               "llama_9m_quest": ("ste_lr_third", "paper_ste_linear_ste_lr_third", "ste_lr_ninth"),
               "llama_9m_lsq": ("ste_lr_third", SKIP_ZERO_THIRD)}
@@ -526,7 +527,7 @@ def recipe_variants(model: str) -> dict:
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
   control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; ``AT_A_THIRD``
-  names the settings at a lower rate that amendments 52, 56-59, 62 and 63 add)."""
+  names the settings at a lower rate that amendments 52, 56-59, 62, 63 and 66 add)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")

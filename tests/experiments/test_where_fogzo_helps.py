@@ -499,7 +499,10 @@ def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monk
   small, seeds = study.stage_variants("llama_3m", "recipe")
   assert list(small)[:2] == ["ste", "paper_ste_linear_ste_lr"] and seeds == (3, 4, 5, 6, 7)
   assert "optimizer.learning_rate=0.003" in small["paper_ste_linear_ste_lr"]
-  # amendment 62: and STE and the setting at a third of the rate, as LLaMA-20M's (below)
+  # amendment 62: and STE and the setting at a third of the rate, as LLaMA-20M's (below);
+  # amendment 66: and STE at a ninth (3.33e-4), width 192's only
+  ninth = small.pop("ste_lr_ninth")
+  assert ninth == ["estimator.kind=ste", "optimizer.learning_rate=0.000333333"]
   assert list(small)[2:] == ["ste_lr_third", "paper_ste_linear_ste_lr_third"]
   narrow, nine = study.base_config("llama_3m"), study.base_config("llama_9m")
   assert (narrow.model.dim, narrow.model.heads, narrow.model.layers) == (192, 3, nine.model.layers)
