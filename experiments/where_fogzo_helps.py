@@ -147,12 +147,19 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 # (amendment 27, on the same seeds), and CIFAR-10 from the start (amendments 42 and 43).
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
-# beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage).
+# beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
+# same for amendment 63's pair (amendment 67).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
     ("Amendment 24: ste, paper_ste_linear_ste_lr and paper_ste_linear_ste_lr_skip_zero on seeds "
      "10-14", (10, 11, 12, 13, 14), ("ste", "paper_ste_linear_ste_lr", SKIP_ZERO),
      (("paper_ste_linear_ste_lr", SKIP_ZERO),
-      ("ste", SKIP_ZERO), ("ste", "paper_ste_linear_ste_lr"))),)}
+      ("ste", SKIP_ZERO), ("ste", "paper_ste_linear_ste_lr"))),),
+    # Amendment 67: amendment 63's pair (both at 1e-3, width 192, 3,000 steps) on two more fresh
+    # seeds, tested over seeds 10-14 beside amendment 63's three-seed test, which stands.
+    "llama_3m_long": (
+        ("Amendment 67: ste_lr_third and paper_ste_linear_ste_lr_third on seeds 10-14",
+         (10, 11, 12, 13, 14), ("paper_ste_linear_ste_lr_third", "ste_lr_third"),
+         (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),)}
 # Its test, amendment 20's (the gradient-noise control) and amendment 23's (a, b: does b beat a).
 # Amendment 52 (LLaMA-20M): the setting at a third of STE's rate against STE there, and the
 # two STE rates.

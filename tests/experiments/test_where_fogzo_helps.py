@@ -470,6 +470,11 @@ def test_amendment_22_runs_the_recipe_with_lsq_and_quest_on_fresh_seeds(tmp_path
       f"- {study.SKIP_ZERO} vs paper_ste_linear_ste_lr: not complete",
       f"- {study.SKIP_ZERO} vs ste: not complete", "- paper_ste_linear_ste_lr vs ste: not complete"]
   assert study.extended("llama_9m_quest", "recipe") == []
+  # amendment 67: amendment 63's pair at width 192 on seeds 10-14, beside its test over 10-12
+  lines = study.extended("llama_3m_long", "recipe")
+  assert lines[0].startswith("Amendment 67:") and "seeds 10, 11, 12, stands" in lines[0]
+  assert [x.split(" (no summary")[0] for x in lines if x.startswith("- ")] == [
+      "- paper_ste_linear_ste_lr_third vs ste_lr_third: not complete"]
 
 
 def test_amendment_42_runs_the_recipe_on_cifar10_with_the_control(tmp_path, monkeypatch):
