@@ -138,14 +138,15 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_9m_lsq": (22, (10, 11, 12)), "llama_9m_quest": (22, (10, 11, 12)),
     "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
     "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7)),
-    "llama_3m_long": (63, (10, 11, 12))}
+    "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
-# (amendment 27, on the same seeds), and CIFAR-10 from the start (amendments 42 and 43).
-WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10")
+# (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
+# 30 epochs (amendment 70).
+WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67).
@@ -170,7 +171,16 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendments 56 and 57: the setting at the config's rate against STE at a third
                 ("ste_lr_third", "paper_ste_linear_ste_lr"), ("ste_lr_third", SKIP_ZERO),
                 # amendment 58: the LSQ recommendation at a third; amendment 59: STE at a ninth
-                ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"))
+                ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"),
+                # amendment 69: the MNIST setting and control against STE at the rates between
+                # its tuning grid's points (STE_BETWEEN)
+                ("ste_lr0.00346", "paper_ste_linear_ste_lr"), ("ste_lr0.0104",
+                                                               "paper_ste_linear_ste_lr"),
+                ("ste_lr0.00346", "gradient_noise_ste_lr"), ("ste_lr0.0104",
+                                                             "gradient_noise_ste_lr"))
+# Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
+# points of the tuning grid (factors of 3), that a recipe model also runs.
+STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -203,6 +213,11 @@ MODELS = {
     "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
               "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 10 epochs × 512",
               (6.7e-4, 2e-3, 6e-3, 1.8e-2, 3.2e-2)),
+    # amendment 70: the same for 3x the epochs (3,510 steps), STE's rate tuned at this length on
+    # seeds 0-2 from a grid twice as fine (factors of √3 around 6e-3), then the recipe stage only
+    "mnist_long": ("mnist_mlp.py", ["data.eval_train=True", "num_epochs=30"], "final_train_loss",
+                   True, "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 30 epochs × 512 "
+                   "(3,510 steps)", (6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)),
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",
@@ -437,7 +452,7 @@ def record_choices() -> None:
   """Writes ``CHOICES`` from the tuning runs under --out (every model with a tuning stage)."""
   models = {}
   for m, spec in MODELS.items():
-    if spec[5] is not None:
+    if spec[5] is not None and m not in RECIPE_ONLY:
       chosen = choose_from_runs(m)
       models[m] = {"chosen": chosen, "best_variant": best_variant_from_runs(m, chosen)}
   with open(CHOICES, "w") as f:
@@ -533,12 +548,17 @@ def recipe_variants(model: str) -> dict:
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
-  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models; ``AT_A_THIRD``
-  names the settings at a lower rate that amendments 52, 56-59, 62, 63 and 66 add)."""
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendment 70's
+  ``mnist_long``; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52, 56-59, 62,
+  63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only model with
+  STE rates of its own (amendment 70's) takes STE's rate from its ste_lr stage (seeds 0-2)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
-  ste = stage_variants(model, "confirm")[0]["ste"]
+  if model in RECIPE_ONLY and MODELS[model][5]:
+    ste = ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
+  else:
+    ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
   out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}
@@ -548,6 +568,8 @@ def recipe_variants(model: str) -> dict:
     out["gradient_noise_ste_lr"] = noise_control(mixed)
   lower = lower_rates(lr)
   out.update((name, lower[name]) for name in AT_A_THIRD.get(model, ()))
+  out.update((f"ste_lr{r:g}", ["estimator.kind=ste", f"optimizer.learning_rate={r:g}"])
+             for r in STE_BETWEEN.get(model, ()))
   return out
 
 
@@ -683,9 +705,10 @@ def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
-  if model in RECIPE_ONLY and stage != "recipe":
-    raise app.UsageError(f"{model} runs only --stage=recipe (amendment "
-                         f"{RECIPE_ONLY[model][0]})")
+  allowed = ("ste_lr", "recipe") if MODELS[model][5] else ("recipe",)
+  if model in RECIPE_ONLY and stage not in allowed:
+    raise app.UsageError(f"{model} runs only {' then '.join('--stage=' + s for s in allowed)} "
+                         f"(amendment {RECIPE_ONLY[model][0]})")
   if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
@@ -763,7 +786,7 @@ def trajectory(model: str, runs, seeds, title: str) -> list[str]:
 def same_rate(model: str) -> list[str]:
   """Post hoc, on the tuning seeds 0-2: STE and the best FOGZO variant (at its chosen ρ) at
   every learning rate both ran, evaluation by evaluation."""
-  if not MODELS[model][5]:
+  if not MODELS[model][5] or model in RECIPE_ONLY:
     return []
   v = best_variant(model)
   rho = choose(model)[v][-1][len(v) + 6:].split("_lr")[0]  # "# <v>_rho<ρ>_lr<lr>"
@@ -888,7 +911,7 @@ def report(only: str | None = None) -> None:
     first = len(out)
     stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
     try:
-      if lrs:
+      if lrs and model not in RECIPE_ONLY:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))
         if model != "mnist":
           stages.append(("lr", lr_variants(model), TUNE_SEEDS))
@@ -917,8 +940,13 @@ def report(only: str | None = None) -> None:
                         "Ablation runs")
       out += [f"- {paired(model, a, b, 'ablation', CONFIRM_SEEDS)}"
               for a, b in ABLATION_PAIRS[model]] + [""]
-    if model in RECIPE_MODELS:
-      variants, seeds = stage_variants(model, "recipe")
+    try:  # amendment 70: a recipe whose STE rate is tuned first needs that stage's runs
+      recipe = stage_variants(model, "recipe") if model in RECIPE_MODELS else None
+    except app.UsageError as e:
+      recipe = None
+      out.append(f"<!-- {model}: {e} -->")
+    if recipe:
+      variants, seeds = recipe
       amendment = RECIPE_ONLY[model][0] if model in RECIPE_ONLY else 19
       out += [f"### {model} — recipe (amendment {amendment}; "
               f"seeds {', '.join(map(str, seeds))})", "",

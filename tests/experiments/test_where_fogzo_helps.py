@@ -606,6 +606,62 @@ def test_amendments_47_and_49_time_the_mnist_settings_and_count_their_epochs_in_
     assert overrides[-1] == f"num_train_steps={steps}" and "estimator.kind=ste" in overrides
 
 
+def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and_longer(
+    tmp_path, monkeypatch):
+  """Amendment 69: MNIST's recipe stage adds STE at the rates √3 either side of its chosen 6e-3,
+  tested against the setting and the control. Amendment 70: the MNIST MLP for 30 epochs, STE's
+  rate tuned at that length on seeds 0-2 (a grid twice as fine), then STE, the setting and the
+  control at that rate on fresh seeds 10-14; no other stage, and the recipe is refused until the
+  tuning runs are all there."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  mnist = study.stage_variants("mnist", "recipe")[0]  # from the committed record: STE at 6e-3
+  assert list(mnist) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
+                         "ste_lr0.00346", "ste_lr0.0104"]
+  assert mnist["ste_lr0.00346"] == ["estimator.kind=ste", "optimizer.learning_rate=0.00346"]
+  assert mnist["ste_lr0.0104"] == ["estimator.kind=ste", "optimizer.learning_rate=0.0104"]
+  pairs = [(a, b) for a, b in study.RECIPE_PAIRS if a in mnist and b in mnist]
+  assert {("ste_lr0.00346", "paper_ste_linear_ste_lr"), ("ste_lr0.0104", "paper_ste_linear_ste_lr"),
+          ("ste_lr0.00346", "gradient_noise_ste_lr"),
+          ("ste_lr0.0104", "gradient_noise_ste_lr")} <= set(pairs)
+  long = study.base_config("mnist_long")
+  assert long.num_epochs == 30 and long.data.eval_train
+  assert long.model == study.base_config("mnist").model and long.data.batch_size == 512
+  rates, seeds = study.stage_variants("mnist_long", "ste_lr")
+  assert seeds == (0, 1, 2) and list(rates) == [
+      "ste_lr0.000667", "ste_lr0.00115", "ste_lr0.002", "ste_lr0.00346", "ste_lr0.006",
+      "ste_lr0.0104", "ste_lr0.018"]
+  with pytest.raises(app.UsageError, match="mnist_long/ste_lr is not finished"):
+    study.stage_variants("mnist_long", "recipe")
+  with pytest.raises(app.UsageError, match=r"mnist_long runs only --stage=ste_lr then "
+                                           r"--stage=recipe \(amendment 70\)"):
+    study.run_stage("mnist_long", "confirm")
+  study.report("mnist_long")  # before the tuning runs: a note, not a crash
+  assert "<!-- mnist_long: mnist_long/ste_lr is not finished" in (
+      tmp_path / "report.md").read_text()
+  for name in rates:  # the tuning runs; 3.46e-3 is the best on average
+    for seed in (0, 1, 2):
+      workdir = tmp_path / "mnist_long" / "ste_lr" / f"{name}_s{seed}"
+      os.makedirs(workdir)
+      loss = (0.4 if name == "ste_lr0.00346" else 0.5) + seed / 100
+      (workdir / "summary.json").write_text(json.dumps(
+          {"seed": seed, "final_train_loss": loss, "test_accuracy": 0.9, "wall_time_s": 20.0}))
+      (workdir / "metrics.jsonl").write_text(json.dumps({"step": 3510, "step_loss": loss}) + "\n")
+  variants, seeds = study.stage_variants("mnist_long", "recipe")
+  assert seeds == (10, 11, 12, 13, 14)
+  assert variants == {
+      "ste": ["estimator.kind=ste", "optimizer.learning_rate=0.00346"],
+      "paper_ste_linear_ste_lr": ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                                  "optimizer.learning_rate=0.00346",
+                                  "estimator.difference=ste_linear"],
+      "gradient_noise_ste_lr": ["estimator.kind=gradient_noise", "estimator.noise_share=0.3",
+                                "optimizer.learning_rate=0.00346"]}
+  study.report("mnist_long")
+  text = (tmp_path / "report.md").read_text()
+  assert "### mnist_long — recipe (amendment 70; seeds 10, 11, 12, 13, 14)" in text
+  assert "- paper_ste_linear_ste_lr vs ste: not complete" in text
+  assert "mnist_long — grid" not in text
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""
