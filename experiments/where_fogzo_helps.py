@@ -149,7 +149,7 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
-# same for amendment 63's pair (amendment 67).
+# same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
 RECIPE_EXTENDED = {"llama_9m_lsq": (
     ("Amendment 24: ste, paper_ste_linear_ste_lr and paper_ste_linear_ste_lr_skip_zero on seeds "
      "10-14", (10, 11, 12, 13, 14), ("ste", "paper_ste_linear_ste_lr", SKIP_ZERO),
@@ -160,7 +160,18 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
     "llama_3m_long": (
         ("Amendment 67: ste_lr_third and paper_ste_linear_ste_lr_third on seeds 10-14",
          (10, 11, 12, 13, 14), ("paper_ste_linear_ste_lr_third", "ste_lr_third"),
-         (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),)}
+         (("ste_lr_third", "paper_ste_linear_ste_lr_third"),)),),
+    # Amendment 71: amendment 70's three settings (MNIST, 30 epochs) replicated on fresh seeds
+    # 15-19, then seeds 10-19 pooled (a description: the replication was registered after amendment
+    # 70's result).
+    "mnist_long": tuple(
+        (title, seeds, ("ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
+         (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
+          ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")))
+        for title, seeds in (
+            ("Amendment 71: amendment 70's settings on fresh seeds 15-19", tuple(range(15, 20))),
+            ("Amendment 71: amendment 70's settings on seeds 10-19 (pooled, a description)",
+             tuple(range(10, 20)))))}
 # Its test, amendment 20's (the gradient-noise control) and amendment 23's (a, b: does b beat a).
 # Amendment 52 (LLaMA-20M): the setting at a third of STE's rate against STE there, and the
 # two STE rates.

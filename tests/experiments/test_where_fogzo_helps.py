@@ -660,6 +660,15 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
   assert "### mnist_long — recipe (amendment 70; seeds 10, 11, 12, 13, 14)" in text
   assert "- paper_ste_linear_ste_lr vs ste: not complete" in text
   assert "mnist_long — grid" not in text
+  # amendment 71: the same three settings replicated on fresh seeds 15-19, then pooled over 10-19
+  lines = study.extended("mnist_long", "recipe")
+  titles = [x for x in lines if x.startswith("Amendment 71")]
+  assert len(titles) == 2 and all("seeds 10, 11, 12, 13, 14, stands" in x for x in titles)
+  assert "fresh seeds 15-19" in titles[0] and "seeds 10-19 (pooled" in titles[1]
+  assert [x.split(" (no summary")[0] for x in lines if x.startswith("- ")] == 2 * [
+      "- paper_ste_linear_ste_lr vs ste: not complete",
+      "- gradient_noise_ste_lr vs ste: not complete",
+      "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete"]
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
