@@ -138,15 +138,17 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_9m_lsq": (22, (10, 11, 12)), "llama_9m_quest": (22, (10, 11, 12)),
     "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
     "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7)),
-    "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14))}
+    "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14)),
+    "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
-# 30 epochs (amendment 70).
-WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long")
+# 30 epochs (amendment 70) and at widths 100 and 1,000 (amendment 72).
+WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
+                "mnist_w100", "mnist_w1000")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -219,6 +221,8 @@ LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
 LLAMA_9M_LONG = ["num_train_steps=3000", "data.batch_size=16", "data.seq_len=64",
                  "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=500",
                  "checkpoint_every_steps=500"]
+# Amendment 72: STE's rates for the wider MNIST MLPs, factors of √3 from 2.22e-4 to 1.8e-2.
+MNIST_WIDE_RATES = (2.22e-4, 3.85e-4, 6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
     "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
@@ -229,6 +233,12 @@ MODELS = {
     "mnist_long": ("mnist_mlp.py", ["data.eval_train=True", "num_epochs=30"], "final_train_loss",
                    True, "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 30 epochs × 512 "
                    "(3,510 steps)", (6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)),
+    # amendment 72: the same task and budget with 10x and 100x the quantized weights (hidden
+    # width 100 and 1,000), STE's rate tuned per width on seeds 0-2, then the recipe stage only
+    **{f"mnist_w{width}": (
+        "mnist_mlp.py", ["data.eval_train=True", f"model.features=({width}, 10)"],
+        "final_train_loss", True, f"MNIST MLP 784-{width}-10 ({d:,} quantized weights), 2-bit, "
+        "10 epochs × 512", MNIST_WIDE_RATES) for width, d in ((100, 79_510), (1000, 795_010))},
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",

@@ -6,11 +6,14 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import pytest
 from absl import app
 
 import where_fogzo_helps as study
 
+from fogzo_jax.models.mlp import MLP
 from fogzo_jax.train import sweep
 
 
@@ -669,6 +672,39 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
       "- paper_ste_linear_ste_lr vs ste: not complete",
       "- gradient_noise_ste_lr vs ste: not complete",
       "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete"]
+
+
+def test_amendment_72_runs_the_mnist_recipe_at_widths_100_and_1000(tmp_path, monkeypatch):
+  """Amendment 72: the MNIST MLP with hidden width 100 and 1,000 (10x and 100x the quantized
+  weights), STE's rate tuned per width on seeds 0-2 from nine rates a factor √3 apart, then STE, the
+  setting and the control at that rate on seeds 10-14."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  narrow = study.base_config("mnist")
+  for width, d in ((100, 79_510), (1000, 795_010)):
+    model = f"mnist_w{width}"
+    config = study.base_config(model)
+    assert tuple(config.model.features) == (width, 10) and config.num_epochs == narrow.num_epochs
+    assert config.data == study.base_config("mnist_long").data and config.quant == narrow.quant
+    assert f"({d:,} quantized weights)" in study.MODELS[model][4]
+    rates, seeds = study.stage_variants(model, "ste_lr")
+    assert seeds == (0, 1, 2) and len(rates) == 9
+    assert [float(k[len("ste_lr"):]) for k in rates] == pytest.approx(
+        [6e-3 * 3 ** (k / 2) for k in range(-6, 3)], rel=5e-3)
+    with pytest.raises(app.UsageError, match=f"{model}/ste_lr is not finished"):
+      study.stage_variants(model, "recipe")
+    for name in rates:
+      for seed in (0, 1, 2):
+        workdir = tmp_path / model / "ste_lr" / f"{name}_s{seed}"
+        os.makedirs(workdir)
+        (workdir / "summary.json").write_text(json.dumps(
+            {"seed": seed, "final_train_loss": 0.1 if name == "ste_lr0.000385" else 0.2}))
+    variants, seeds = study.stage_variants(model, "recipe")
+    assert seeds == (10, 11, 12, 13, 14)
+    assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
+    assert all("optimizer.learning_rate=0.000385" in o for o in variants.values())
+  # the d the description gives is the MLP's count of weights and biases (all quantized)
+  variables = MLP(features=(100, 10)).init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  assert sum(x.size for x in jax.tree_util.tree_leaves(variables["params"])) == 79_510
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
