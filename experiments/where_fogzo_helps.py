@@ -569,10 +569,11 @@ def recipe_variants(model: str) -> dict:
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
-  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendment 70's
-  ``mnist_long``; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52, 56-59, 62,
-  63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only model with
-  STE rates of its own (amendment 70's) takes STE's rate from its ste_lr stage (seeds 0-2)."""
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendments 70
+  and 72's MNIST models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
+  56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
+  model with STE rates of its own (amendments 70 and 72) takes STE's rate from its ste_lr stage
+  (seeds 0-2)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -968,8 +969,9 @@ def report(only: str | None = None) -> None:
       out.append(f"<!-- {model}: {e} -->")
     if recipe:
       variants, seeds = recipe
-      amendment = RECIPE_ONLY[model][0] if model in RECIPE_ONLY else 19
-      out += [f"### {model} — recipe (amendment {amendment}; "
+      amendment = (f"amendment {RECIPE_ONLY[model][0]}" if model in RECIPE_ONLY
+                   else "amendments 19 and 69" if model in STE_BETWEEN else "amendment 19")
+      out += [f"### {model} — recipe ({amendment}; "
               f"seeds {', '.join(map(str, seeds))})", "",
               f"{words}; {metric} ({'lower' if lower else 'higher'} is better).", ""]
       out += table(model, "recipe", variants, seeds) + [""]

@@ -626,6 +626,9 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
   assert {("ste_lr0.00346", "paper_ste_linear_ste_lr"), ("ste_lr0.0104", "paper_ste_linear_ste_lr"),
           ("ste_lr0.00346", "gradient_noise_ste_lr"),
           ("ste_lr0.0104", "gradient_noise_ste_lr")} <= set(pairs)
+  study.report("mnist")
+  assert "### mnist — recipe (amendments 19 and 69; seeds 3, 4, 5, 6, 7)" in (
+      tmp_path / "report.md").read_text()
   long = study.base_config("mnist_long")
   assert long.num_epochs == 30 and long.data.eval_train
   assert long.model == study.base_config("mnist").model and long.data.batch_size == 512
