@@ -174,6 +174,9 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
             ("Amendment 71: amendment 70's settings on fresh seeds 15-19", tuple(range(15, 20))),
             ("Amendment 71: amendment 70's settings on seeds 10-19 (pooled, a description)",
              tuple(range(10, 20)))))}
+# Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
+# points of the tuning grid (factors of 3), that a recipe model also runs.
+STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}
 # Its test, amendment 20's (the gradient-noise control) and amendment 23's (a, b: does b beat a).
 # Amendment 52 (LLaMA-20M): the setting at a third of STE's rate against STE there, and the
 # two STE rates.
@@ -186,14 +189,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 58: the LSQ recommendation at a third; amendment 59: STE at a ninth
                 ("ste_lr_third", SKIP_ZERO_THIRD), ("ste_lr_third", "ste_lr_ninth"),
                 # amendment 69: the MNIST setting and control against STE at the rates between
-                # its tuning grid's points (STE_BETWEEN)
-                ("ste_lr0.00346", "paper_ste_linear_ste_lr"), ("ste_lr0.0104",
-                                                               "paper_ste_linear_ste_lr"),
-                ("ste_lr0.00346", "gradient_noise_ste_lr"), ("ste_lr0.0104",
-                                                             "gradient_noise_ste_lr"))
-# Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
-# points of the tuning grid (factors of 3), that a recipe model also runs.
-STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}
+                # its tuning grid's points
+                *((f"ste_lr{r:g}", b) for r in STE_BETWEEN["mnist"]
+                  for b in ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -221,8 +219,9 @@ LLAMA_9M = ["num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
 LLAMA_9M_LONG = ["num_train_steps=3000", "data.batch_size=16", "data.seq_len=64",
                  "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=500",
                  "checkpoint_every_steps=500"]
-# Amendment 72: STE's rates for the wider MNIST MLPs, factors of √3 from 2.22e-4 to 1.8e-2.
-MNIST_WIDE_RATES = (2.22e-4, 3.85e-4, 6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)
+# Amendments 70 and 72: STE's rates for the longer and the wider MNIST MLPs, factors of √3 around
+# 6e-3 (amendment 70 from 6.67e-4, amendment 72 from 2.22e-4).
+MNIST_SQRT3_RATES = (2.22e-4, 3.85e-4, 6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)
 # name: (config, overrides, metric, lower is better, words, STE lrs or None (no tuning stage)).
 MODELS = {
     "mnist": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
@@ -232,13 +231,13 @@ MODELS = {
     # seeds 0-2 from a grid twice as fine (factors of √3 around 6e-3), then the recipe stage only
     "mnist_long": ("mnist_mlp.py", ["data.eval_train=True", "num_epochs=30"], "final_train_loss",
                    True, "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 30 epochs × 512 "
-                   "(3,510 steps)", (6.67e-4, 1.15e-3, 2e-3, 3.46e-3, 6e-3, 1.04e-2, 1.8e-2)),
+                   "(3,510 steps)", MNIST_SQRT3_RATES[2:]),
     # amendment 72: the same task and budget with 10x and 100x the quantized weights (hidden
     # width 100 and 1,000), STE's rate tuned per width on seeds 0-2, then the recipe stage only
     **{f"mnist_w{width}": (
         "mnist_mlp.py", ["data.eval_train=True", f"model.features=({width}, 10)"],
         "final_train_loss", True, f"MNIST MLP 784-{width}-10 ({d:,} quantized weights), 2-bit, "
-        "10 epochs × 512", MNIST_WIDE_RATES) for width, d in ((100, 79_510), (1000, 795_010))},
+        "10 epochs × 512", MNIST_SQRT3_RATES) for width, d in ((100, 79_510), (1000, 795_010))},
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",

@@ -390,14 +390,20 @@ def test_later_stages_run_from_the_committed_choices_without_tuning_runs(tmp_pat
     study.choose("mnist")
 
 
-def _fake_tuning_runs(out, model, value):
-  """Summaries of every tuning run of ``model`` (seeds 0-2), metric ``value(name) + seed/100``."""
-  for stage in ("ste_lr", "grid") + (() if model == "mnist" else ("lr",)):
+def _fake_tuning_runs(out, model, value, stages=None):
+  """Every tuning run of ``model`` (seeds 0-2; of ``stages``, by default all its tuning stages):
+  a summary with metric ``value(name) + seed/100`` and a one-row metrics.jsonl, enough for the
+  report's tables."""
+  for stage in stages or ("ste_lr", "grid") + (() if model == "mnist" else ("lr",)):
     for name in study.stage_variants(model, stage)[0]:
       for seed in (0, 1, 2):
-        os.makedirs(out / model / stage / f"{name}_s{seed}")
-        with open(out / model / stage / f"{name}_s{seed}" / "summary.json", "w") as f:
-          json.dump({study.MODELS[model][2]: value(name) + seed / 100}, f)
+        workdir = out / model / stage / f"{name}_s{seed}"
+        os.makedirs(workdir)
+        metric = value(name) + seed / 100
+        (workdir / "summary.json").write_text(json.dumps(
+            {study.MODELS[model][2]: metric, "seed": seed, "test_accuracy": 0.9,
+             "wall_time_s": 20.0}))
+        (workdir / "metrics.jsonl").write_text(json.dumps({"step": 1, "step_loss": metric}) + "\n")
 
 
 def test_tuning_runs_win_over_the_record_and_record_choices_rewrites_it(tmp_path, monkeypatch,
@@ -644,14 +650,8 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
   study.report("mnist_long")  # before the tuning runs: a note, not a crash
   assert "<!-- mnist_long: mnist_long/ste_lr is not finished" in (
       tmp_path / "report.md").read_text()
-  for name in rates:  # the tuning runs; 3.46e-3 is the best on average
-    for seed in (0, 1, 2):
-      workdir = tmp_path / "mnist_long" / "ste_lr" / f"{name}_s{seed}"
-      os.makedirs(workdir)
-      loss = (0.4 if name == "ste_lr0.00346" else 0.5) + seed / 100
-      (workdir / "summary.json").write_text(json.dumps(
-          {"seed": seed, "final_train_loss": loss, "test_accuracy": 0.9, "wall_time_s": 20.0}))
-      (workdir / "metrics.jsonl").write_text(json.dumps({"step": 3510, "step_loss": loss}) + "\n")
+  _fake_tuning_runs(tmp_path, "mnist_long", lambda name: 0.4 if name == "ste_lr0.00346" else 0.5,
+                    ("ste_lr",))  # 3.46e-3 is the best on average
   variants, seeds = study.stage_variants("mnist_long", "recipe")
   assert seeds == (10, 11, 12, 13, 14)
   assert variants == {
@@ -695,12 +695,8 @@ def test_amendment_72_runs_the_mnist_recipe_at_widths_100_and_1000(tmp_path, mon
         [6e-3 * 3 ** (k / 2) for k in range(-6, 3)], rel=5e-3)
     with pytest.raises(app.UsageError, match=f"{model}/ste_lr is not finished"):
       study.stage_variants(model, "recipe")
-    for name in rates:
-      for seed in (0, 1, 2):
-        workdir = tmp_path / model / "ste_lr" / f"{name}_s{seed}"
-        os.makedirs(workdir)
-        (workdir / "summary.json").write_text(json.dumps(
-            {"seed": seed, "final_train_loss": 0.1 if name == "ste_lr0.000385" else 0.2}))
+    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_lr0.000385" else 0.2,
+                      ("ste_lr",))
     variants, seeds = study.stage_variants(model, "recipe")
     assert seeds == (10, 11, 12, 13, 14)
     assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
