@@ -139,16 +139,18 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "resnet8_cifar10": (42, (3, 4, 5, 6, 7)), "resnet18_cifar10": (43, (3, 4, 5, 6, 7)),
     "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7)),
     "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14)),
-    "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14))}
+    "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14)),
+    "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
-# 30 epochs (amendment 70) and at widths 100 and 1,000 (amendment 72).
+# 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
+# and with float biases (amendment 73).
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
-                "mnist_w100", "mnist_w1000")
+                "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -238,6 +240,14 @@ MODELS = {
         "mnist_mlp.py", ["data.eval_train=True", f"model.features=({width}, 10)"],
         "final_train_loss", True, f"MNIST MLP 784-{width}-10 ({d:,} quantized weights), 2-bit, "
         "10 epochs × 512", MNIST_SQRT3_RATES) for width, d in ((100, 79_510), (1000, 795_010))},
+    # amendment 73: the same MLP on Fashion-MNIST (the task), and on MNIST with float biases (no
+    # perturbation or noise on them), STE's rate tuned per model as in amendment 72
+    "fmnist": ("mnist_mlp.py", ["data.eval_train=True", "data.name=fashion_mnist"],
+               "final_train_loss", True, "Fashion-MNIST MLP 784-10-10 (7,960 quantized weights), "
+               "2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
+    "mnist_float_bias": ("mnist_mlp.py", ["data.eval_train=True", "quant.bias=False"],
+                         "final_train_loss", True, "MNIST MLP 784-10-10, biases in float (7,940 "
+                         "quantized weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",
@@ -568,11 +578,11 @@ def recipe_variants(model: str) -> dict:
   gradient-noise control at that rate (amendment 22's models: STE and amendment 17's setting
   only, and amendment 44's ``llama_3m``; amendment 23 adds the control and the setting without
   noise where the STE gradient is 0 to ``llama_9m_lsq``; ``WITH_CONTROL`` models add the
-  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendments 70
-  and 72's MNIST models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
+  control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendments
+  70, 72 and 73's MLP models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
   56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
-  model with STE rates of its own (amendments 70 and 72) takes STE's rate from its ste_lr stage
-  (seeds 0-2)."""
+  model with STE rates of its own (amendments 70, 72 and 73) takes STE's rate from its ste_lr
+  stage (seeds 0-2)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")

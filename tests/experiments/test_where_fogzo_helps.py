@@ -14,6 +14,7 @@ from absl import app
 import where_fogzo_helps as study
 
 from fogzo_jax.models.mlp import MLP
+from fogzo_jax.quant.layers import QuantSpec, quantized_mask
 from fogzo_jax.train import sweep
 
 
@@ -705,6 +706,47 @@ def test_amendment_72_runs_the_mnist_recipe_at_widths_100_and_1000(tmp_path, mon
   variables = MLP(features=(100, 10)).init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
   assert sum(x.size for x in jax.tree_util.tree_leaves(variables["params"])) == 79_510
 
+
+
+def test_amendment_73_runs_the_mlp_on_fashion_mnist_and_with_float_biases(tmp_path, monkeypatch):
+  """Amendment 73: the MNIST recipe with one thing changed, the data set (Fashion-MNIST) or the
+  biases (in float: not quantized, so neither perturbed nor noised), STE's rate tuned per model on
+  seeds 0-2 from amendment 72's nine rates, then STE, the setting and the control on seeds 10-14."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  mnist = study.base_config("mnist")
+  fashion, float_bias = study.base_config("fmnist"), study.base_config("mnist_float_bias")
+  assert fashion.data.name == "fashion_mnist" and mnist.data.name == "mnist"
+  assert fashion.data.to_dict() == {**mnist.data.to_dict(), "name": "fashion_mnist"}
+  assert fashion.quant == mnist.quant and fashion.model == mnist.model
+  assert mnist.quant.bias and not float_bias.quant.bias
+  assert float_bias.quant.to_dict() == {**mnist.quant.to_dict(), "bias": False}
+  assert float_bias.data == mnist.data and float_bias.model == mnist.model
+  for model in ("fmnist", "mnist_float_bias"):
+    assert fashion.num_epochs == float_bias.num_epochs == mnist.num_epochs == 10
+    rates, seeds = study.stage_variants(model, "ste_lr")
+    assert seeds == (0, 1, 2) and list(rates) == list(study.stage_variants("mnist_w100",
+                                                                           "ste_lr")[0])
+    with pytest.raises(app.UsageError, match=f"{model}/ste_lr is not finished"):
+      study.stage_variants(model, "recipe")
+    with pytest.raises(app.UsageError, match=f"{model} runs only --stage=ste_lr then "
+                                             r"--stage=recipe \(amendment 73\)"):
+      study.run_stage(model, "grid")
+    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_lr0.0104" else 0.2,
+                      ("ste_lr",))
+    variants, seeds = study.stage_variants(model, "recipe")
+    assert seeds == (10, 11, 12, 13, 14)
+    assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
+    assert all("optimizer.learning_rate=0.0104" in o for o in variants.values())
+  # the d each description gives: with float biases only the two kernels are quantized
+  for bias, d in ((True, 7_960), (False, 7_940)):
+    spec = QuantSpec(kind="fixed", bits=2, bias=bias)
+    variables = MLP(features=(10, 10), spec=spec).init(jax.random.PRNGKey(0),
+                                                       jnp.zeros((1, 28, 28, 1)))
+    mask = quantized_mask(variables["params"], variables["quant"])
+    assert sum(x.size for x, m in zip(jax.tree_util.tree_leaves(variables["params"]),
+                                      jax.tree_util.tree_leaves(mask)) if m) == d
+  assert "(7,940 quantized weights)" in study.MODELS["mnist_float_bias"][4]
+  assert "(7,960 quantized weights)" in study.MODELS["fmnist"][4]
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
