@@ -678,6 +678,18 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
       "- gradient_noise_ste_lr vs paper_ste_linear_ste_lr: not complete"]
 
 
+
+def _assert_recipe_at_the_tuned_rate(tmp_path, model, rate):
+  """With fake tuning runs in which STE at ``rate`` is best, the recipe stage of a model with its
+  own STE tuning (amendments 72 and 73) runs STE, the setting and the control at that rate on
+  seeds 10-14."""
+  _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == f"ste_lr{rate}" else 0.2,
+                    ("ste_lr",))
+  variants, seeds = study.stage_variants(model, "recipe")
+  assert seeds == (10, 11, 12, 13, 14)
+  assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
+  assert all(f"optimizer.learning_rate={rate}" in o for o in variants.values())
+
 def test_amendment_72_runs_the_mnist_recipe_at_widths_100_and_1000(tmp_path, monkeypatch):
   """Amendment 72: the MNIST MLP with hidden width 100 and 1,000 (10x and 100x the quantized
   weights), STE's rate tuned per width on seeds 0-2 from nine rates a factor √3 apart, then STE, the
@@ -696,12 +708,7 @@ def test_amendment_72_runs_the_mnist_recipe_at_widths_100_and_1000(tmp_path, mon
         [6e-3 * 3 ** (k / 2) for k in range(-6, 3)], rel=5e-3)
     with pytest.raises(app.UsageError, match=f"{model}/ste_lr is not finished"):
       study.stage_variants(model, "recipe")
-    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_lr0.000385" else 0.2,
-                      ("ste_lr",))
-    variants, seeds = study.stage_variants(model, "recipe")
-    assert seeds == (10, 11, 12, 13, 14)
-    assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
-    assert all("optimizer.learning_rate=0.000385" in o for o in variants.values())
+    _assert_recipe_at_the_tuned_rate(tmp_path, model, "0.000385")
   # the d the description gives is the MLP's count of weights and biases (all quantized)
   variables = MLP(features=(100, 10)).init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
   assert sum(x.size for x in jax.tree_util.tree_leaves(variables["params"])) == 79_510
@@ -731,12 +738,7 @@ def test_amendment_73_runs_the_mlp_on_fashion_mnist_and_with_float_biases(tmp_pa
     with pytest.raises(app.UsageError, match=f"{model} runs only --stage=ste_lr then "
                                              r"--stage=recipe \(amendment 73\)"):
       study.run_stage(model, "grid")
-    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_lr0.0104" else 0.2,
-                      ("ste_lr",))
-    variants, seeds = study.stage_variants(model, "recipe")
-    assert seeds == (10, 11, 12, 13, 14)
-    assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
-    assert all("optimizer.learning_rate=0.0104" in o for o in variants.values())
+    _assert_recipe_at_the_tuned_rate(tmp_path, model, "0.0104")
   # the d each description gives: with float biases only the two kernels are quantized
   for bias, d in ((True, 7_960), (False, 7_940)):
     spec = QuantSpec(kind="fixed", bits=2, bias=bias)
