@@ -140,7 +140,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_3m": (44, (3, 4, 5, 6, 7)), "llama_20m": (46, (3, 4, 5, 6, 7)),
     "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14)),
     "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14)),
-    "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14))}
+    "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14)),
+    "cifar10_mlp": (75, tuple(range(10, 20)))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -148,9 +149,9 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
-# and with float biases (amendment 73).
+# and with float biases (amendment 73) and on CIFAR-10 (amendment 75).
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
-                "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias")
+                "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp")
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -175,7 +176,18 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
         for title, seeds in (
             ("Amendment 71: amendment 70's settings on fresh seeds 15-19", tuple(range(15, 20))),
             ("Amendment 71: amendment 70's settings on seeds 10-19 (pooled, a description)",
-             tuple(range(10, 20)))))}
+             tuple(range(10, 20))))),
+    # Amendment 74: amendment 73's Fashion-MNIST settings replicated on ten fresh seeds 15-24,
+    # then seeds 10-24 pooled (a description, as amendment 71's).
+    "fmnist": tuple(
+        (title, seeds, ("ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"),
+         (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_lr"),
+          ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")))
+        for title, seeds in (
+            ("Amendment 74: amendment 73's fmnist settings on fresh seeds 15-24",
+             tuple(range(15, 25))),
+            ("Amendment 74: amendment 73's fmnist settings on seeds 10-24 (pooled, a description)",
+             tuple(range(10, 25)))))}
 # Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
 # points of the tuning grid (factors of 3), that a recipe model also runs.
 STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}
@@ -248,6 +260,12 @@ MODELS = {
     "mnist_float_bias": ("mnist_mlp.py", ["data.eval_train=True", "quant.bias=False"],
                          "final_train_loss", True, "MNIST MLP 784-10-10, biases in float (7,940 "
                          "quantized weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
+    # amendment 75: the same MLP on a third task, CIFAR-10 flattened, its inputs normalised per
+    # channel (with [0, 1] inputs it died in a one-epoch STE pipeline check)
+    "cifar10_mlp": ("mnist_mlp.py", ["data.eval_train=True", "data.name=cifar10",
+                                     f"data.data_dir={CIFAR10_DIR}", "data.normalize=imagenet"],
+                    "final_train_loss", True, "CIFAR-10 MLP 3072-10-10 (30,840 quantized "
+                    "weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",

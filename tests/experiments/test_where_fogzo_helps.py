@@ -679,14 +679,14 @@ def test_amendments_69_and_70_check_the_mnist_win_against_ste_at_finer_rates_and
 
 
 
-def _assert_recipe_at_the_tuned_rate(tmp_path, model, rate):
+def _assert_recipe_at_the_tuned_rate(tmp_path, model, rate, seeds=(10, 11, 12, 13, 14)):
   """With fake tuning runs in which STE at ``rate`` is best, the recipe stage of a model with its
-  own STE tuning (amendments 72 and 73) runs STE, the setting and the control at that rate on
-  seeds 10-14."""
+  own STE tuning (amendments 72, 73 and 75) runs STE, the setting and the control at that rate on
+  ``seeds``."""
   _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == f"ste_lr{rate}" else 0.2,
                     ("ste_lr",))
-  variants, seeds = study.stage_variants(model, "recipe")
-  assert seeds == (10, 11, 12, 13, 14)
+  variants, recipe_seeds = study.stage_variants(model, "recipe")
+  assert recipe_seeds == seeds
   assert list(variants) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr"]
   assert all(f"optimizer.learning_rate={rate}" in o for o in variants.values())
 
@@ -749,6 +749,43 @@ def test_amendment_73_runs_the_mlp_on_fashion_mnist_and_with_float_biases(tmp_pa
                                       jax.tree_util.tree_leaves(mask)) if m) == d
   assert "(7,940 quantized weights)" in study.MODELS["mnist_float_bias"][4]
   assert "(7,960 quantized weights)" in study.MODELS["fmnist"][4]
+
+def test_amendment_74_replicates_fashion_mnist_on_ten_fresh_seeds():
+  """Amendment 74: amendment 73's three Fashion-MNIST settings on seeds 15-24, tested alone, then
+  pooled over 10-24 as a description; amendment 73's five-seed tests stand."""
+  (fresh, pooled) = study.RECIPE_EXTENDED["fmnist"]
+  settings = ("ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr")
+  assert fresh[1] == tuple(range(15, 25)) and pooled[1] == tuple(range(10, 25))
+  assert fresh[2] == pooled[2] == settings and "pooled, a description" in pooled[0]
+  assert fresh[3] == pooled[3] == (settings[:2], settings[::2], settings[1:])
+  assert study.RECIPE_ONLY["fmnist"] == (73, (10, 11, 12, 13, 14))
+
+
+def test_amendment_75_runs_the_mlp_on_cifar10(tmp_path, monkeypatch):
+  """Amendment 75: the MNIST recipe's MLP on CIFAR-10 flattened (3072-10-10, inputs normalised per
+  channel), STE's rate tuned on seeds 0-2 from amendment 72's nine rates, then STE, the setting and
+  the control on ten seeds, 10-19."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  mnist, cifar = study.base_config("mnist"), study.base_config("cifar10_mlp")
+  assert cifar.data.name == "cifar10" and cifar.data.data_dir == study.CIFAR10_DIR
+  assert cifar.data.to_dict() == {**mnist.data.to_dict(), "name": "cifar10",
+                                  "data_dir": study.CIFAR10_DIR, "normalize": "imagenet"}
+  assert cifar.quant == mnist.quant and cifar.model == mnist.model
+  assert cifar.num_epochs == mnist.num_epochs == 10
+  rates, seeds = study.stage_variants("cifar10_mlp", "ste_lr")
+  assert seeds == (0, 1, 2) and list(rates) == list(study.stage_variants("mnist_w100",
+                                                                         "ste_lr")[0])
+  with pytest.raises(app.UsageError, match="cifar10_mlp/ste_lr is not finished"):
+    study.stage_variants("cifar10_mlp", "recipe")
+  with pytest.raises(app.UsageError, match=r"cifar10_mlp runs only --stage=ste_lr then "
+                                           r"--stage=recipe \(amendment 75\)"):
+    study.run_stage("cifar10_mlp", "grid")
+  _assert_recipe_at_the_tuned_rate(tmp_path, "cifar10_mlp", "0.002", tuple(range(10, 20)))
+  # the d the description gives: every weight and bias of 3072-10-10
+  variables = MLP(features=(10, 10)).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+  d = sum(x.size for x in jax.tree_util.tree_leaves(variables["params"]))
+  assert d == 30_840 and "(30,840 quantized weights)" in study.MODELS["cifar10_mlp"][4]
+
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
