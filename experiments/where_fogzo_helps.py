@@ -45,7 +45,8 @@ def define_flags():
   """The command line (defined only when run as a script, so tests can import the functions)."""
   flags.DEFINE_string("model", "mnist", "Model (MODELS).")
   flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
-                                        "equal_time", "ablation", "recipe"], "Stage.")
+                                        "equal_time", "ablation", "recipe", "adam_eps"],
+                    "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
   flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist (all "
                     "models; with --model, print only that model's).")
@@ -141,7 +142,7 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14)),
     "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14)),
     "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14)),
-    "cifar10_mlp": (75, tuple(range(10, 20)))}
+    "cifar10_mlp": (75, tuple(range(10, 20))), "mnist_adam_eps": (76, tuple(range(10, 20)))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -149,9 +150,16 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
-# and with float biases (amendment 73) and on CIFAR-10 (amendment 75).
+# and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and MNIST beside STE with
+# a tuned Adam ε (amendment 76).
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
-                "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp")
+                "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
+                "mnist_adam_eps")
+# Amendment 76 (ours): STE's AdamW ε, tuned on seeds 0-2 (--stage=adam_eps) at the rate of the
+# model's source (MNIST's confirmed STE, 6e-3), values a factor √10 apart; the recipe stage adds
+# STE at the chosen ε ("ste_adam_eps") to STE, the setting and the control (all at ε = 1e-8).
+ADAM_EPS = {"mnist_adam_eps": ("mnist", (1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3,
+                                         3.16e-3, 1e-2))}
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -205,7 +213,10 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 69: the MNIST setting and control against STE at the rates between
                 # its tuning grid's points
                 *((f"ste_lr{r:g}", b) for r in STE_BETWEEN["mnist"]
-                  for b in ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")))
+                  for b in ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")),
+                # amendment 76: STE with a tuned Adam ε against STE, the control and the setting
+                ("ste", "ste_adam_eps"), ("ste_adam_eps", "gradient_noise_ste_lr"),
+                ("ste_adam_eps", "paper_ste_linear_ste_lr"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -266,6 +277,10 @@ MODELS = {
                                      f"data.data_dir={CIFAR10_DIR}", "data.normalize=imagenet"],
                     "final_train_loss", True, "CIFAR-10 MLP 3072-10-10 (30,840 quantized "
                     "weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
+    # amendment 76: the MNIST recipe, STE's Adam ε tuned at MNIST's STE rate (ADAM_EPS)
+    "mnist_adam_eps": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
+                       "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 10 epochs × 512",
+                       None),
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",
@@ -388,6 +403,14 @@ def ste_lr_variants(model: str) -> dict:
           for lr in MODELS[model][5]}
 
 
+def adam_eps_variants(model: str) -> dict:
+  """Amendment 76: STE at its source's confirmed rate with each Adam ε of ``ADAM_EPS``."""
+  if model not in ADAM_EPS:
+    raise app.UsageError(f"--stage=adam_eps: only for {', '.join(ADAM_EPS)}")
+  ste = stage_variants(ADAM_EPS[model][0], "confirm")[0]["ste"]
+  return {f"ste_eps{e:g}": [*ste, f"optimizer.eps={e:g}"] for e in ADAM_EPS[model][1]}
+
+
 def best(model: str, stage: str, variants: dict) -> str:
   runs = summaries(model, stage, variants, TUNE_SEEDS)
   complete = {k: v for k, v in runs.items() if len(v) == len(TUNE_SEEDS)}
@@ -439,6 +462,9 @@ def choose(model: str) -> dict:
   FOGZO variant the best of its ρ × lr settings; plus the paper's literal setting at STE's
   rate (β_min = 0.999; not tuned). From the tuning runs under --out when they are there, else
   from the committed record (``CHOICES``)."""
+  if model in ADAM_EPS:
+    raise app.UsageError(f"{model} has no chosen settings of its own: it takes "
+                         f"{ADAM_EPS[model][0]}'s STE (amendment 76)")
   if MODELS[model][5] is None:
     return transferred(model)
   return runs_or_record(model, "chosen", choose_from_runs)
@@ -599,13 +625,16 @@ def recipe_variants(model: str) -> dict:
   control: amendment 27's ``llama_9m_quest``, amendments 42-43's CIFAR-10 models, amendments
   70, 72 and 73's MLP models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
   56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
-  model with STE rates of its own (amendments 70, 72 and 73) takes STE's rate from its ste_lr
-  stage (seeds 0-2)."""
+  model with STE rates of its own (amendments 70, 72, 73 and 75) takes STE's rate from its ste_lr
+  stage (seeds 0-2); an ``ADAM_EPS`` model (amendment 76) takes its source's STE and adds STE at
+  the Adam ε its adam_eps stage chose (seeds 0-2)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   if model in RECIPE_ONLY and MODELS[model][5]:
     ste = ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
+  elif model in ADAM_EPS:
+    ste = stage_variants(ADAM_EPS[model][0], "confirm")[0]["ste"]
   else:
     ste = stage_variants(model, "confirm")[0]["ste"]
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
@@ -619,6 +648,9 @@ def recipe_variants(model: str) -> dict:
   out.update((name, lower[name]) for name in AT_A_THIRD.get(model, ()))
   out.update((f"ste_lr{r:g}", ["estimator.kind=ste", f"optimizer.learning_rate={r:g}"])
              for r in STE_BETWEEN.get(model, ()))
+  if model in ADAM_EPS:
+    variants = adam_eps_variants(model)
+    out["ste_adam_eps"] = variants[best(model, "adam_eps", variants)]
   return out
 
 
@@ -687,6 +719,8 @@ def equal_time_variants(model: str) -> dict:
 def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "ste_lr":
     return ste_lr_variants(model), TUNE_SEEDS
+  if stage == "adam_eps":
+    return adam_eps_variants(model), TUNE_SEEDS
   if stage == "grid":
     return grid_variants(model), TUNE_SEEDS
   if stage == "lr":
@@ -754,11 +788,12 @@ def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
-  allowed = ("ste_lr", "recipe") if MODELS[model][5] else ("recipe",)
+  allowed = (("adam_eps", "recipe") if model in ADAM_EPS else
+             ("ste_lr", "recipe") if MODELS[model][5] else ("recipe",))
   if model in RECIPE_ONLY and stage not in allowed:
     raise app.UsageError(f"{model} runs only {' then '.join('--stage=' + s for s in allowed)} "
                          f"(amendment {RECIPE_ONLY[model][0]})")
-  if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe"):
+  if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe", "adam_eps"):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
   f = flags.FLAGS
@@ -958,7 +993,8 @@ def report(only: str | None = None) -> None:
   out, printed = [], []
   for model, (_, _, metric, lower, words, lrs) in MODELS.items():
     first = len(out)
-    stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
+    stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else
+              [("adam_eps", adam_eps_variants(model), TUNE_SEEDS)] if model in ADAM_EPS else [])
     try:
       if lrs and model not in RECIPE_ONLY:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))

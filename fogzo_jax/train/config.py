@@ -59,7 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
       learning_rate=2e-3 * 512 / 32,
       weight_decay=0.01,
       warmup_steps=0,           # linear warm-up (≤ half the steps), then cosine decay
-      step_size_lr_factor=1.0))  # ours: LSQ's learned step sizes at this × the rate (1 = paper)
+      step_size_lr_factor=1.0,  # ours: LSQ's learned step sizes at this × the rate (1 = paper)
+      eps=1e-8))                # AdamW's ε (optax's default)
   c.data = ml_collections.ConfigDict(dict(
       name="mnist",
       batch_size=512,           # global batch (all processes)

@@ -128,31 +128,34 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
 
 
 def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
-                         warmup_steps: int = 0, step_size_lr_factor: float = 1.0) -> None:
+                         warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
+                         eps: float = 1e-8) -> None:
   """Checks ``config.optimizer``."""
   checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
   checks.number("weight_decay", weight_decay, float, 0.0)
   checks.number("warmup_steps", warmup_steps, int, 0)
   checks.number("step_size_lr_factor", step_size_lr_factor, float, 0.0)
+  checks.number("eps", eps, float, 0.0, low_open=True)
 
 
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
-                   warmup_steps: int = 0, step_size_lr_factor: float = 1.0, *,
-                   total_steps: int) -> optax.GradientTransformation:
+                   warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
+                   eps: float = 1e-8, *, total_steps: int) -> optax.GradientTransformation:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
   ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
   sizes (``quant.layers.step_size_mask``) take this factor times AdamW's update (its decay
   included), i.e. train at that fraction of the rate; 0 freezes them at LSQ's initial step. Adam
   normalises each update, so LSQ's gradient scale does not slow them down (docs/results/lsq.md).
+  ``eps`` is AdamW's ε (optax's default 1e-8), added to √v̂ in each coordinate's denominator.
   """
-  check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor)
+  check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps)
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
   if warmup:
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
   else:
     schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  tx = optax.adamw(schedule, weight_decay=weight_decay)
+  tx = optax.adamw(schedule, eps=eps, weight_decay=weight_decay)
   if step_size_lr_factor != 1.0:
     tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor),
                                           quant_layers.step_size_mask))

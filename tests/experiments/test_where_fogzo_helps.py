@@ -787,6 +787,49 @@ def test_amendment_75_runs_the_mlp_on_cifar10(tmp_path, monkeypatch):
   assert d == 30_840 and "(30,840 quantized weights)" in study.MODELS["cifar10_mlp"][4]
 
 
+def test_amendment_76_tunes_stes_adam_eps_on_mnist_then_runs_it_beside_the_noise(tmp_path,
+                                                                              monkeypatch):
+  """Amendment 76: STE's AdamW ε chosen on seeds 0-2 at MNIST's confirmed STE rate (nine values a
+  factor √10 apart), then STE, STE at that ε, the setting and the control on seeds 10-19, the
+  three others at optax's ε."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  assert study.base_config("mnist_adam_eps") == study.base_config("mnist")
+  assert study.base_config("mnist").optimizer.eps == 1e-8
+  ste = study.stage_variants("mnist", "confirm")[0]["ste"]
+  assert "optimizer.learning_rate=0.006" in ste
+  variants, seeds = study.stage_variants("mnist_adam_eps", "adam_eps")
+  assert seeds == (0, 1, 2) and all(v[:-1] == ste for v in variants.values())
+  assert [float(v[-1].split("=")[1]) for v in variants.values()] == pytest.approx(
+      [1e-6 * 10 ** (k / 2) for k in range(9)], rel=5e-3)
+  with pytest.raises(app.UsageError, match="mnist_adam_eps/adam_eps is not finished"):
+    study.stage_variants("mnist_adam_eps", "recipe")
+  for stage in ("ste_lr", "grid", "confirm"):
+    with pytest.raises(app.UsageError, match=r"mnist_adam_eps runs only --stage=adam_eps then "
+                                             r"--stage=recipe \(amendment 76\)"):
+      study.run_stage("mnist_adam_eps", stage)
+  with pytest.raises(app.UsageError, match="--stage=adam_eps: only for mnist_adam_eps"):
+    study.stage_variants("mnist", "adam_eps")
+  _fake_tuning_runs(tmp_path, "mnist_adam_eps",
+                    lambda name: 0.1 if name == "ste_eps0.000316" else 0.2, ("adam_eps",))
+  recipe, seeds = study.stage_variants("mnist_adam_eps", "recipe")
+  assert seeds == tuple(range(10, 20))
+  assert list(recipe) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
+                          "ste_adam_eps"]
+  assert recipe["ste"] == ste and recipe["ste_adam_eps"] == [*ste, "optimizer.eps=0.000316"]
+  assert not any(o.startswith("optimizer.eps") for k in ("paper_ste_linear_ste_lr",
+                                                          "gradient_noise_ste_lr")
+                 for o in recipe[k])
+  # the report tables both stages and tests the three pairs of STE at the chosen ε
+  study.report("mnist_adam_eps")
+  text = (tmp_path / "report.md").read_text()
+  assert "### mnist_adam_eps — adam_eps (seeds 0, 1, 2)" in text
+  assert "### mnist_adam_eps — recipe (amendment 76; seeds 10, 11, 12" in text
+  for line in ("- ste_adam_eps vs ste: not complete",
+               "- gradient_noise_ste_lr vs ste_adam_eps: not complete",
+               "- paper_ste_linear_ste_lr vs ste_adam_eps: not complete"):
+    assert line in text
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""

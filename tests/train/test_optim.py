@@ -63,3 +63,35 @@ def test_a_negative_factor_is_refused_naming_the_field():
   config.optimizer.step_size_lr_factor = -0.5
   with pytest.raises(config_lib.ConfigError, match="step_size_lr_factor"):
     config_lib.validate(config)
+
+
+def test_eps_is_adams_denominator_term():
+  """``eps`` reaches AdamW: with one coordinate's gradient far below ε the first update shrinks by
+  |g|/(|g| + ε) against the default, and a gradient far above ε moves at the rate either way."""
+  params = {"w": jnp.zeros((2,))}
+  grads = {"w": jnp.array([1e-4, 10.0])}
+  first = {}
+  for eps in (1e-8, 1e-2):
+    tx = optim.make_optimizer(learning_rate=1e-2, weight_decay=0.0, eps=eps, total_steps=10)
+    first[eps], _ = tx.update(grads, tx.init(params), params)
+  small, large = (np.asarray(first[e]["w"]) for e in (1e-8, 1e-2))
+  np.testing.assert_allclose(small, [-1e-2, -1e-2], rtol=1e-3)
+  np.testing.assert_allclose(large, [-1e-2 * 1e-4 / (1e-4 + 1e-2), -1e-2 * 10 / (10 + 1e-2)],
+                             rtol=1e-3)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-8, float("nan")])
+def test_a_nonpositive_or_nan_eps_is_refused_naming_the_field(eps):
+  config = config_lib.default_config()
+  config.optimizer.eps = eps
+  with pytest.raises(config_lib.ConfigError, match="eps"):
+    config_lib.validate(config)
+
+
+def test_a_run_recorded_before_eps_existed_counts_as_the_default():
+  """Runs made before ``optimizer.eps`` existed were at optax's 1e-8: a sweep reuses them."""
+  new = config_lib.default_config().to_dict()
+  old = {**new, "optimizer": {k: v for k, v in new["optimizer"].items() if k != "eps"}}
+  assert config_lib.incompatible_fields(old, new) == []
+  changed = {**new, "optimizer": {**new["optimizer"], "eps": 1e-3}}
+  assert config_lib.incompatible_fields(old, changed) == ["optimizer.eps"]
