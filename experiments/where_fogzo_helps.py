@@ -142,7 +142,9 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "llama_3m_long": (63, (10, 11, 12)), "mnist_long": (70, (10, 11, 12, 13, 14)),
     "mnist_w100": (72, (10, 11, 12, 13, 14)), "mnist_w1000": (72, (10, 11, 12, 13, 14)),
     "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14)),
-    "cifar10_mlp": (75, tuple(range(10, 20))), "mnist_adam_eps": (76, tuple(range(10, 20)))}
+    "cifar10_mlp": (75, tuple(range(10, 20))), "mnist_adam_eps": (76, tuple(range(10, 20))),
+    "mnist_w100_adam_eps": (77, tuple(range(20, 30))),
+    "mnist_long_adam_eps": (77, tuple(range(20, 30)))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -152,14 +154,17 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
 # and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and MNIST beside STE with
 # a tuned Adam ε (amendment 76).
+# Amendment 76 (ours): STE's AdamW ε, tuned on seeds 0-2 (--stage=adam_eps) at the STE rate
+# chosen for the model's source (MNIST's confirmed 6e-3; amendment 77: the rates amendments 72 and
+# 70 chose for width 100 and for 30 epochs), values a factor √10 apart; the recipe stage adds STE
+# at the chosen ε ("ste_adam_eps") to STE, the setting and the control (all at ε = 1e-8).
+ADAM_EPS_VALUES = (1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2)
+ADAM_EPS = {"mnist_adam_eps": ("mnist", ADAM_EPS_VALUES),
+            "mnist_w100_adam_eps": ("mnist_w100", ADAM_EPS_VALUES),
+            "mnist_long_adam_eps": ("mnist_long", ADAM_EPS_VALUES)}
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
                 "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
-                "mnist_adam_eps")
-# Amendment 76 (ours): STE's AdamW ε, tuned on seeds 0-2 (--stage=adam_eps) at the rate of the
-# model's source (MNIST's confirmed STE, 6e-3), values a factor √10 apart; the recipe stage adds
-# STE at the chosen ε ("ste_adam_eps") to STE, the setting and the control (all at ε = 1e-8).
-ADAM_EPS = {"mnist_adam_eps": ("mnist", (1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3,
-                                         3.16e-3, 1e-2))}
+                *ADAM_EPS)
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -277,10 +282,7 @@ MODELS = {
                                      f"data.data_dir={CIFAR10_DIR}", "data.normalize=imagenet"],
                     "final_train_loss", True, "CIFAR-10 MLP 3072-10-10 (30,840 quantized "
                     "weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
-    # amendment 76: the MNIST recipe, STE's Adam ε tuned at MNIST's STE rate (ADAM_EPS)
-    "mnist_adam_eps": ("mnist_mlp.py", ["data.eval_train=True"], "final_train_loss", True,
-                       "MNIST MLP 784-10-10 (7,960 quantized weights), 2-bit, 10 epochs × 512",
-                       None),
+
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",
@@ -339,6 +341,9 @@ MODELS = {
                       "LLaMA-9M's layout at width 192 (3,096,576 quantized weights), Tiny "
                       "Shakespeare bytes, 3000 steps × 16 × 64", None),
 }
+# Amendments 76 and 77: an ADAM_EPS model is its source's model (config, overrides, metric and
+# words) with no STE rates of its own.
+MODELS.update({m: (*MODELS[source][:5], None) for m, (source, _) in ADAM_EPS.items()})
 
 VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
     "paper": [],
@@ -403,11 +408,22 @@ def ste_lr_variants(model: str) -> dict:
           for lr in MODELS[model][5]}
 
 
+def ste_setting(model: str) -> list:
+  """STE's chosen setting: from the model's own ste_lr stage (seeds 0-2) for a recipe-only model
+  with STE rates (amendments 70, 72, 73 and 75), its source's for an ``ADAM_EPS`` model
+  (amendments 76 and 77), else the model's confirmed ``ste``."""
+  if model in ADAM_EPS:
+    return ste_setting(ADAM_EPS[model][0])
+  if model in RECIPE_ONLY and MODELS[model][5]:
+    return ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
+  return stage_variants(model, "confirm")[0]["ste"]
+
+
 def adam_eps_variants(model: str) -> dict:
-  """Amendment 76: STE at its source's confirmed rate with each Adam ε of ``ADAM_EPS``."""
+  """Amendments 76 and 77: STE at its source's chosen rate with each Adam ε of ``ADAM_EPS``."""
   if model not in ADAM_EPS:
     raise app.UsageError(f"--stage=adam_eps: only for {', '.join(ADAM_EPS)}")
-  ste = stage_variants(ADAM_EPS[model][0], "confirm")[0]["ste"]
+  ste = ste_setting(model)
   return {f"ste_eps{e:g}": [*ste, f"optimizer.eps={e:g}"] for e in ADAM_EPS[model][1]}
 
 
@@ -464,7 +480,7 @@ def choose(model: str) -> dict:
   from the committed record (``CHOICES``)."""
   if model in ADAM_EPS:
     raise app.UsageError(f"{model} has no chosen settings of its own: it takes "
-                         f"{ADAM_EPS[model][0]}'s STE (amendment 76)")
+                         f"{ADAM_EPS[model][0]}'s STE (amendment {RECIPE_ONLY[model][0]})")
   if MODELS[model][5] is None:
     return transferred(model)
   return runs_or_record(model, "chosen", choose_from_runs)
@@ -626,17 +642,12 @@ def recipe_variants(model: str) -> dict:
   70, 72 and 73's MLP models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
   56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
   model with STE rates of its own (amendments 70, 72, 73 and 75) takes STE's rate from its ste_lr
-  stage (seeds 0-2); an ``ADAM_EPS`` model (amendment 76) takes its source's STE and adds STE at
-  the Adam ε its adam_eps stage chose (seeds 0-2)."""
+  stage (seeds 0-2); an ``ADAM_EPS`` model (amendments 76 and 77) takes its source's STE and adds
+  STE at the Adam ε its adam_eps stage chose (seeds 0-2): ``ste_setting``."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
-  if model in RECIPE_ONLY and MODELS[model][5]:
-    ste = ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
-  elif model in ADAM_EPS:
-    ste = stage_variants(ADAM_EPS[model][0], "confirm")[0]["ste"]
-  else:
-    ste = stage_variants(model, "confirm")[0]["ste"]
+  ste = ste_setting(model)
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
   out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}
@@ -993,9 +1004,10 @@ def report(only: str | None = None) -> None:
   out, printed = [], []
   for model, (_, _, metric, lower, words, lrs) in MODELS.items():
     first = len(out)
-    stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else
-              [("adam_eps", adam_eps_variants(model), TUNE_SEEDS)] if model in ADAM_EPS else [])
+    stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
     try:
+      if model in ADAM_EPS:  # needs its source's STE rate
+        stages.append(("adam_eps", adam_eps_variants(model), TUNE_SEEDS))
       if lrs and model not in RECIPE_ONLY:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))
         if model != "mnist":

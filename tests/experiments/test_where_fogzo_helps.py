@@ -830,6 +830,33 @@ def test_amendment_76_tunes_stes_adam_eps_on_mnist_then_runs_it_beside_the_noise
     assert line in text
 
 
+def test_amendment_77_repeats_76_at_width_100_and_at_30_epochs(tmp_path, monkeypatch):
+  """Amendment 77: amendment 76's design on the MNIST MLP at hidden width 100 and at 30 epochs, at
+  the STE rate each one's own ste_lr stage chose (amendments 72 and 70), on seeds 20-29."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  for model, source, rate in (("mnist_w100_adam_eps", "mnist_w100", "0.006"),
+                              ("mnist_long_adam_eps", "mnist_long", "0.00115")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    assert study.base_config(model) == study.base_config(source)
+    with pytest.raises(app.UsageError, match=f"{source}/ste_lr is not finished"):
+      study.stage_variants(model, "adam_eps")
+    _fake_tuning_runs(tmp_path, source, lambda name, r=rate: 0.1 if name == f"ste_lr{r}" else 0.2,
+                      ("ste_lr",))
+    variants, seeds = study.stage_variants(model, "adam_eps")
+    assert seeds == (0, 1, 2) and list(variants) == list(study.adam_eps_variants("mnist_adam_eps"))
+    assert all(v[:2] == ["estimator.kind=ste", f"optimizer.learning_rate={rate}"]
+               for v in variants.values())
+    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_eps0.001" else 0.2,
+                      ("adam_eps",))
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(20, 30))
+    assert recipe["ste_adam_eps"] == [*recipe["ste"], "optimizer.eps=0.001"]
+    assert f"optimizer.learning_rate={rate}" in recipe["gradient_noise_ste_lr"]
+    with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=adam_eps then "
+                                             r"--stage=recipe \(amendment 77\)"):
+      study.run_stage(model, "ste_lr")
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""
