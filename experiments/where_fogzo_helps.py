@@ -131,6 +131,12 @@ PLOTTED_EXTENSIONS = ("llama_9m_long",)
 ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_ste_linear"),
                                  ("ste_at_paper_lr", "paper_ste_linear"), ("ste", "paper"))}
 
+# Amendment 78 (ours): STE with the gradient-noise control's damping and no noise
+# (optimizer.noise_floor_share, at the control's ρ) beside STE, the setting and the control, at
+# the STE rate chosen for each source model: model: its source.
+NOISE_FLOOR = {"mnist_floor": "mnist", "mnist_w100_floor": "mnist_w100",
+               "mnist_long_floor": "mnist_long"}
+
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
 # seeds; amendment 42: STE, that setting and the gradient-noise control on CIFAR-10 (these models
@@ -144,7 +150,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "fmnist": (73, (10, 11, 12, 13, 14)), "mnist_float_bias": (73, (10, 11, 12, 13, 14)),
     "cifar10_mlp": (75, tuple(range(10, 20))), "mnist_adam_eps": (76, tuple(range(10, 20))),
     "mnist_w100_adam_eps": (77, tuple(range(20, 30))),
-    "mnist_long_adam_eps": (77, tuple(range(20, 30)))}
+    "mnist_long_adam_eps": (77, tuple(range(20, 30))),
+    **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -165,7 +172,7 @@ ADAM_EPS = {"mnist_adam_eps": ("mnist", ADAM_EPS_VALUES),
             "mnist_long_adam_eps": ("mnist_long", (3.16e-7, *ADAM_EPS_VALUES))}
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
                 "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
-                *ADAM_EPS)
+                *ADAM_EPS, *NOISE_FLOOR)
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -222,7 +229,10 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                   for b in ("paper_ste_linear_ste_lr", "gradient_noise_ste_lr")),
                 # amendment 76: STE with a tuned Adam ε against STE, the control and the setting
                 ("ste", "ste_adam_eps"), ("ste_adam_eps", "gradient_noise_ste_lr"),
-                ("ste_adam_eps", "paper_ste_linear_ste_lr"))
+                ("ste_adam_eps", "paper_ste_linear_ste_lr"),
+                # amendment 78: the control's damping without noise against STE and the control
+                ("ste", "ste_noise_floor"), ("ste_noise_floor", "gradient_noise_ste_lr"),
+                ("ste_noise_floor", "paper_ste_linear_ste_lr"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -345,6 +355,7 @@ MODELS = {
 # Amendments 76 and 77: an ADAM_EPS model is its source's model (config, overrides, metric and
 # words) with no STE rates of its own.
 MODELS.update({m: (*MODELS[source][:5], None) for m, (source, _) in ADAM_EPS.items()})
+MODELS.update({m: (*MODELS[source][:5], None) for m, source in NOISE_FLOOR.items()})
 
 VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
     "paper": [],
@@ -415,6 +426,8 @@ def ste_setting(model: str) -> list:
   (amendments 76 and 77), else the model's confirmed ``ste``."""
   if model in ADAM_EPS:
     return ste_setting(ADAM_EPS[model][0])
+  if model in NOISE_FLOOR:
+    return ste_setting(NOISE_FLOOR[model])
   if model in RECIPE_ONLY and MODELS[model][5]:
     return ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
   return stage_variants(model, "confirm")[0]["ste"]
@@ -479,9 +492,10 @@ def choose(model: str) -> dict:
   FOGZO variant the best of its ρ × lr settings; plus the paper's literal setting at STE's
   rate (β_min = 0.999; not tuned). From the tuning runs under --out when they are there, else
   from the committed record (``CHOICES``)."""
-  if model in ADAM_EPS:
-    raise app.UsageError(f"{model} has no chosen settings of its own: it takes "
-                         f"{ADAM_EPS[model][0]}'s STE (amendment {RECIPE_ONLY[model][0]})")
+  if model in ADAM_EPS or model in NOISE_FLOOR:
+    source = ADAM_EPS[model][0] if model in ADAM_EPS else NOISE_FLOOR[model]
+    raise app.UsageError(f"{model} has no chosen settings of its own: it takes {source}'s STE "
+                         f"(amendment {RECIPE_ONLY[model][0]})")
   if MODELS[model][5] is None:
     return transferred(model)
   return runs_or_record(model, "chosen", choose_from_runs)
@@ -663,6 +677,9 @@ def recipe_variants(model: str) -> dict:
   if model in ADAM_EPS:
     variants = adam_eps_variants(model)
     out["ste_adam_eps"] = variants[best(model, "adam_eps", variants)]
+  if model in NOISE_FLOOR:  # the control's ρ, as an Adam second-moment floor, no noise
+    rho = next(o for o in mixed if o.startswith("estimator.noise_share=")).split("=")[1]
+    out["ste_noise_floor"] = [*ste, f"optimizer.noise_floor_share={rho}"]
   return out
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Optional, Union
 
+import jax
+import jax.numpy as jnp
 import optax
 
 import fogzo_jax as fz
@@ -129,18 +131,54 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
 
 def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
                          warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
-                         eps: float = 1e-8) -> None:
+                         eps: float = 1e-8, noise_floor_share: float = 0.0) -> None:
   """Checks ``config.optimizer``."""
   checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
   checks.number("weight_decay", weight_decay, float, 0.0)
   checks.number("warmup_steps", warmup_steps, int, 0)
   checks.number("step_size_lr_factor", step_size_lr_factor, float, 0.0)
   checks.number("eps", eps, float, 0.0, low_open=True)
+  checks.number("noise_floor_share", noise_floor_share, float, 0.0)
+
+
+def scale_by_adam_noise_floor(noise_share: optax.ScalarOrSchedule, b1: float = 0.9,
+                              b2: float = 0.999, eps: float = 1e-8
+                              ) -> optax.GradientTransformation:
+  """*Ours*, a probe: Adam whose second moment also averages (ρ(t)·RMS(g))², with no noise.
+
+  That term is what the gradient-noise control (``fz.gradient_noise``: g + ρ(t)·RMS(g)·u, u of
+  zero mean and unit variance) adds to E[g²], so this keeps the control's damping of Adam's steps
+  and drops its noise. RMS(g) is taken over every parameter (the control takes it over the
+  quantized ones: the same on a model whose parameters are all quantized, as the MNIST MLP's).
+  The first moment, the bias corrections and ε are ``optax.scale_by_adam``'s; its state is
+  optax's ``ScaleByAdamState``.
+  """
+  schedule = noise_share if callable(noise_share) else optax.constant_schedule(noise_share)
+
+  def init(params):
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+
+  def update(updates, state, params=None):
+    del params
+    leaves = jax.tree.leaves(updates)
+    mean_square = sum(jnp.sum(jnp.square(g)) for g in leaves) / sum(g.size for g in leaves)
+    floor = jnp.square(schedule(state.count)) * mean_square
+    mu = optax.tree_utils.tree_update_moment(updates, state.mu, b1, 1)
+    nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * (jnp.square(g) + floor), updates, state.nu)
+    count = optax.safe_increment(state.count)
+    mu_hat = optax.tree_utils.tree_bias_correction(mu, b1, count)
+    nu_hat = optax.tree_utils.tree_bias_correction(nu, b2, count)
+    out = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu_hat, nu_hat)
+    return out, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init, update)
 
 
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
                    warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
-                   eps: float = 1e-8, *, total_steps: int) -> optax.GradientTransformation:
+                   eps: float = 1e-8, noise_floor_share: float = 0.0, *,
+                   total_steps: int) -> optax.GradientTransformation:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
   ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
@@ -148,14 +186,23 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   included), i.e. train at that fraction of the rate; 0 freezes them at LSQ's initial step. Adam
   normalises each update, so LSQ's gradient scale does not slow them down (docs/results/lsq.md).
   ``eps`` is AdamW's ε (optax's default 1e-8), added to √v̂ in each coordinate's denominator.
+  ``noise_floor_share`` = ρ > 0 (ours, a probe; 0 is plain AdamW) adds (ρ(t)·RMS(g))² to Adam's
+  second moment, ρ(t) on the gradient-noise control's schedule (``fz.linear_noise_share`` over
+  ``total_steps``): that control's damping without its noise (``scale_by_adam_noise_floor``).
   """
-  check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps)
+  check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps,
+                       noise_floor_share)
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
   if warmup:
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
   else:
     schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  tx = optax.adamw(schedule, eps=eps, weight_decay=weight_decay)
+  if noise_floor_share > 0:  # optax.adamw's chain with the second moment floored
+    tx = optax.chain(
+        scale_by_adam_noise_floor(fz.linear_noise_share(noise_floor_share, total_steps), eps=eps),
+        optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(schedule))
+  else:
+    tx = optax.adamw(schedule, eps=eps, weight_decay=weight_decay)
   if step_size_lr_factor != 1.0:
     tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor),
                                           quant_layers.step_size_mask))

@@ -860,6 +860,31 @@ def test_amendment_77_repeats_76_at_width_100_and_at_30_epochs(tmp_path, monkeyp
       study.run_stage(model, "ste_lr")
 
 
+def test_amendment_78_runs_the_controls_damping_without_noise(tmp_path, monkeypatch):
+  """Amendment 78: at each source's STE rate, STE with Adam's second moment floored as the
+  control's noise would (optimizer.noise_floor_share at the control's ρ, no noise), beside STE,
+  the setting and the control, on seeds 30-39; no tuning stage."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  _fake_tuning_runs(tmp_path, "mnist_w100", lambda name: 0.1 if name == "ste_lr0.006" else 0.2,
+                    ("ste_lr",))
+  for model, source in (("mnist_floor", "mnist"), ("mnist_w100_floor", "mnist_w100")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(30, 40))
+    assert list(recipe) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
+                            "ste_noise_floor"]
+    assert recipe["ste"] == ["estimator.kind=ste", "optimizer.learning_rate=0.006"]
+    assert "estimator.noise_share=0.3" in recipe["gradient_noise_ste_lr"]
+    assert recipe["ste_noise_floor"] == [*recipe["ste"], "optimizer.noise_floor_share=0.3"]
+    with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=recipe "
+                                             r"\(amendment 78\)"):
+      study.run_stage(model, "adam_eps")
+  with pytest.raises(app.UsageError, match="mnist_long/ste_lr is not finished"):
+    study.stage_variants("mnist_long_floor", "recipe")
+  assert ("ste", "ste_noise_floor") in study.RECIPE_PAIRS
+  assert ("ste_noise_floor", "gradient_noise_ste_lr") in study.RECIPE_PAIRS
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""

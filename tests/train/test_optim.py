@@ -3,7 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+
+import fogzo_jax as fz
 
 from fogzo_jax.quant import layers as quant_layers
 from fogzo_jax.train import config as config_lib
@@ -95,3 +98,50 @@ def test_a_run_recorded_before_eps_existed_counts_as_the_default():
   assert config_lib.incompatible_fields(old, new) == []
   changed = {**new, "optimizer": {**new["optimizer"], "eps": 1e-3}}
   assert config_lib.incompatible_fields(old, changed) == ["optimizer.eps"]
+
+
+def test_noise_floor_adds_the_share_times_the_mean_square_to_adams_second_moment():
+  """One step of ``scale_by_adam_noise_floor`` at a constant ρ: ν = (1 − b2)·(g² + ρ²·mean(g²)),
+  the update is the bias-corrected m / (√ν̂ + ε), and μ is Adam's."""
+  g = {"a": jnp.array([1.0, -2.0]), "b": jnp.array([[0.5], [4.0]])}
+  mean_square = (1 + 4 + 0.25 + 16) / 4
+  tx = optim.scale_by_adam_noise_floor(0.5, eps=1e-8)
+  out, state = tx.update(g, tx.init(g))
+  adam_out, adam_state = optax.scale_by_adam(eps=1e-8).update(g, optax.scale_by_adam().init(g))
+  for k in g:
+    np.testing.assert_allclose(state.nu[k], 0.001 * (g[k] ** 2 + 0.25 * mean_square), rtol=1e-6)
+    np.testing.assert_allclose(state.mu[k], adam_state.mu[k], rtol=1e-6)
+    np.testing.assert_allclose(out[k], g[k] / np.sqrt(g[k] ** 2 + 0.25 * mean_square), rtol=1e-5)
+    assert np.all(np.abs(out[k]) < np.abs(adam_out[k]))  # damped
+  assert int(state.count) == 1
+
+
+def test_noise_floor_is_the_gradient_noise_controls_expected_second_moment():
+  """Adam's ν after one step of the gradient-noise control (g + ρ·RMS(g)·u), averaged over many
+  draws of u, equals the floor's ν (no noise), within 5 standard errors of that average."""
+  rho, draws = 0.7, 4000
+  g = jnp.array([0.05, -1.0, 2.0, 0.0, 3.0])
+  control = fz.gradient_noise(rho, key=0)
+
+  def nu_of(key):
+    noisy, _ = control.update(g, control.init(g)._replace(key=key), g)
+    _, state = optax.scale_by_adam().update(noisy, optax.scale_by_adam().init(g))
+    return state.nu
+
+  nus = jax.vmap(nu_of)(jax.random.split(jax.random.PRNGKey(1), draws))  # the state's raw keys
+  floor = optim.scale_by_adam_noise_floor(rho)
+  _, state = floor.update(g, floor.init(g))
+  mean, sem = np.mean(nus, axis=0), np.std(nus, axis=0) / np.sqrt(draws)
+  assert np.all(np.abs(mean - np.asarray(state.nu)) < 5 * sem + 1e-9)
+  assert np.all(sem < 0.05 * np.asarray(state.nu))  # the test can tell a wrong floor apart
+
+
+def test_noise_floor_share_zero_is_adamw_and_a_negative_one_is_refused():
+  tx = optim.make_optimizer(learning_rate=1e-2, noise_floor_share=0.0, total_steps=10)
+  assert len(tx.init(_params())) == 3  # optax.adamw's own chain
+  floored = optim.make_optimizer(learning_rate=1e-2, noise_floor_share=0.3, total_steps=10)
+  assert isinstance(floored.init(_params())[0], optax.ScaleByAdamState)
+  config = config_lib.default_config()
+  config.optimizer.noise_floor_share = -0.1
+  with pytest.raises(config_lib.ConfigError, match="noise_floor_share"):
+    config_lib.validate(config)
