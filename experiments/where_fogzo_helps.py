@@ -156,11 +156,6 @@ RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
 AMENDMENT_23 = ("llama_9m_lsq",)
-# The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
-# (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
-# 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
-# and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and MNIST beside STE with
-# a tuned Adam ε (amendment 76).
 # Amendment 76 (ours): STE's AdamW ε, tuned on seeds 0-2 (--stage=adam_eps) at the STE rate
 # chosen for the model's source (MNIST's confirmed 6e-3; amendment 77: the rates amendments 72 and
 # 70 chose for width 100 and for 30 epochs), values a factor √10 apart; the recipe stage adds STE
@@ -170,9 +165,17 @@ ADAM_EPS = {"mnist_adam_eps": ("mnist", ADAM_EPS_VALUES),
             "mnist_w100_adam_eps": ("mnist_w100", ADAM_EPS_VALUES),
             # amendment 77's edge rule: 1e-6 was best on seeds 0-2, so the next value below
             "mnist_long_adam_eps": ("mnist_long", (3.16e-7, *ADAM_EPS_VALUES))}
+# Amendments 76-78: a model derived from a source model (its config, metric, words and STE rate,
+# no chosen settings of its own): model → source.
+DERIVED = {**{m: source for m, (source, _) in ADAM_EPS.items()}, **NOISE_FLOOR}
+# The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
+# (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
+# 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
+# and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and the derived models of
+# amendments 76-78.
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
                 "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
-                *ADAM_EPS, *NOISE_FLOOR)
+                *DERIVED)
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
 # beside amendment 23's three-seed tests, which stand (as EXTENDED, for the recipe stage); the
 # same for amendment 63's pair (amendment 67) and amendment 70's settings (amendment 71).
@@ -293,7 +296,6 @@ MODELS = {
                                      f"data.data_dir={CIFAR10_DIR}", "data.normalize=imagenet"],
                     "final_train_loss", True, "CIFAR-10 MLP 3072-10-10 (30,840 quantized "
                     "weights), 2-bit, 10 epochs × 512", MNIST_SQRT3_RATES),
-
     "llama_tiny": ("llama.py:9m", ["model.dim=64", "model.layers=2", "model.heads=2",
                                    "num_train_steps=3000", "data.batch_size=16",
                                    "data.seq_len=64", "optimizer.warmup_steps=100",
@@ -352,10 +354,7 @@ MODELS = {
                       "LLaMA-9M's layout at width 192 (3,096,576 quantized weights), Tiny "
                       "Shakespeare bytes, 3000 steps × 16 × 64", None),
 }
-# Amendments 76 and 77: an ADAM_EPS model is its source's model (config, overrides, metric and
-# words) with no STE rates of its own.
-MODELS.update({m: (*MODELS[source][:5], None) for m, (source, _) in ADAM_EPS.items()})
-MODELS.update({m: (*MODELS[source][:5], None) for m, source in NOISE_FLOOR.items()})
+MODELS.update({m: (*MODELS[source][:5], None) for m, source in DERIVED.items()})
 
 VARIANTS = {  # FOGZO n = 1; "paper" is the estimator as the paper states it.
     "paper": [],
@@ -422,12 +421,10 @@ def ste_lr_variants(model: str) -> dict:
 
 def ste_setting(model: str) -> list:
   """STE's chosen setting: from the model's own ste_lr stage (seeds 0-2) for a recipe-only model
-  with STE rates (amendments 70, 72, 73 and 75), its source's for an ``ADAM_EPS`` model
-  (amendments 76 and 77), else the model's confirmed ``ste``."""
-  if model in ADAM_EPS:
-    return ste_setting(ADAM_EPS[model][0])
-  if model in NOISE_FLOOR:
-    return ste_setting(NOISE_FLOOR[model])
+  with STE rates (amendments 70, 72, 73 and 75), its source's for a ``DERIVED`` model
+  (amendments 76-78), else the model's confirmed ``ste``."""
+  if model in DERIVED:
+    return ste_setting(DERIVED[model])
   if model in RECIPE_ONLY and MODELS[model][5]:
     return ["estimator.kind=ste", f"optimizer.learning_rate={ste_lr(model, record=False):g}"]
   return stage_variants(model, "confirm")[0]["ste"]
@@ -492,10 +489,9 @@ def choose(model: str) -> dict:
   FOGZO variant the best of its ρ × lr settings; plus the paper's literal setting at STE's
   rate (β_min = 0.999; not tuned). From the tuning runs under --out when they are there, else
   from the committed record (``CHOICES``)."""
-  if model in ADAM_EPS or model in NOISE_FLOOR:
-    source = ADAM_EPS[model][0] if model in ADAM_EPS else NOISE_FLOOR[model]
-    raise app.UsageError(f"{model} has no chosen settings of its own: it takes {source}'s STE "
-                         f"(amendment {RECIPE_ONLY[model][0]})")
+  if model in DERIVED:
+    raise app.UsageError(f"{model} has no chosen settings of its own: it takes "
+                         f"{DERIVED[model]}'s STE (amendment {RECIPE_ONLY[model][0]})")
   if MODELS[model][5] is None:
     return transferred(model)
   return runs_or_record(model, "chosen", choose_from_runs)
@@ -657,8 +653,9 @@ def recipe_variants(model: str) -> dict:
   70, 72 and 73's MLP models; ``AT_A_THIRD`` names the settings at a lower rate that amendments 52,
   56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
   model with STE rates of its own (amendments 70, 72, 73 and 75) takes STE's rate from its ste_lr
-  stage (seeds 0-2); an ``ADAM_EPS`` model (amendments 76 and 77) takes its source's STE and adds
-  STE at the Adam ε its adam_eps stage chose (seeds 0-2): ``ste_setting``."""
+  stage (seeds 0-2); a ``DERIVED`` model takes its source's STE (``ste_setting``) and adds STE
+  at the Adam ε its adam_eps stage chose (seeds 0-2; amendments 76-77) or with the control's
+  damping and no noise (amendment 78)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -678,8 +675,9 @@ def recipe_variants(model: str) -> dict:
     variants = adam_eps_variants(model)
     out["ste_adam_eps"] = variants[best(model, "adam_eps", variants)]
   if model in NOISE_FLOOR:  # the control's ρ, as an Adam second-moment floor, no noise
-    rho = next(o for o in mixed if o.startswith("estimator.noise_share=")).split("=")[1]
-    out["ste_noise_floor"] = [*ste, f"optimizer.noise_floor_share={rho}"]
+    out["ste_noise_floor"] = ste + [
+        o.replace("estimator.noise_share", "optimizer.noise_floor_share")
+        for o in mixed if o.startswith("estimator.noise_share=")]
   return out
 
 
