@@ -45,7 +45,8 @@ def define_flags():
   """The command line (defined only when run as a script, so tests can import the functions)."""
   flags.DEFINE_string("model", "mnist", "Model (MODELS).")
   flags.DEFINE_enum("stage", "ste_lr", ["ste_lr", "grid", "lr", "confirm", "step_ratio",
-                                        "equal_time", "ablation", "recipe", "adam_eps"],
+                                        "equal_time", "ablation", "recipe", "adam_eps",
+                                        "update_noise"],
                     "Stage.")
   flags.DEFINE_string("out", OUT, "Output folder.")
   flags.DEFINE_bool("report", False, "Only write the tables of the runs that exist (all "
@@ -136,6 +137,13 @@ ABLATION_PAIRS = {"llama_tiny": (("paper_ste_linear", "paper"), ("ste", "paper_s
 # the STE rate chosen for each source model: model: its source.
 NOISE_FLOOR = {"mnist_floor": "mnist", "mnist_w100_floor": "mnist_w100",
                "mnist_long_floor": "mnist_long"}
+# Amendment 79 (ours): STE with noise of η(t) per element added after Adam's normalisation
+# (optimizer.update_noise_share: a random walk of the latent weights that leaves Adam's moments
+# alone), η tuned on seeds 0-2 (--stage=update_noise) at the source's STE rate; the recipe stage
+# adds STE at the chosen η ("ste_walk") to STE, the setting and the control: model: its source.
+UPDATE_NOISE = {"mnist_walk": "mnist", "mnist_w100_walk": "mnist_w100",
+                "mnist_long_walk": "mnist_long"}
+UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0)
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -151,7 +159,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "cifar10_mlp": (75, tuple(range(10, 20))), "mnist_adam_eps": (76, tuple(range(10, 20))),
     "mnist_w100_adam_eps": (77, tuple(range(20, 30))),
     "mnist_long_adam_eps": (77, tuple(range(20, 30))),
-    **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR}}
+    **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR},
+    **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -161,13 +170,20 @@ AMENDMENT_23 = ("llama_9m_lsq",)
 # 70 chose for width 100 and for 30 epochs), values a factor √10 apart; the recipe stage adds STE
 # at the chosen ε ("ste_adam_eps") to STE, the setting and the control (all at ε = 1e-8).
 ADAM_EPS_VALUES = (1e-6, 3.16e-6, 1e-5, 3.16e-5, 1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2)
-ADAM_EPS = {"mnist_adam_eps": ("mnist", ADAM_EPS_VALUES),
-            "mnist_w100_adam_eps": ("mnist_w100", ADAM_EPS_VALUES),
-            # amendment 77's edge rule: 1e-6 was best on seeds 0-2, so the next value below
-            "mnist_long_adam_eps": ("mnist_long", (3.16e-7, *ADAM_EPS_VALUES))}
-# Amendments 76-78: a model derived from a source model (its config, metric, words and STE rate,
+# Amendments 76, 77 and 79: one optimizer field of STE tuned on seeds 0-2 at the source's STE
+# rate: model → (source, stage, field, the tuning runs' prefix, the recipe's name, values).
+TUNED = {
+    "mnist_adam_eps": ("mnist", "adam_eps", "eps", "ste_eps", "ste_adam_eps", ADAM_EPS_VALUES),
+    "mnist_w100_adam_eps": ("mnist_w100", "adam_eps", "eps", "ste_eps", "ste_adam_eps",
+                            ADAM_EPS_VALUES),
+    # amendment 77's edge rule: 1e-6 was best on seeds 0-2, so the next value below
+    "mnist_long_adam_eps": ("mnist_long", "adam_eps", "eps", "ste_eps", "ste_adam_eps",
+                            (3.16e-7, *ADAM_EPS_VALUES)),
+    **{m: (source, "update_noise", "update_noise_share", "ste_walk", "ste_walk",
+           UPDATE_NOISE_VALUES) for m, source in UPDATE_NOISE.items()}}
+# Amendments 76-79: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
-DERIVED = {**{m: source for m, (source, _) in ADAM_EPS.items()}, **NOISE_FLOOR}
+DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -235,7 +251,10 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("ste_adam_eps", "paper_ste_linear_ste_lr"),
                 # amendment 78: the control's damping without noise against STE and the control
                 ("ste", "ste_noise_floor"), ("ste_noise_floor", "gradient_noise_ste_lr"),
-                ("ste_noise_floor", "paper_ste_linear_ste_lr"))
+                ("ste_noise_floor", "paper_ste_linear_ste_lr"),
+                # amendment 79: the walk after Adam's normalisation against STE and the control
+                ("ste", "ste_walk"), ("ste_walk", "gradient_noise_ste_lr"),
+                ("ste_walk", "paper_ste_linear_ste_lr"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -430,12 +449,14 @@ def ste_setting(model: str) -> list:
   return stage_variants(model, "confirm")[0]["ste"]
 
 
-def adam_eps_variants(model: str) -> dict:
-  """Amendments 76 and 77: STE at its source's chosen rate with each Adam ε of ``ADAM_EPS``."""
-  if model not in ADAM_EPS:
-    raise app.UsageError(f"--stage=adam_eps: only for {', '.join(ADAM_EPS)}")
-  ste = ste_setting(model)
-  return {f"ste_eps{e:g}": [*ste, f"optimizer.eps={e:g}"] for e in ADAM_EPS[model][1]}
+def tuned_variants(model: str, stage: str) -> dict:
+  """Amendments 76, 77 and 79: STE at its source's chosen rate with each value of the
+  optimizer field that ``TUNED`` names for ``model`` (its tuning ``stage``)."""
+  models = [m for m, t in TUNED.items() if t[1] == stage]
+  if model not in models:
+    raise app.UsageError(f"--stage={stage}: only for {', '.join(models)}")
+  _, _, field, prefix, _, values = TUNED[model]
+  return {f"{prefix}{v:g}": [*ste_setting(model), f"optimizer.{field}={v:g}"] for v in values}
 
 
 def best(model: str, stage: str, variants: dict) -> str:
@@ -671,9 +692,10 @@ def recipe_variants(model: str) -> dict:
   out.update((name, lower[name]) for name in AT_A_THIRD.get(model, ()))
   out.update((f"ste_lr{r:g}", ["estimator.kind=ste", f"optimizer.learning_rate={r:g}"])
              for r in STE_BETWEEN.get(model, ()))
-  if model in ADAM_EPS:
-    variants = adam_eps_variants(model)
-    out["ste_adam_eps"] = variants[best(model, "adam_eps", variants)]
+  if model in TUNED:
+    stage, name = TUNED[model][1], TUNED[model][4]
+    variants = tuned_variants(model, stage)
+    out[name] = variants[best(model, stage, variants)]
   if model in NOISE_FLOOR:  # the control's ρ, as an Adam second-moment floor, no noise
     out["ste_noise_floor"] = ste + [
         o.replace("estimator.noise_share", "optimizer.noise_floor_share")
@@ -746,8 +768,8 @@ def equal_time_variants(model: str) -> dict:
 def stage_variants(model: str, stage: str) -> tuple[dict, tuple]:
   if stage == "ste_lr":
     return ste_lr_variants(model), TUNE_SEEDS
-  if stage == "adam_eps":
-    return adam_eps_variants(model), TUNE_SEEDS
+  if stage in ("adam_eps", "update_noise"):
+    return tuned_variants(model, stage), TUNE_SEEDS
   if stage == "grid":
     return grid_variants(model), TUNE_SEEDS
   if stage == "lr":
@@ -815,12 +837,13 @@ def job_order(variants, seeds, settings=None, shard: str = "0/1") -> list[tuple[
 def run_stage(model: str, stage: str) -> None:
   if model not in MODELS:
     raise app.UsageError(f"--model: {model!r} is not one of {', '.join(MODELS)}")
-  allowed = (("adam_eps", "recipe") if model in ADAM_EPS else
+  allowed = ((TUNED[model][1], "recipe") if model in TUNED else
              ("ste_lr", "recipe") if MODELS[model][5] else ("recipe",))
   if model in RECIPE_ONLY and stage not in allowed:
     raise app.UsageError(f"{model} runs only {' then '.join('--stage=' + s for s in allowed)} "
                          f"(amendment {RECIPE_ONLY[model][0]})")
-  if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe", "adam_eps"):
+  if MODELS[model][5] is None and stage not in ("confirm", "equal_time", "recipe",
+                                                *(t[1] for t in TUNED.values())):
     raise app.UsageError(f"{model} has no tuning stage: its settings come from "
                          f"{TRANSFER[model]} (--stage=confirm)")
   f = flags.FLAGS
@@ -1022,8 +1045,9 @@ def report(only: str | None = None) -> None:
     first = len(out)
     stages = ([("ste_lr", ste_lr_variants(model), TUNE_SEEDS)] if lrs else [])
     try:
-      if model in ADAM_EPS:  # needs its source's STE rate
-        stages.append(("adam_eps", adam_eps_variants(model), TUNE_SEEDS))
+      if model in TUNED:  # needs its source's STE rate
+        stage = TUNED[model][1]
+        stages.append((stage, tuned_variants(model, stage), TUNE_SEEDS))
       if lrs and model not in RECIPE_ONLY:
         stages.append(("grid", grid_variants(model), TUNE_SEEDS))
         if model != "mnist":

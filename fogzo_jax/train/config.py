@@ -61,7 +61,8 @@ def default_config() -> ml_collections.ConfigDict:
       warmup_steps=0,           # linear warm-up (≤ half the steps), then cosine decay
       step_size_lr_factor=1.0,  # ours: LSQ's learned step sizes at this × the rate (1 = paper)
       eps=1e-8,                 # AdamW's ε (optax's default)
-      noise_floor_share=0.0))   # ours, a probe: the gradient-noise control's damping, no noise
+      noise_floor_share=0.0,    # ours, a probe: the gradient-noise control's damping, no noise
+      update_noise_share=0.0))  # ours, a probe: noise after Adam's normalisation, no damping
   c.data = ml_collections.ConfigDict(dict(
       name="mnist",
       batch_size=512,           # global batch (all processes)

@@ -131,7 +131,8 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
 
 def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
                          warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
-                         eps: float = 1e-8, noise_floor_share: float = 0.0) -> None:
+                         eps: float = 1e-8, noise_floor_share: float = 0.0,
+                         update_noise_share: float = 0.0) -> None:
   """Checks ``config.optimizer``."""
   checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
   checks.number("weight_decay", weight_decay, float, 0.0)
@@ -139,6 +140,7 @@ def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.0
   checks.number("step_size_lr_factor", step_size_lr_factor, float, 0.0)
   checks.number("eps", eps, float, 0.0, low_open=True)
   checks.number("noise_floor_share", noise_floor_share, float, 0.0)
+  checks.number("update_noise_share", update_noise_share, float, 0.0)
 
 
 def scale_by_adam_noise_floor(noise_share: optax.ScalarOrSchedule, b1: float = 0.9,
@@ -177,8 +179,9 @@ def scale_by_adam_noise_floor(noise_share: optax.ScalarOrSchedule, b1: float = 0
 
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
                    warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
-                   eps: float = 1e-8, noise_floor_share: float = 0.0, *,
-                   total_steps: int) -> optax.GradientTransformation:
+                   eps: float = 1e-8, noise_floor_share: float = 0.0,
+                   update_noise_share: float = 0.0, *, total_steps: int,
+                   key: int = 0) -> optax.GradientTransformation:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
   ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
@@ -189,20 +192,33 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   ``noise_floor_share`` = ρ > 0 (ours, a probe; 0 is plain AdamW) adds (ρ(t)·RMS(g))² to Adam's
   second moment, ρ(t) on the gradient-noise control's schedule (``fz.linear_noise_share`` over
   ``total_steps``): that control's damping without its noise (``scale_by_adam_noise_floor``).
+  ``update_noise_share`` = η > 0 (ours, a probe; 0 adds nothing) adds η(t)·z, z ~ N(0, 1) per
+  element, η(t) on the same schedule, to Adam's normalised update before the weight decay and
+  the rate: a random walk of lr(t)·η(t) per step and weight that leaves Adam's moments alone
+  (``optax.add_noise`` with its variance η(t)² injected, ``key`` its seed; every parameter).
   """
   check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps,
-                       noise_floor_share)
+                       noise_floor_share, update_noise_share)
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
   if warmup:
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
   else:
     schedule = optax.cosine_decay_schedule(learning_rate, total_steps)
-  if noise_floor_share > 0:  # optax.adamw's chain with the second moment floored
-    tx = optax.chain(
-        scale_by_adam_noise_floor(fz.linear_noise_share(noise_floor_share, total_steps), eps=eps),
-        optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(schedule))
-  else:
+  if noise_floor_share == 0 and update_noise_share == 0:
     tx = optax.adamw(schedule, eps=eps, weight_decay=weight_decay)
+  else:  # optax.adamw's chain, its second moment floored and/or noise added after it
+    if noise_floor_share > 0:
+      adam = scale_by_adam_noise_floor(fz.linear_noise_share(noise_floor_share, total_steps),
+                                       eps=eps)
+    else:
+      adam = optax.scale_by_adam(eps=eps)
+    walk = optax.identity()
+    if update_noise_share > 0:
+      share = fz.linear_noise_share(update_noise_share, total_steps)
+      walk = optax.inject_hyperparams(optax.add_noise, static_args=("key",))(
+          eta=lambda step: share(step) ** 2, gamma=0.0, key=key)
+    tx = optax.chain(adam, walk, optax.add_decayed_weights(weight_decay),
+                     optax.scale_by_learning_rate(schedule))
   if step_size_lr_factor != 1.0:
     tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor),
                                           quant_layers.step_size_mask))

@@ -846,7 +846,8 @@ def test_amendment_77_repeats_76_at_width_100_and_at_30_epochs(tmp_path, monkeyp
     # amendment 77's edge rule added 3.16e-7 below the nine values at 30 epochs
     extra = ["ste_eps3.16e-07"] if model == "mnist_long_adam_eps" else []
     assert seeds == (0, 1, 2)
-    assert list(variants) == extra + list(study.adam_eps_variants("mnist_adam_eps"))
+    assert list(variants) == extra + list(study.tuned_variants("mnist_adam_eps",
+                                                                         "adam_eps"))
     assert all(v[:2] == ["estimator.kind=ste", f"optimizer.learning_rate={rate}"]
                for v in variants.values())
     _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_eps0.001" else 0.2,
@@ -883,6 +884,48 @@ def test_amendment_78_runs_the_controls_damping_without_noise(tmp_path, monkeypa
     study.stage_variants("mnist_long_floor", "recipe")
   assert ("ste", "ste_noise_floor") in study.RECIPE_PAIRS
   assert ("ste_noise_floor", "gradient_noise_ste_lr") in study.RECIPE_PAIRS
+
+
+def test_amendment_79_tunes_the_walk_after_adam_then_runs_it_beside_the_noise(tmp_path,
+                                                                           monkeypatch):
+  """Amendment 79: at each source's STE rate, STE with noise added after Adam's normalisation
+  (optimizer.update_noise_share), η chosen on seeds 0-2 from 0.1, 0.3 and 1, then beside STE, the
+  setting and the control on seeds 40-49."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  _fake_tuning_runs(tmp_path, "mnist_w100", lambda name: 0.1 if name == "ste_lr0.006" else 0.2,
+                    ("ste_lr",))
+  for model, source in (("mnist_walk", "mnist"), ("mnist_w100_walk", "mnist_w100")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    assert study.base_config(model) == study.base_config(source)
+    variants, seeds = study.stage_variants(model, "update_noise")
+    assert seeds == (0, 1, 2)
+    assert variants == {f"ste_walk{v}": ["estimator.kind=ste", "optimizer.learning_rate=0.006",
+                                         f"optimizer.update_noise_share={v}"]
+                        for v in ("0.1", "0.3", "1")}
+    with pytest.raises(app.UsageError, match=f"{model}/update_noise is not finished"):
+      study.stage_variants(model, "recipe")
+    for stage in ("ste_lr", "adam_eps"):
+      with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=update_noise then "
+                                               r"--stage=recipe \(amendment 79\)"):
+        study.run_stage(model, stage)
+    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_walk0.3" else 0.2,
+                      ("update_noise",))
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(40, 50))
+    assert list(recipe) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
+                            "ste_walk"]
+    assert recipe["ste_walk"] == [*recipe["ste"], "optimizer.update_noise_share=0.3"]
+  with pytest.raises(app.UsageError, match="--stage=update_noise: only for mnist_walk"):
+    study.stage_variants("mnist_adam_eps", "update_noise")
+  with pytest.raises(app.UsageError, match="mnist_long/ste_lr is not finished"):
+    study.stage_variants("mnist_long_walk", "update_noise")
+  for pair in (("ste", "ste_walk"), ("ste_walk", "gradient_noise_ste_lr"),
+               ("ste_walk", "paper_ste_linear_ste_lr")):
+    assert pair in study.RECIPE_PAIRS
+  # the config the runs train with sets the field (and the checks accept it)
+  config = study.sweep.apply_overrides(study.base_config("mnist_walk"),
+                                       recipe["ste_walk"])
+  assert config.optimizer.update_noise_share == 0.3
 
 
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):

@@ -133,3 +133,19 @@ def test_wall_time_adds_up_across_a_resume(tmp_path):
   assert again["params_sha256"] == first["params_sha256"]
   meta = json.load(open(tmp_path / "checkpoints" / "10" / "meta" / "metadata"))
   assert again["wall_time_s"] > meta["wall_time_s"] > 0
+
+
+def test_a_run_with_update_noise_resumes_bit_exact(tmp_path):
+  """The walk's noise key and count live in the optimizer state (optax.add_noise's typed key):
+  a run killed after step 10's checkpoint ends with the uninterrupted run's parameters."""
+  config = config_for("ste", steps=20)
+  config.optimizer.update_noise_share = 0.3
+  config.checkpoint_every_steps = 10
+  first = train_and_evaluate(config, str(tmp_path / "a"))
+  plain = train_and_evaluate(config_for("ste", steps=20), str(tmp_path / "b"))
+  assert first["params_sha256"] != plain["params_sha256"]
+  import shutil  # pylint: disable=import-outside-toplevel
+  os.remove(tmp_path / "a" / "summary.json")
+  shutil.rmtree(tmp_path / "a" / "checkpoints" / "20")
+  again = train_and_evaluate(config, str(tmp_path / "a"))
+  assert again["params_sha256"] == first["params_sha256"]

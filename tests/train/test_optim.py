@@ -145,3 +145,54 @@ def test_noise_floor_share_zero_is_adamw_and_a_negative_one_is_refused():
   config.optimizer.noise_floor_share = -0.1
   with pytest.raises(config_lib.ConfigError, match="noise_floor_share"):
     config_lib.validate(config)
+
+
+def _walk_steps(share, steps, total_steps=20, key=0, weight_decay=0.0):
+  """Updates of ``make_optimizer`` with ``update_noise_share`` and of plain AdamW, same grads."""
+  params = {"w": jnp.linspace(-1.0, 1.0, 4000).reshape(40, 100)}
+  grads = jax.tree.map(lambda p: jnp.sin(3.0 * p) + 0.1, params)
+  kwargs = dict(learning_rate=1e-2, weight_decay=weight_decay, total_steps=total_steps)
+  walk = optim.make_optimizer(update_noise_share=share, key=key, **kwargs)
+  adamw = optim.make_optimizer(**kwargs)
+  ws, As = walk.init(params), adamw.init(params)
+  out = []
+  for _ in range(steps):
+    u, ws = walk.update(grads, ws, params)
+    v, As = adamw.update(grads, As, params)
+    out.append((np.asarray(u["w"]), np.asarray(v["w"])))
+  return out
+
+
+def test_update_noise_is_gaussian_of_the_scheduled_share_times_the_rate_and_adam_is_untouched():
+  """Per step t the walk's update minus AdamW's (same gradients) is −lr(t)·η(t)·z: over 4,000
+  elements its mean is 0 and its standard deviation lr(t)·η(t) (tolerances: 5 standard errors
+  of a normal sample's mean and standard deviation). At t = 0 η(0) = 0, so the first update is
+  AdamW's exactly. Noise that entered Adam's moments would add earlier steps' noise to the
+  difference and fail the standard deviation check."""
+  total, eta = 20, 0.5
+  lr = optax.cosine_decay_schedule(1e-2, total)
+  share = fz.linear_noise_share(eta, total)
+  steps = _walk_steps(eta, 12, total)
+  np.testing.assert_array_equal(*steps[0])
+  n = steps[0][0].size
+  for t in (3, 8, 11):
+    diff = (steps[t][0] - steps[t][1]).ravel()
+    sigma = float(lr(t)) * float(share(t))
+    assert abs(np.mean(diff)) < 5 * sigma / np.sqrt(n)
+    assert abs(np.std(diff) / sigma - 1) < 5 / np.sqrt(2 * n)
+
+
+def test_update_noise_depends_on_the_key_and_zero_share_is_adamw():
+  a, b = _walk_steps(0.3, 4, key=0), _walk_steps(0.3, 4, key=1)
+  assert not np.allclose(a[3][0], b[3][0])
+  np.testing.assert_array_equal(a[3][0], _walk_steps(0.3, 4, key=0)[3][0])
+  tx = optim.make_optimizer(learning_rate=1e-2, update_noise_share=0.0, total_steps=10, key=3)
+  assert len(tx.init(_params())) == 3  # optax.adamw's own chain
+
+
+@pytest.mark.parametrize("share", [-0.1, float("nan")])
+def test_a_negative_or_nan_update_noise_share_is_refused_naming_the_field(share):
+  config = config_lib.default_config()
+  config.optimizer.update_noise_share = share
+  with pytest.raises(config_lib.ConfigError, match="update_noise_share"):
+    config_lib.validate(config)
