@@ -144,6 +144,12 @@ NOISE_FLOOR = {"mnist_floor": "mnist", "mnist_w100_floor": "mnist_w100",
 UPDATE_NOISE = {"mnist_walk": "mnist", "mnist_w100_walk": "mnist_w100",
                 "mnist_long_walk": "mnist_long"}
 UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0)
+# Amendment 80 (ours): the control with no noise where the STE gradient is exactly 0
+# (estimator.skip_zero_grad: the weights past the quantizer's range, which the identity STE never
+# moves) beside STE, the setting and the control, at the source's STE rate: model: its source.
+SKIP_ZERO_CONTROL = {"mnist_skip": "mnist", "mnist_w100_skip": "mnist_w100",
+                     "mnist_long_skip": "mnist_long"}
+CONTROL_SKIP = "gradient_noise_ste_lr_skip_zero"
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -160,7 +166,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "mnist_w100_adam_eps": (77, tuple(range(20, 30))),
     "mnist_long_adam_eps": (77, tuple(range(20, 30))),
     **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR},
-    **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE}}
+    **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE},
+    **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -181,14 +188,14 @@ TUNED = {
                             (3.16e-7, *ADAM_EPS_VALUES)),
     **{m: (source, "update_noise", "update_noise_share", "ste_walk", "ste_walk",
            UPDATE_NOISE_VALUES) for m, source in UPDATE_NOISE.items()}}
-# Amendments 76-79: a model derived from a source model (its config, metric, words and STE rate,
+# Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
-DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR}
+DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
 # and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and the derived models of
-# amendments 76-78.
+# amendments 76-80.
 WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
                 "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
                 *DERIVED)
@@ -254,7 +261,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("ste_noise_floor", "paper_ste_linear_ste_lr"),
                 # amendment 79: the walk after Adam's normalisation against STE and the control
                 ("ste", "ste_walk"), ("ste_walk", "gradient_noise_ste_lr"),
-                ("ste_walk", "paper_ste_linear_ste_lr"))
+                ("ste_walk", "paper_ste_linear_ste_lr"),
+                # amendment 80: the control without noise where the STE gradient is 0
+                ("ste", CONTROL_SKIP), (CONTROL_SKIP, "gradient_noise_ste_lr"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -441,7 +450,7 @@ def ste_lr_variants(model: str) -> dict:
 def ste_setting(model: str) -> list:
   """STE's chosen setting: from the model's own ste_lr stage (seeds 0-2) for a recipe-only model
   with STE rates (amendments 70, 72, 73 and 75), its source's for a ``DERIVED`` model
-  (amendments 76-78), else the model's confirmed ``ste``."""
+  (amendments 76-80), else the model's confirmed ``ste``."""
   if model in DERIVED:
     return ste_setting(DERIVED[model])
   if model in RECIPE_ONLY and MODELS[model][5]:
@@ -675,8 +684,10 @@ def recipe_variants(model: str) -> dict:
   56-59, 62, 63 and 66 add; ``STE_BETWEEN`` the STE rates that amendment 69 adds). A recipe-only
   model with STE rates of its own (amendments 70, 72, 73 and 75) takes STE's rate from its ste_lr
   stage (seeds 0-2); a ``DERIVED`` model takes its source's STE (``ste_setting``) and adds STE
-  at the Adam ε its adam_eps stage chose (seeds 0-2; amendments 76-77) or with the control's
-  damping and no noise (amendment 78)."""
+  at the Adam ε its adam_eps stage chose (seeds 0-2; amendments 76-77), with the control's
+  damping and no noise (amendment 78), with the walk after Adam at the η its update_noise stage
+  chose (amendment 79), or adds the control without noise where the STE gradient is 0
+  (amendment 80)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -696,6 +707,8 @@ def recipe_variants(model: str) -> dict:
     stage, name = TUNED[model][1], TUNED[model][4]
     variants = tuned_variants(model, stage)
     out[name] = variants[best(model, stage, variants)]
+  if model in SKIP_ZERO_CONTROL:
+    out[CONTROL_SKIP] = skip_zero(out["gradient_noise_ste_lr"])
   if model in NOISE_FLOOR:  # the control's ρ, as an Adam second-moment floor, no noise
     out["ste_noise_floor"] = ste + [
         o.replace("estimator.noise_share", "optimizer.noise_floor_share")

@@ -928,6 +928,31 @@ def test_amendment_79_tunes_the_walk_after_adam_then_runs_it_beside_the_noise(tm
   assert config.optimizer.update_noise_share == 0.3
 
 
+def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_zero(
+    tmp_path, monkeypatch):
+  """Amendment 80: at each source's STE rate, the control with skip_zero_grad (no noise on the
+  weights the identity STE does not move) beside STE, the setting and the control, seeds 50-59;
+  no tuning stage."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  _fake_tuning_runs(tmp_path, "mnist_w100", lambda name: 0.1 if name == "ste_lr0.006" else 0.2,
+                    ("ste_lr",))
+  for model, source in (("mnist_skip", "mnist"), ("mnist_w100_skip", "mnist_w100")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(50, 60))
+    assert list(recipe) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
+                            study.CONTROL_SKIP]
+    assert recipe[study.CONTROL_SKIP] == [*recipe["gradient_noise_ste_lr"],
+                                          "estimator.skip_zero_grad=True"]
+    config = study.sweep.apply_overrides(study.base_config(model), recipe[study.CONTROL_SKIP])
+    assert config.estimator.kind == "gradient_noise" and config.estimator.skip_zero_grad
+    with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=recipe "
+                                             r"\(amendment 80\)"):
+      study.run_stage(model, "ste_lr")
+  assert ("ste", study.CONTROL_SKIP) in study.RECIPE_PAIRS
+  assert (study.CONTROL_SKIP, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""
