@@ -890,7 +890,7 @@ def test_amendment_79_tunes_the_walk_after_adam_then_runs_it_beside_the_noise(tm
                                                                            monkeypatch):
   """Amendment 79: at each source's STE rate, STE with noise added after Adam's normalisation
   (optimizer.update_noise_share), η chosen on seeds 0-2 from 0.1, 0.3 and 1, then beside STE, the
-  setting and the control on seeds 40-49."""
+  setting and the control on seeds 40-49 (3 added by the amendment's edge rule)."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
   _fake_tuning_runs(tmp_path, "mnist_w100", lambda name: 0.1 if name == "ste_lr0.006" else 0.2,
                     ("ste_lr",))
@@ -901,7 +901,7 @@ def test_amendment_79_tunes_the_walk_after_adam_then_runs_it_beside_the_noise(tm
     assert seeds == (0, 1, 2)
     assert variants == {f"ste_walk{v}": ["estimator.kind=ste", "optimizer.learning_rate=0.006",
                                          f"optimizer.update_noise_share={v}"]
-                        for v in ("0.1", "0.3", "1")}
+                        for v in ("0.1", "0.3", "1", "3")}  # 3: the edge rule
     with pytest.raises(app.UsageError, match=f"{model}/update_noise is not finished"):
       study.stage_variants(model, "recipe")
     for stage in ("ste_lr", "adam_eps"):
