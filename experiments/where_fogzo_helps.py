@@ -143,6 +143,10 @@ NOISE_FLOOR = {"mnist_floor": "mnist", "mnist_w100_floor": "mnist_w100",
 # adds STE at the chosen η ("ste_walk") to STE, the setting and the control: model: its source.
 UPDATE_NOISE = {"mnist_walk": "mnist", "mnist_w100_walk": "mnist_w100",
                 "mnist_long_walk": "mnist_long"}
+# Amendment 81 (ours): amendment 79's walk, η tuned the same way, on three models where the noise
+# did not beat STE; the recipe stage runs STE and the walk only: model: its source.
+WALK_ELSEWHERE = {"fmnist_walk": "fmnist", "cifar10_mlp_walk": "cifar10_mlp",
+                  "llama_tiny_walk": "llama_tiny"}
 # amendment 79's edge rule: η = 1 was best on seeds 0-2 for all three models, so 3 as well
 UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0, 3.0)
 # Amendment 80 (ours): the control with no noise where the STE gradient is exactly 0
@@ -168,7 +172,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     "mnist_long_adam_eps": (77, tuple(range(20, 30))),
     **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR},
     **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE},
-    **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL}}
+    **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL},
+    **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -188,7 +193,7 @@ TUNED = {
     "mnist_long_adam_eps": ("mnist_long", "adam_eps", "eps", "ste_eps", "ste_adam_eps",
                             (3.16e-7, *ADAM_EPS_VALUES)),
     **{m: (source, "update_noise", "update_noise_share", "ste_walk", "ste_walk",
-           UPDATE_NOISE_VALUES) for m, source in UPDATE_NOISE.items()}}
+           UPDATE_NOISE_VALUES) for m, source in {**UPDATE_NOISE, **WALK_ELSEWHERE}.items()}}
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL}
@@ -687,12 +692,15 @@ def recipe_variants(model: str) -> dict:
   stage (seeds 0-2); a ``DERIVED`` model takes its source's STE (``ste_setting``) and adds STE
   at the Adam ε its adam_eps stage chose (seeds 0-2; amendments 76-77), with the control's
   damping and no noise (amendment 78), with the walk after Adam at the η its update_noise stage
-  chose (amendment 79), or adds the control without noise where the STE gradient is 0
-  (amendment 80)."""
+  chose (amendment 79; amendment 81's models run STE and that walk only), or adds the control
+  without noise where the STE gradient is 0 (amendment 80)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
   ste = ste_setting(model)
+  if model in WALK_ELSEWHERE:  # amendment 81: STE and the walk only
+    variants = tuned_variants(model, "update_noise")
+    return {"ste": ste, "ste_walk": variants[best(model, "update_noise", variants)]}
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
   out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}

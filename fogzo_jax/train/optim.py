@@ -177,11 +177,31 @@ def scale_by_adam_noise_floor(noise_share: optax.ScalarOrSchedule, b1: float = 0
   return optax.GradientTransformation(init, update)
 
 
+def on_quantized_weights(inner: optax.GradientTransformation
+                         ) -> optax.GradientTransformationExtraArgs:
+  """``inner``'s update on the quantized weights, the incoming update elsewhere (*ours*).
+
+  The quantized weights are read from ``update(…, quant=<the train state's quant collection>)``
+  (``quant_layers.quantized_mask``), as the estimators read them; without ``quant`` every
+  parameter takes ``inner``'s update. ``inner`` sees the whole tree, so its state (and the noise
+  it draws) does not depend on the mask.
+  """
+  def update(updates, state, params=None, *, quant=None, **extra_args):
+    del extra_args
+    new, state = inner.update(updates, state, params)
+    if quant is None:
+      return new, state
+    mask = quant_layers.quantized_mask(params, quant)
+    return jax.tree.map(lambda m, n, u: n if m else u, mask, new, updates), state
+
+  return optax.GradientTransformationExtraArgs(inner.init, update)
+
+
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
                    warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
                    eps: float = 1e-8, noise_floor_share: float = 0.0,
                    update_noise_share: float = 0.0, *, total_steps: int,
-                   key: int = 0) -> optax.GradientTransformation:
+                   key: int = 0) -> optax.GradientTransformationExtraArgs:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
   ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
@@ -195,7 +215,8 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   ``update_noise_share`` = η > 0 (ours, a probe; 0 adds nothing) adds η(t)·z, z ~ N(0, 1) per
   element, η(t) on the same schedule, to Adam's normalised update before the weight decay and
   the rate: a random walk of lr(t)·η(t) per step and weight that leaves Adam's moments alone
-  (``optax.add_noise`` with its variance η(t)² injected, ``key`` its seed; every parameter).
+  (``optax.add_noise`` with its variance η(t)² injected, ``key`` its seed), on the quantized
+  weights when ``update`` gets ``quant=`` (the training loop passes it; ``on_quantized_weights``).
   """
   check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps,
                        noise_floor_share, update_noise_share)
@@ -215,8 +236,8 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
     walk = optax.identity()
     if update_noise_share > 0:
       share = fz.linear_noise_share(update_noise_share, total_steps)
-      walk = optax.inject_hyperparams(optax.add_noise, static_args=("key",))(
-          eta=lambda step: share(step) ** 2, gamma=0.0, key=key)
+      noise = optax.inject_hyperparams(optax.add_noise, static_args=("key",))
+      walk = on_quantized_weights(noise(eta=lambda step: share(step) ** 2, gamma=0.0, key=key))
     tx = optax.chain(adam, walk, optax.add_decayed_weights(weight_decay),
                      optax.scale_by_learning_rate(schedule))
   if step_size_lr_factor != 1.0:

@@ -953,6 +953,35 @@ def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_z
   assert (study.CONTROL_SKIP, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
 
 
+def test_amendment_81_tunes_the_walk_where_the_noise_did_not_help_and_runs_ste_beside_it(
+    tmp_path, monkeypatch):
+  """Amendment 81: amendment 79's walk on Fashion-MNIST, the CIFAR-10 MLP and the small LLaMA,
+  η tuned on seeds 0-2 from the same values at each source's STE rate, then STE and the walk
+  only on seeds 40-49."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  _fake_tuning_runs(tmp_path, "fmnist", lambda name: 0.1 if name == "ste_lr0.002" else 0.2,
+                    ("ste_lr",))
+  for model, source, rate in (("fmnist_walk", "fmnist", "0.002"),
+                              ("llama_tiny_walk", "llama_tiny", "0.001")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    assert study.base_config(model) == study.base_config(source)
+    variants, seeds = study.stage_variants(model, "update_noise")
+    assert seeds == (0, 1, 2)
+    assert variants == {f"ste_walk{v}": ["estimator.kind=ste", f"optimizer.learning_rate={rate}",
+                                         f"optimizer.update_noise_share={v}"]
+                        for v in ("0.1", "0.3", "1", "3")}
+    with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=update_noise then "
+                                             r"--stage=recipe \(amendment 81\)"):
+      study.run_stage(model, "confirm")
+    _fake_tuning_runs(tmp_path, model, lambda name: 0.1 if name == "ste_walk1" else 0.2,
+                      ("update_noise",))
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(40, 50))
+    assert recipe == {"ste": variants["ste_walk1"][:2], "ste_walk": variants["ste_walk1"]}
+  with pytest.raises(app.UsageError, match="cifar10_mlp/ste_lr is not finished"):
+    study.stage_variants("cifar10_mlp_walk", "update_noise")
+
+
 def test_a_refused_stage_ends_the_script_with_one_line(tmp_path):
   """A stage the study refuses ends the process (exit 2, a bad command line) with one line on
   stderr, not the usage text."""

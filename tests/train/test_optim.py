@@ -196,3 +196,26 @@ def test_a_negative_or_nan_update_noise_share_is_refused_naming_the_field(share)
   config.optimizer.update_noise_share = share
   with pytest.raises(config_lib.ConfigError, match="update_noise_share"):
     config_lib.validate(config)
+
+
+def test_update_noise_moves_only_the_quantized_weights_when_given_the_quant_collection():
+  """With ``quant=`` (the loop passes the train state's), the walk's noise lands on the quantized
+  weights only; the float ones take AdamW's update exactly. Without it, every parameter walks."""
+  params = {"dense": {"kernel": jnp.linspace(-1.0, 1.0, 60).reshape(6, 10),
+                      "bias": jnp.linspace(0.0, 1.0, 10)},
+            "norm": {"scale": jnp.ones(10)}}
+  quant = {"dense": {"kernel": jnp.array([[0.1]])}}  # the kernel is quantized, nothing else
+  grads = jax.tree.map(lambda p: jnp.cos(p) + 0.2, params)
+  kwargs = dict(learning_rate=1e-2, total_steps=10)
+  walk = optim.make_optimizer(update_noise_share=1.0, key=0, **kwargs)
+  adamw = optim.make_optimizer(**kwargs)
+  ws, As = walk.init(params), adamw.init(params)
+  for _ in range(4):
+    with_quant, _ = walk.update(grads, ws, params, quant=quant)
+    without, ws = walk.update(grads, ws, params)
+    plain, As = adamw.update(grads, As, params)
+  np.testing.assert_array_equal(with_quant["norm"]["scale"], plain["norm"]["scale"])
+  np.testing.assert_array_equal(with_quant["dense"]["bias"], plain["dense"]["bias"])
+  np.testing.assert_array_equal(with_quant["dense"]["kernel"], without["dense"]["kernel"])
+  assert not np.allclose(with_quant["dense"]["kernel"], plain["dense"]["kernel"])
+  assert not np.allclose(without["norm"]["scale"], plain["norm"]["scale"])
