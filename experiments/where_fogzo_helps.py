@@ -155,6 +155,9 @@ UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0, 3.0)
 SKIP_ZERO_CONTROL = {"mnist_skip": "mnist", "mnist_w100_skip": "mnist_w100",
                      "mnist_long_skip": "mnist_long"}
 CONTROL_SKIP = "gradient_noise_ste_lr_skip_zero"
+# Amendment 82 (ours): the complement, added to amendment 80's models and seeds: the control's
+# noise only where the STE gradient is exactly 0 (estimator.only_zero_grad).
+CONTROL_ZERO_ONLY = "gradient_noise_ste_lr_zero_grad_only"
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -269,7 +272,10 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("ste", "ste_walk"), ("ste_walk", "gradient_noise_ste_lr"),
                 ("ste_walk", "paper_ste_linear_ste_lr"),
                 # amendment 80: the control without noise where the STE gradient is 0
-                ("ste", CONTROL_SKIP), (CONTROL_SKIP, "gradient_noise_ste_lr"))
+                ("ste", CONTROL_SKIP), (CONTROL_SKIP, "gradient_noise_ste_lr"),
+                # amendment 82: the control's noise only where the STE gradient is 0
+                ("ste", CONTROL_ZERO_ONLY), (CONTROL_ZERO_ONLY, "gradient_noise_ste_lr"),
+                (CONTROL_SKIP, CONTROL_ZERO_ONLY))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -693,7 +699,8 @@ def recipe_variants(model: str) -> dict:
   at the Adam ε its adam_eps stage chose (seeds 0-2; amendments 76-77), with the control's
   damping and no noise (amendment 78), with the walk after Adam at the η its update_noise stage
   chose (amendment 79; amendment 81's models run STE and that walk only), or adds the control
-  without noise where the STE gradient is 0 (amendment 80)."""
+  without noise where the STE gradient is 0 (amendment 80) and with noise only there
+  (amendment 82)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -718,6 +725,7 @@ def recipe_variants(model: str) -> dict:
     out[name] = variants[best(model, stage, variants)]
   if model in SKIP_ZERO_CONTROL:
     out[CONTROL_SKIP] = skip_zero(out["gradient_noise_ste_lr"])
+    out[CONTROL_ZERO_ONLY] = out["gradient_noise_ste_lr"] + ["estimator.only_zero_grad=True"]
   if model in NOISE_FLOOR:  # the control's ρ, as an Adam second-moment floor, no noise
     out["ste_noise_floor"] = ste + [
         o.replace("estimator.noise_share", "optimizer.noise_floor_share")

@@ -16,7 +16,7 @@ one code path here.
 
 Options that depart from the paper's text are marked *ours* in the docstrings (``noise_share``,
 ``g_hat_norm`` other than "unit", ``g_hat_clip``, ``smoothed_base``, ``difference="ste_linear"``,
-``skip_zero_grad``; the control ``gradient_noise``).
+``skip_zero_grad``; the control ``gradient_noise`` and its ``only_zero_grad``).
 
 Randomness: the state holds a fixed key and the step count t; step t draws from
 ``fold_in(key, t)`` and perturbation i from ``fold_in(fold_in(key, t), i)`` (one key per leaf
@@ -206,8 +206,8 @@ def nspsa(num_perturbations: int = 1, epsilon: Epsilon = 1e-3,
 
 
 def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.NoiseFn] = "uniform",
-                   key: Any = 0, mask: Any = None, skip_zero_grad: bool = False
-                   ) -> optax.GradientTransformationExtraArgs:
+                   key: Any = 0, mask: Any = None, skip_zero_grad: bool = False,
+                   only_zero_grad: bool = False) -> optax.GradientTransformationExtraArgs:
   """*Ours*, a control: G = g + ρ·RMS(g)·u on the selected elements; no forward passes.
 
   ``fogzo(difference="ste_linear")`` gives G = ⟨g, v⟩·v (one ε), whose mean is g and whose
@@ -224,6 +224,9 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
       the keyword arguments of ``update`` that it names; the others (``value_fn``, ``batch``,
       …) are accepted and ignored, so it drops in wherever ``fogzo`` is used.
     skip_zero_grad: as for ``fogzo``: no noise where g is exactly 0; RMS(g) over the rest.
+    only_zero_grad: *ours*, the complement: noise only where g is exactly 0 (with the identity
+      STE, the weights past the quantizer's range, which STE does not move), of the same
+      ρ·RMS(g) as without it, RMS(g) over every selected element.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state ``ZerothOrderState(count, key)``.
@@ -238,6 +241,10 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
   """
   _check_noise_share(noise_share)
   checks.boolean("skip_zero_grad", skip_zero_grad)
+  checks.boolean("only_zero_grad", only_zero_grad)
+  if skip_zero_grad and only_zero_grad:
+    raise ValueError("skip_zero_grad and only_zero_grad exclude each other (noise nowhere); "
+                     "set at most one of them")
   noise_fn = perturbations.get_noise(noise)
   init_fn = _init_with(inputs.key_data(key))
 
@@ -262,6 +269,8 @@ def gradient_noise(noise_share: Schedulable, noise: Union[str, perturbations.Noi
     def out(x, g, ui):
       if x is None:
         return g
+      if only_zero_grad:
+        ui = jnp.where(g == 0, ui, 0.0)
       noisy = g.astype(jnp.float32) + scale * ui
       return (noisy if x is True else jnp.where(x, noisy, g.astype(jnp.float32))).astype(g.dtype)
     return jax.tree.map(out, sel, updates, u, is_leaf=inputs.is_none), new_state

@@ -570,6 +570,31 @@ def test_skip_zero_grad_leaves_weights_without_an_ste_gradient_alone():
     fz.gradient_noise(0.3, skip_zero_grad=1)
 
 
+def test_only_zero_grad_puts_the_controls_noise_where_the_ste_gradient_is_zero_only():
+  """only_zero_grad (ours), skip_zero_grad's complement: the elements with g ≠ 0 keep g exactly;
+  those with g = 0 get noise of ρ·RMS(g), RMS over all selected elements (zeros included), the
+  plain control's size (uniform u: the sample variance's relative standard error is
+  √(0.8/10000) < 1 %, so 5 % is many standard errors)."""
+  rng = np.random.default_rng(4)
+  g = {"w": jnp.asarray(rng.normal(size=(100, 200)), jnp.float32)}
+  g["w"] = g["w"].at[:, :100].set(0.0)  # half the weights "clipped"
+  params = jax.tree.map(jnp.zeros_like, g)
+  rho = 0.3
+  tx = fz.gradient_noise(rho, key=5, only_zero_grad=True)
+  out, _ = tx.update(g, tx.init(params), params)
+  np.testing.assert_array_equal(out["w"][:, 100:], g["w"][:, 100:])
+  noise = out["w"][:, :100] / (rho * jnp.sqrt(jnp.mean(g["w"] ** 2)))
+  np.testing.assert_allclose(float(jnp.var(noise)), 1.0, atol=0.05)
+  assert abs(float(jnp.mean(noise))) < 5 * (1 / 100)  # mean 0 within 5 standard errors
+  # it is the plain control's noise on those elements, the same draw for the same key
+  plain, _ = fz.gradient_noise(rho, key=5).update(g, tx.init(params), params)
+  np.testing.assert_array_equal(out["w"][:, :100], plain["w"][:, :100])
+  with pytest.raises(ValueError, match="skip_zero_grad and only_zero_grad exclude each other"):
+    fz.gradient_noise(rho, skip_zero_grad=True, only_zero_grad=True)
+  with pytest.raises(ValueError, match="only_zero_grad must be True or False; got 1"):
+    fz.gradient_noise(rho, only_zero_grad=1)
+
+
 def test_smoothed_base_keeps_the_expectation_on_a_quadratic():
   """Around θ + εu₀ the pair's difference is 2ε vᵀ(h + εAu₀): same mean, one more variance
   term, E[(vᵀAu₀)² v_k²]·ε² ≤ ε²·E[v_k²]·E[(vᵀAu₀)²] bounded below by sampling it in numpy."""

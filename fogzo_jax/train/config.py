@@ -54,7 +54,8 @@ def default_config() -> ml_collections.ConfigDict:
       skip_zero_grad=False,     # ours: no perturbation / noise where the STE gradient is 0
       start_fraction=0.0,       # > 0: plain STE for this fraction of the steps, then FOGZO
       chunk_size=1024,          # perturbations vmapped at once (None = all, capped at 2048)
-      evaluation="vmap"))       # perturbed forwards: 'vmap' (batched) | 'sequential'
+      evaluation="vmap",        # perturbed forwards: 'vmap' (batched) | 'sequential'
+      only_zero_grad=False))    # ours, gradient_noise only: noise only where the STE gradient is 0
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=2e-3 * 512 / 32,
       weight_decay=0.01,

@@ -34,7 +34,7 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
                          g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
                          difference: str = "loss", skip_zero_grad: bool = False,
                          start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
-                         evaluation: str = "vmap") -> None:
+                         evaluation: str = "vmap", only_zero_grad: bool = False) -> None:
   """Checks ``config.estimator`` (each message starts with the field)."""
   checks.choice("kind", kind, ESTIMATORS)
   checks.number("num_perturbations", num_perturbations, int, 1)
@@ -51,6 +51,7 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
   checks.boolean("smoothed_base", smoothed_base)
   checks.choice("difference", difference, fz.estimators.DIFFERENCES)
   checks.boolean("skip_zero_grad", skip_zero_grad)
+  checks.boolean("only_zero_grad", only_zero_grad)
   checks.number("start_fraction", start_fraction, float, 0.0, 1.0)
   checks.number("chunk_size", chunk_size, int, 1, allow_none=True)
   checks.choice("evaluation", evaluation, fz.estimators.EVALUATIONS)
@@ -59,6 +60,11 @@ def check_estimator_args(kind: str = "fogzo", num_perturbations: int = 1, beta_m
   if skip_zero_grad and kind not in ("fogzo", "gradient_noise"):
     raise ValueError(f"skip_zero_grad=True needs kind 'fogzo' or 'gradient_noise'; got kind "
                      f"{kind!r}")
+  if only_zero_grad and kind != "gradient_noise":
+    raise ValueError(f"only_zero_grad=True needs kind 'gradient_noise'; got kind {kind!r}")
+  if only_zero_grad and skip_zero_grad:
+    raise ValueError("only_zero_grad and skip_zero_grad exclude each other (noise nowhere); set "
+                     "at most one of them")
   if kind == "gradient_noise" and noise_share is None:
     raise ValueError("noise_share must be a float ≥ 0 with kind='gradient_noise' (the noise's "
                      "share of RMS(g) at the end of training); got None")
@@ -90,7 +96,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
                    g_hat_clip: Union[None, float, str] = None, smoothed_base: bool = False,
                    difference: str = "loss", skip_zero_grad: bool = False,
                    start_fraction: float = 0.0, chunk_size: Optional[int] = 1024,
-                   evaluation: str = "vmap", *,
+                   evaluation: str = "vmap", only_zero_grad: bool = False, *,
                    total_steps: int, key: int,
                    spec: quant_layers.QuantSpec) -> optax.GradientTransformationExtraArgs:
   """The gradient estimator of ``config.estimator`` for a model quantized per ``spec``.
@@ -102,7 +108,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
   """
   check_estimator_args(kind, num_perturbations, beta_min, noise_share, g_hat_norm, g_hat_clip,
                        smoothed_base, difference, skip_zero_grad, start_fraction, chunk_size,
-                       evaluation)
+                       evaluation, only_zero_grad)
   if kind == "ste":
     return optax.identity()
   eps_bar, noise = fz.implicit_smoothing(spec.ste)
@@ -115,7 +121,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
   if kind == "gradient_noise":
     return fz.gradient_noise(fz.linear_noise_share(noise_share, total_steps), noise=noise,
                              key=key, mask=quant_layers.quantized_mask,
-                             skip_zero_grad=skip_zero_grad)
+                             skip_zero_grad=skip_zero_grad, only_zero_grad=only_zero_grad)
   start = start_step(kind, start_fraction, total_steps)
   decay = total_steps - start
   if noise_share is None:

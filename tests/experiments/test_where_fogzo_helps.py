@@ -932,7 +932,7 @@ def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_z
     tmp_path, monkeypatch):
   """Amendment 80: at each source's STE rate, the control with skip_zero_grad (no noise on the
   weights the identity STE does not move) beside STE, the setting and the control, seeds 50-59;
-  no tuning stage."""
+  no tuning stage. Amendment 82 adds the complement, the control's noise only there."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
   _fake_tuning_runs(tmp_path, "mnist_w100", lambda name: 0.1 if name == "ste_lr0.006" else 0.2,
                     ("ste_lr",))
@@ -941,9 +941,14 @@ def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_z
     recipe, seeds = study.stage_variants(model, "recipe")
     assert seeds == tuple(range(50, 60))
     assert list(recipe) == ["ste", "paper_ste_linear_ste_lr", "gradient_noise_ste_lr",
-                            study.CONTROL_SKIP]
+                            study.CONTROL_SKIP, study.CONTROL_ZERO_ONLY]  # 82 adds the last
     assert recipe[study.CONTROL_SKIP] == [*recipe["gradient_noise_ste_lr"],
                                           "estimator.skip_zero_grad=True"]
+    assert recipe[study.CONTROL_ZERO_ONLY] == [*recipe["gradient_noise_ste_lr"],
+                                               "estimator.only_zero_grad=True"]
+    config = study.sweep.apply_overrides(study.base_config(model),
+                                         recipe[study.CONTROL_ZERO_ONLY])
+    assert config.estimator.only_zero_grad and not config.estimator.skip_zero_grad
     config = study.sweep.apply_overrides(study.base_config(model), recipe[study.CONTROL_SKIP])
     assert config.estimator.kind == "gradient_noise" and config.estimator.skip_zero_grad
     with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=recipe "
@@ -951,6 +956,8 @@ def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_z
       study.run_stage(model, "ste_lr")
   assert ("ste", study.CONTROL_SKIP) in study.RECIPE_PAIRS
   assert (study.CONTROL_SKIP, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
+  assert ("ste", study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS
+  assert (study.CONTROL_ZERO_ONLY, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
 
 
 def test_amendment_81_tunes_the_walk_where_the_noise_did_not_help_and_runs_ste_beside_it(

@@ -219,3 +219,14 @@ def test_update_noise_moves_only_the_quantized_weights_when_given_the_quant_coll
   np.testing.assert_array_equal(with_quant["dense"]["kernel"], without["dense"]["kernel"])
   assert not np.allclose(with_quant["dense"]["kernel"], plain["dense"]["kernel"])
   assert not np.allclose(without["norm"]["scale"], plain["norm"]["scale"])
+
+
+@pytest.mark.parametrize("estimator, message", [
+    (dict(kind="fogzo", only_zero_grad=True), "only_zero_grad=True needs kind 'gradient_noise'"),
+    (dict(kind="gradient_noise", noise_share=0.3, only_zero_grad=True, skip_zero_grad=True),
+     "only_zero_grad and skip_zero_grad exclude each other")])
+def test_only_zero_grad_is_refused_outside_the_control_or_with_skip_zero_grad(estimator, message):
+  config = config_lib.default_config()
+  config.estimator.update(estimator)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config)
