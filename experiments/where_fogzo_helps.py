@@ -147,6 +147,9 @@ UPDATE_NOISE = {"mnist_walk": "mnist", "mnist_w100_walk": "mnist_w100",
 # did not beat STE; the recipe stage runs STE and the walk only: model: its source.
 WALK_ELSEWHERE = {"fmnist_walk": "fmnist", "cifar10_mlp_walk": "cifar10_mlp",
                   "llama_tiny_walk": "llama_tiny"}
+# Amendment 81's edge rule: the value a factor 3 beyond a best η at the grid's edge on seeds 0-2
+# (fmnist_walk: 0.1 was best).
+WALK_EDGE = {"fmnist_walk": (0.03,)}
 # amendment 79's edge rule: η = 1 was best on seeds 0-2 for all three models, so 3 as well
 UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0, 3.0)
 # Amendment 80 (ours): the control with no noise where the STE gradient is exactly 0
@@ -196,7 +199,8 @@ TUNED = {
     "mnist_long_adam_eps": ("mnist_long", "adam_eps", "eps", "ste_eps", "ste_adam_eps",
                             (3.16e-7, *ADAM_EPS_VALUES)),
     **{m: (source, "update_noise", "update_noise_share", "ste_walk", "ste_walk",
-           UPDATE_NOISE_VALUES) for m, source in {**UPDATE_NOISE, **WALK_ELSEWHERE}.items()}}
+           tuple(sorted((*WALK_EDGE.get(m, ()), *UPDATE_NOISE_VALUES))))
+        for m, source in {**UPDATE_NOISE, **WALK_ELSEWHERE}.items()}}
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL}

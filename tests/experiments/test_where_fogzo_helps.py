@@ -968,15 +968,15 @@ def test_amendment_81_tunes_the_walk_where_the_noise_did_not_help_and_runs_ste_b
   monkeypatch.setattr(study, "OUT", str(tmp_path))
   _fake_tuning_runs(tmp_path, "fmnist", lambda name: 0.1 if name == "ste_lr0.002" else 0.2,
                     ("ste_lr",))
-  for model, source, rate in (("fmnist_walk", "fmnist", "0.002"),
-                              ("llama_tiny_walk", "llama_tiny", "0.001")):
+  for model, source, rate, edge in (("fmnist_walk", "fmnist", "0.002", ("0.03",)),
+                                    ("llama_tiny_walk", "llama_tiny", "0.001", ())):
     assert study.MODELS[model] == (*study.MODELS[source][:5], None)
     assert study.base_config(model) == study.base_config(source)
     variants, seeds = study.stage_variants(model, "update_noise")
     assert seeds == (0, 1, 2)
     assert variants == {f"ste_walk{v}": ["estimator.kind=ste", f"optimizer.learning_rate={rate}",
                                          f"optimizer.update_noise_share={v}"]
-                        for v in ("0.1", "0.3", "1", "3")}
+                        for v in (*edge, "0.1", "0.3", "1", "3")}  # edge: the edge rule
     with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=update_noise then "
                                              r"--stage=recipe \(amendment 81\)"):
       study.run_stage(model, "confirm")
