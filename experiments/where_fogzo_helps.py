@@ -156,7 +156,8 @@ UPDATE_NOISE_VALUES = (0.1, 0.3, 1.0, 3.0)
 # (estimator.skip_zero_grad: the weights past the quantizer's range, which the identity STE never
 # moves) beside STE, the setting and the control, at the source's STE rate: model: its source.
 SKIP_ZERO_CONTROL = {"mnist_skip": "mnist", "mnist_w100_skip": "mnist_w100",
-                     "mnist_long_skip": "mnist_long"}
+                     "mnist_long_skip": "mnist_long",
+                     "fmnist_skip": "fmnist"}  # amendment 83: the same on Fashion-MNIST
 CONTROL_SKIP = "gradient_noise_ste_lr_skip_zero"
 # Amendment 82 (ours): the complement, added to amendment 80's models and seeds: the control's
 # noise only where the STE gradient is exactly 0 (estimator.only_zero_grad).
@@ -179,6 +180,7 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (78, tuple(range(30, 40))) for m in NOISE_FLOOR},
     **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE},
     **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL},
+    "fmnist_skip": (83, tuple(range(40, 50))),
     **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped

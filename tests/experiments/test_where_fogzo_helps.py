@@ -957,6 +957,13 @@ def test_amendment_80_runs_the_control_without_noise_where_the_ste_gradient_is_z
   assert ("ste", study.CONTROL_SKIP) in study.RECIPE_PAIRS
   assert (study.CONTROL_SKIP, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
   assert ("ste", study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS
+  # amendment 83: the same five settings on Fashion-MNIST at its STE rate, seeds 40-49
+  _fake_tuning_runs(tmp_path, "fmnist", lambda name: 0.1 if name == "ste_lr0.002" else 0.2,
+                    ("ste_lr",))
+  recipe, seeds = study.stage_variants("fmnist_skip", "recipe")
+  assert seeds == tuple(range(40, 50)) and study.RECIPE_ONLY["fmnist_skip"][0] == 83
+  assert recipe["ste"] == ["estimator.kind=ste", "optimizer.learning_rate=0.002"]
+  assert recipe[study.CONTROL_ZERO_ONLY][-1] == "estimator.only_zero_grad=True"
   assert (study.CONTROL_ZERO_ONLY, "gradient_noise_ste_lr") in study.RECIPE_PAIRS
 
 
