@@ -302,6 +302,23 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
                                "gradient_noise_ste_lr 4", ""]
 
 
+def test_gpu_job_keeps_autotuning_for_convolutional_models():
+  """Amendment 85: a ResNet job tries XLA flags that keep autotuning (only the Triton GEMM fusions
+  off, then XLA's defaults); every other job tries amendment 10's flags first, which turn it off."""
+  text = open(os.path.join(study.ROOT, "experiments", "gpu_job.sh")).read()
+  block = text[text.index("case $MODEL in"):text.index("esac") + len("esac")]
+
+  def candidates(model):
+    return subprocess.run(["bash", "-c", block + '\nprintf "%s\\n" "${CANDIDATES[@]}"'],
+                          env={**os.environ, "MODEL": model}, capture_output=True, text=True,
+                          check=True).stdout.split("\n")[:-1]
+
+  assert candidates("resnet18_cifar10") == ["--xla_gpu_enable_triton_gemm=false", ""]
+  assert candidates("llama_20m") == [
+      "--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0",
+      "--xla_gpu_autotune_level=0", ""]
+
+
 def test_gpu_job_leaves_out_the_runs_an_earlier_lease_finished(tmp_path):
   """With DONE (the carried runs/gpu folder of an earlier lease) the GPU job copies the finished
   runs in and queues only the rest; an unfinished one (no summary.json) runs again, and a DONE
