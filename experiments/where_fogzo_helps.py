@@ -162,6 +162,13 @@ CONTROL_SKIP = "gradient_noise_ste_lr_skip_zero"
 # Amendment 82 (ours): the complement, added to amendment 80's models and seeds: the control's
 # noise only where the STE gradient is exactly 0 (estimator.only_zero_grad).
 CONTROL_ZERO_ONLY = "gradient_noise_ste_lr_zero_grad_only"
+# Amendment 86 (ours): a deterministic repair beside the noise's: STE with every quantized weight
+# kept in its quantizer's range (optimizer.clip_to_range, BinaryConnect's clip), where the identity
+# STE's gradient is not 0, against STE and the control's noise on the clipped weights only, at the
+# source's STE rate; these three settings only: model: its source.
+CLIP_REPAIR = {"mnist_clip": "mnist", "mnist_w100_clip": "mnist_w100",
+               "mnist_long_clip": "mnist_long", "fmnist_clip": "fmnist"}
+STE_CLIP = "ste_clip"
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -181,7 +188,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (79, tuple(range(40, 50))) for m in UPDATE_NOISE},
     **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL},
     "fmnist_skip": (83, tuple(range(40, 50))),
-    **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE}}
+    **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE},
+    **{m: (86, tuple(range(60, 70))) for m in CLIP_REPAIR}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -205,7 +213,8 @@ TUNED = {
         for m, source in {**UPDATE_NOISE, **WALK_ELSEWHERE}.items()}}
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
-DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL}
+DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
+           **CLIP_REPAIR}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -281,7 +290,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("ste", CONTROL_SKIP), (CONTROL_SKIP, "gradient_noise_ste_lr"),
                 # amendment 82: the control's noise only where the STE gradient is 0
                 ("ste", CONTROL_ZERO_ONLY), (CONTROL_ZERO_ONLY, "gradient_noise_ste_lr"),
-                (CONTROL_SKIP, CONTROL_ZERO_ONLY))
+                (CONTROL_SKIP, CONTROL_ZERO_ONLY),
+                # amendment 86: STE kept in the range against STE and the noise there only
+                ("ste", STE_CLIP), (STE_CLIP, CONTROL_ZERO_ONLY))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -706,7 +717,8 @@ def recipe_variants(model: str) -> dict:
   damping and no noise (amendment 78), with the walk after Adam at the η its update_noise stage
   chose (amendment 79; amendment 81's models run STE and that walk only), or adds the control
   without noise where the STE gradient is 0 (amendment 80) and with noise only there
-  (amendment 82)."""
+  (amendment 82); a ``CLIP_REPAIR`` model runs STE, STE kept in its quantizer's range and that
+  noise only (amendment 86)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -716,6 +728,9 @@ def recipe_variants(model: str) -> dict:
     return {"ste": ste, "ste_walk": variants[best(model, "update_noise", variants)]}
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
+  if model in CLIP_REPAIR:  # amendment 86: these three settings only
+    return {"ste": ste, STE_CLIP: ste + ["optimizer.clip_to_range=True"],
+            CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
   out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   if model in AMENDMENT_23:
     out[SKIP_ZERO] = skip_zero(mixed)

@@ -81,7 +81,8 @@ def make_tx(config, total_steps: int) -> optax.GradientTransformationExtraArgs:
   return optax.chain(
       optim.make_estimator(**config.estimator, total_steps=total_steps, key=config.seed + 1,
                            spec=spec),
-      optim.make_optimizer(**config.optimizer, total_steps=total_steps, key=config.seed + 2))
+      optim.make_optimizer(**config.optimizer, total_steps=total_steps, key=config.seed + 2,
+                           spec=spec))
 
 
 def model_inputs(task: str, batch: dict) -> tuple:

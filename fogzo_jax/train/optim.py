@@ -22,6 +22,7 @@ import optax
 import fogzo_jax as fz
 from fogzo_jax import _inputs as inputs
 from fogzo_jax import checks
+from fogzo_jax.quant import fixed as fixed_lib
 from fogzo_jax.quant import layers as quant_layers
 
 ESTIMATORS = ("ste", "fogzo", "nspsa", "gradient_noise")
@@ -138,7 +139,7 @@ def make_estimator(kind: str = "fogzo", num_perturbations: int = 1, beta_min: fl
 def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.01,
                          warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
                          eps: float = 1e-8, noise_floor_share: float = 0.0,
-                         update_noise_share: float = 0.0) -> None:
+                         update_noise_share: float = 0.0, clip_to_range: bool = False) -> None:
   """Checks ``config.optimizer``."""
   checks.number("learning_rate", learning_rate, float, 0.0, low_open=True)
   checks.number("weight_decay", weight_decay, float, 0.0)
@@ -147,6 +148,7 @@ def check_optimizer_args(learning_rate: float = 0.064, weight_decay: float = 0.0
   checks.number("eps", eps, float, 0.0, low_open=True)
   checks.number("noise_floor_share", noise_floor_share, float, 0.0)
   checks.number("update_noise_share", update_noise_share, float, 0.0)
+  checks.boolean("clip_to_range", clip_to_range)
 
 
 def scale_by_adam_noise_floor(noise_share: optax.ScalarOrSchedule, b1: float = 0.9,
@@ -203,11 +205,53 @@ def on_quantized_weights(inner: optax.GradientTransformation
   return optax.GradientTransformationExtraArgs(inner.init, update)
 
 
+_EDGE_MARGIN = 1e-3  # clip_to_quantizer_range: steps inside the range's edge
+
+
+def clip_to_quantizer_range(spec: quant_layers.QuantSpec
+                            ) -> optax.GradientTransformationExtraArgs:
+  """*Ours* (BinaryConnect's clip of the latent weights, Courbariaux et al. 2015): the update
+  that keeps each fixed-scale quantized weight w in [lo·α, hi·α], the range of its quantizer.
+
+  Past that range the identity STE's gradient is exactly 0, so AdamW stops moving a weight that
+  got there (amendments 79-82 of docs/results/where_fogzo_helps.md). Clipped to the range, it has
+  the same quantized value and keeps a gradient. The returned update is ``u`` where w + u stays in
+  the range and everywhere but the quantized weights (α from ``update(…, quant=…)``); elsewhere it
+  moves w to the range's edge, a thousandth of a step inside it (``_EDGE_MARGIN``), so that the
+  rounding of w + (edge − w) cannot leave w just past the edge, where the gradient is 0 again.
+  Chain it last.
+  """
+  if spec.kind != "fixed":
+    raise ValueError(f"clip_to_range=True needs quant kind 'fixed' (a frozen step α); got "
+                     f"{spec.kind!r}")
+  lo, hi = fixed_lib.levels(spec.bits)
+
+  def update(updates, state, params=None, *, quant=None, **extra_args):
+    del extra_args
+    if params is None or quant is None:
+      raise ValueError("clip_to_range needs update(…, params, quant=<the quant collection>)")
+    steps = quant_layers.weight_step_sizes(params, quant, spec)
+    def clip(u, w, a):  # u itself where w + u stays inside (bit-exact AdamW there)
+      if a is None:
+        return u
+      target = w + u
+      inside = (target >= lo * a) & (target <= hi * a)
+      edge = jnp.clip(target, (lo + _EDGE_MARGIN) * a, (hi - _EDGE_MARGIN) * a)
+      return jnp.where(inside, u, edge - w)
+
+    new = jax.tree.map(clip, updates, params, steps, is_leaf=lambda x: x is None)
+    return new, state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update)
+
+
 def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
                    warmup_steps: int = 0, step_size_lr_factor: float = 1.0,
                    eps: float = 1e-8, noise_floor_share: float = 0.0,
-                   update_noise_share: float = 0.0, *, total_steps: int,
-                   key: int = 0) -> optax.GradientTransformationExtraArgs:
+                   update_noise_share: float = 0.0, clip_to_range: bool = False, *,
+                   total_steps: int, key: int = 0,
+                   spec: Optional[quant_layers.QuantSpec] = None
+                   ) -> optax.GradientTransformationExtraArgs:
   """AdamW with a cosine decay to 0 over ``total_steps`` after a linear warm-up (at most half).
 
   ``step_size_lr_factor`` (ours; 1.0, the paper's recipe, adds nothing): LSQ's learned step
@@ -223,9 +267,14 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   the rate: a random walk of lr(t)·η(t) per step and weight that leaves Adam's moments alone
   (``optax.add_noise`` with its variance η(t)² injected, ``key`` its seed), on the quantized
   weights when ``update`` gets ``quant=`` (the training loop passes it; ``on_quantized_weights``).
+  ``clip_to_range`` (ours; needs ``spec`` of kind 'fixed') ends the chain with
+  ``clip_to_quantizer_range``: the quantized weights stay in their quantizer's range, where the
+  STE gradient is not 0.
   """
   check_optimizer_args(learning_rate, weight_decay, warmup_steps, step_size_lr_factor, eps,
-                       noise_floor_share, update_noise_share)
+                       noise_floor_share, update_noise_share, clip_to_range)
+  if clip_to_range and spec is None:
+    raise ValueError("clip_to_range=True needs spec= (the model's QuantSpec)")
   warmup = min(warmup_steps, total_steps // 2)  # short runs: at most half is warm-up
   if warmup:
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps)
@@ -249,4 +298,6 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   if step_size_lr_factor != 1.0:
     tx = optax.chain(tx, optax.masked(optax.scale(step_size_lr_factor),
                                           quant_layers.step_size_mask))
+  if clip_to_range:
+    tx = optax.chain(tx, clip_to_quantizer_range(spec))
   return tx

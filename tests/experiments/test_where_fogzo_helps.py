@@ -1040,3 +1040,31 @@ def test_a_finished_run_of_another_config_ends_the_script_with_one_line(tmp_path
   assert line.startswith(f"where_fogzo_helps.py: {workdir} holds a finished run of another "
                          "config (fields [")
   assert "'num_train_steps'" in line and line.endswith("give the sweep another output folder")
+
+
+def test_amendment_86_runs_ste_kept_in_the_range_beside_ste_and_the_noise_there_only(
+    tmp_path, monkeypatch):
+  """Amendment 86: at each source's STE rate, STE with optimizer.clip_to_range (a deterministic
+  repair of the clipped weights), STE and the control's noise only where the STE gradient is 0,
+  nothing else, seeds 60-69; no tuning stage."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  _fake_tuning_runs(tmp_path, "fmnist", lambda name: 0.1 if name == "ste_lr0.002" else 0.2,
+                    ("ste_lr",))
+  for model, source, rate in (("mnist_clip", "mnist", "0.006"), ("fmnist_clip", "fmnist", "0.002")):
+    assert study.MODELS[model] == (*study.MODELS[source][:5], None)
+    recipe, seeds = study.stage_variants(model, "recipe")
+    assert seeds == tuple(range(60, 70)) and study.RECIPE_ONLY[model][0] == 86
+    assert list(recipe) == ["ste", study.STE_CLIP, study.CONTROL_ZERO_ONLY]
+    assert recipe["ste"] == ["estimator.kind=ste", f"optimizer.learning_rate={rate}"]
+    assert recipe[study.STE_CLIP] == [*recipe["ste"], "optimizer.clip_to_range=True"]
+    assert recipe[study.CONTROL_ZERO_ONLY] == [
+        "estimator.kind=gradient_noise", "estimator.noise_share=0.3",
+        f"optimizer.learning_rate={rate}", "estimator.only_zero_grad=True"]
+    config = study.sweep.apply_overrides(study.base_config(model), recipe[study.STE_CLIP])
+    assert config.optimizer.clip_to_range and config.quant.kind == "fixed"
+    with pytest.raises(app.UsageError, match=rf"{model} runs only --stage=recipe "
+                                             r"\(amendment 86\)"):
+      study.run_stage(model, "ste_lr")
+  assert ("ste", study.STE_CLIP) in study.RECIPE_PAIRS
+  assert (study.STE_CLIP, study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS
+  assert ("ste", study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS

@@ -225,3 +225,51 @@ def test_only_zero_grad_is_refused_outside_the_control_or_with_skip_zero_grad(es
   config.estimator.update(estimator)
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(config)
+
+
+def test_clip_to_range_keeps_the_quantized_weights_where_the_ste_gradient_passes():
+  """``optimizer.clip_to_range`` (ours, BinaryConnect's clip): after each update every quantized
+  weight lies in [lo·α, hi·α] (2 bits: −2α … α), where the identity STE's gradient is 1, a weight
+  already past the range comes back to its edge in one step, and everything else (float weights,
+  quantized weights whose update stays inside) takes AdamW's update exactly."""
+  alpha = 0.1
+  params = {"dense": {"kernel": jnp.linspace(-0.5, 0.5, 60).reshape(6, 10),
+                      "bias": jnp.linspace(-1.0, 1.0, 10)},
+            "norm": {"scale": jnp.ones(10)}}
+  quant = {"dense": {"kernel": jnp.array([[alpha]])}}  # the kernel is quantized, nothing else
+  grads = jax.tree.map(lambda p: -jnp.sign(p) - 0.01, params)  # pushes |w| outward
+  spec = quant_layers.QuantSpec(kind="fixed", bits=2)
+  kwargs = dict(learning_rate=0.05, total_steps=10)
+  clipped = optim.make_optimizer(clip_to_range=True, spec=spec, **kwargs)
+  adamw = optim.make_optimizer(**kwargs)
+  updates, _ = clipped.update(grads, clipped.init(params), params, quant=quant)
+  plain, _ = adamw.update(grads, adamw.init(params), params)
+  new = optax.apply_updates(params, updates)["dense"]["kernel"]
+  assert float(new.min()) >= -2 * alpha - 1e-7 and float(new.max()) <= alpha + 1e-7
+  w = params["dense"]["kernel"]
+  past = (w < -2 * alpha) | (w > alpha)
+  edge = jnp.where(w < 0, -2 * alpha, alpha)
+  np.testing.assert_allclose(new[past], edge[past], atol=2e-3 * alpha)  # back to the edge
+  stays = ~past & (w + plain["dense"]["kernel"] >= -2 * alpha) & (w + plain["dense"]["kernel"]
+                                                                   <= alpha)
+  assert stays.any()
+  np.testing.assert_array_equal(updates["dense"]["kernel"][stays], plain["dense"]["kernel"][stays])
+  for path in (("dense", "bias"), ("norm", "scale")):
+    np.testing.assert_array_equal(updates[path[0]][path[1]], plain[path[0]][path[1]])
+  grad = jax.grad(lambda x: jnp.sum(fz.quant.quantize(x, 2, alpha)))(new)
+  np.testing.assert_array_equal(grad, 1.0)  # the STE gradient passes at every clipped weight
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(quant=dict(kind="lsq")), "optimizer.clip_to_range=True needs config.quant.kind='fixed'"),
+    (dict(quant=dict(kind="none"), estimator=dict(kind="ste")),
+     "optimizer.clip_to_range=True needs config.quant.kind='fixed' .*; got 'none'")])
+def test_clip_to_range_is_refused_without_a_fixed_scale_or_a_bool(change, message):
+  config = config_lib.default_config()
+  config.optimizer.clip_to_range = True
+  for section, fields in change.items():
+    config[section].update(fields)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config)
+  with pytest.raises(ValueError, match="clip_to_range=True needs spec="):
+    optim.make_optimizer(clip_to_range=True, total_steps=10)
