@@ -169,6 +169,14 @@ CONTROL_ZERO_ONLY = "gradient_noise_ste_lr_zero_grad_only"
 CLIP_REPAIR = {"mnist_clip": "mnist", "mnist_w100_clip": "mnist_w100",
                "mnist_long_clip": "mnist_long", "fmnist_clip": "fmnist"}
 STE_CLIP = "ste_clip"
+# Amendment 87 (ours): (a) the clip beside STE where the noise did not help (these two settings
+# only); (b) FOGZO (ρ 0.3, its measured difference), the setting and the control, each with the
+# clip, against STE with the clip, at the source's STE rate: model: its source.
+CLIP_ELSEWHERE = {"cifar10_mlp_clip": "cifar10_mlp", "llama_tiny_clip": "llama_tiny"}
+CLIP_ON_TOP = {"mnist_clip_fz": "mnist", "mnist_w100_clip_fz": "mnist_w100",
+               "mnist_long_clip_fz": "mnist_long", "fmnist_clip_fz": "fmnist"}
+ON_TOP_OF_CLIP = ("fogzo_ste_lr_clip", "paper_ste_linear_ste_lr_clip",
+                  "gradient_noise_ste_lr_clip")
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -189,7 +197,9 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (80, tuple(range(50, 60))) for m in SKIP_ZERO_CONTROL},
     "fmnist_skip": (83, tuple(range(40, 50))),
     **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE},
-    **{m: (86, tuple(range(60, 70))) for m in CLIP_REPAIR}}
+    **{m: (86, tuple(range(60, 70))) for m in CLIP_REPAIR},
+    **{m: (87, tuple(range(60, 70))) for m in CLIP_ELSEWHERE},
+    **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -214,7 +224,7 @@ TUNED = {
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
-           **CLIP_REPAIR}
+           **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -292,7 +302,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 ("ste", CONTROL_ZERO_ONLY), (CONTROL_ZERO_ONLY, "gradient_noise_ste_lr"),
                 (CONTROL_SKIP, CONTROL_ZERO_ONLY),
                 # amendment 86: STE kept in the range against STE and the noise there only
-                ("ste", STE_CLIP), (STE_CLIP, CONTROL_ZERO_ONLY))
+                ("ste", STE_CLIP), (STE_CLIP, CONTROL_ZERO_ONLY),
+                # amendment 87: FOGZO, the setting and the control on top of the clip
+                *((STE_CLIP, name) for name in ON_TOP_OF_CLIP))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -718,7 +730,9 @@ def recipe_variants(model: str) -> dict:
   chose (amendment 79; amendment 81's models run STE and that walk only), or adds the control
   without noise where the STE gradient is 0 (amendment 80) and with noise only there
   (amendment 82); a ``CLIP_REPAIR`` model runs STE, STE kept in its quantizer's range and that
-  noise only (amendment 86)."""
+  noise only (amendment 86), a ``CLIP_ELSEWHERE`` model STE with and without the clip, and a
+  ``CLIP_ON_TOP`` model the clip with and without FOGZO, the setting or the control on top
+  (amendment 87)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -728,9 +742,16 @@ def recipe_variants(model: str) -> dict:
     return {"ste": ste, "ste_walk": variants[best(model, "update_noise", variants)]}
   lr = sweep.apply_overrides(base_config(model), ste).optimizer.learning_rate
   mixed = noise_mixed_ste(lr)
+  clip = ["optimizer.clip_to_range=True"]
   if model in CLIP_REPAIR:  # amendment 86: these three settings only
-    return {"ste": ste, STE_CLIP: ste + ["optimizer.clip_to_range=True"],
+    return {"ste": ste, STE_CLIP: ste + clip,
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
+  if model in CLIP_ELSEWHERE:  # amendment 87 (a)
+    return {"ste": ste, STE_CLIP: ste + clip}
+  if model in CLIP_ON_TOP:  # amendment 87 (b): FOGZO with its measured difference, at ρ 0.3
+    fogzo = [o for o in mixed if o != "estimator.difference=ste_linear"]
+    return dict(zip((STE_CLIP, *ON_TOP_OF_CLIP),
+                    (ste + clip, fogzo + clip, mixed + clip, noise_control(mixed) + clip)))
   out = {"ste": ste, "paper_ste_linear_ste_lr": mixed}
   if model in AMENDMENT_23:
     out[SKIP_ZERO] = skip_zero(mixed)

@@ -1068,3 +1068,30 @@ def test_amendment_86_runs_ste_kept_in_the_range_beside_ste_and_the_noise_there_
   assert ("ste", study.STE_CLIP) in study.RECIPE_PAIRS
   assert (study.STE_CLIP, study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS
   assert ("ste", study.CONTROL_ZERO_ONLY) in study.RECIPE_PAIRS
+
+
+def test_amendment_87_runs_the_clip_elsewhere_and_fogzo_on_top_of_it(tmp_path, monkeypatch):
+  """Amendment 87: (a) STE with and without the clip on the CIFAR-10 MLP and the small LLaMA,
+  seeds 60-69; (b) on the MNIST models and Fashion-MNIST, STE with the clip against FOGZO (ρ 0.3,
+  its measured difference), the setting and the control, each with the clip, seeds 70-79."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("llama_tiny_clip", "recipe")
+  assert seeds == tuple(range(60, 70)) and study.RECIPE_ONLY["llama_tiny_clip"][0] == 87
+  assert recipe == {"ste": ["estimator.kind=ste", "optimizer.learning_rate=0.001"],
+                    "ste_clip": ["estimator.kind=ste", "optimizer.learning_rate=0.001",
+                                 "optimizer.clip_to_range=True"]}
+  recipe, seeds = study.stage_variants("mnist_clip_fz", "recipe")
+  assert seeds == tuple(range(70, 80))
+  clip, rate = "optimizer.clip_to_range=True", "optimizer.learning_rate=0.006"
+  assert recipe == {
+      "ste_clip": ["estimator.kind=ste", rate, clip],
+      "fogzo_ste_lr_clip": ["estimator.kind=fogzo", "estimator.noise_share=0.3", rate, clip],
+      "paper_ste_linear_ste_lr_clip": ["estimator.kind=fogzo", "estimator.noise_share=0.3", rate,
+                                       "estimator.difference=ste_linear", clip],
+      "gradient_noise_ste_lr_clip": ["estimator.kind=gradient_noise", "estimator.noise_share=0.3",
+                                     rate, clip]}
+  config = study.sweep.apply_overrides(study.base_config("mnist_clip_fz"),
+                                       recipe["fogzo_ste_lr_clip"])
+  assert config.estimator.difference == "loss" and config.optimizer.clip_to_range
+  for name in study.ON_TOP_OF_CLIP:
+    assert (study.STE_CLIP, name) in study.RECIPE_PAIRS
