@@ -177,6 +177,11 @@ CLIP_ON_TOP = {"mnist_clip_fz": "mnist", "mnist_w100_clip_fz": "mnist_w100",
                "mnist_long_clip_fz": "mnist_long", "fmnist_clip_fz": "fmnist"}
 ON_TOP_OF_CLIP = ("fogzo_ste_lr_clip", "paper_ste_linear_ste_lr_clip",
                   "gradient_noise_ste_lr_clip")
+# Amendment 88 (ours): the clip at real size, LLaMA-9M (8.9 M quantized weights, 1,000 steps), STE
+# with and without it at 1e-3, a third of the config's rate (STE's better rate there, amendments
+# 50, 53 and 84): model: its source.
+CLIP_AT_9M = {"llama_9m_clip": "llama_9m"}
+STE_CLIP_THIRD = "ste_lr_third_clip"
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -199,7 +204,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (81, tuple(range(40, 50))) for m in WALK_ELSEWHERE},
     **{m: (86, tuple(range(60, 70))) for m in CLIP_REPAIR},
     **{m: (87, tuple(range(60, 70))) for m in CLIP_ELSEWHERE},
-    **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP}}
+    **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP},
+    **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -224,7 +230,7 @@ TUNED = {
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
-           **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP}
+           **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -304,7 +310,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 86: STE kept in the range against STE and the noise there only
                 ("ste", STE_CLIP), (STE_CLIP, CONTROL_ZERO_ONLY),
                 # amendment 87: FOGZO, the setting and the control on top of the clip
-                *((STE_CLIP, name) for name in ON_TOP_OF_CLIP))
+                *((STE_CLIP, name) for name in ON_TOP_OF_CLIP),
+                # amendment 88: the clip at LLaMA-9M, both at a third of the config's rate
+                ("ste_lr_third", STE_CLIP_THIRD))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -732,7 +740,8 @@ def recipe_variants(model: str) -> dict:
   (amendment 82); a ``CLIP_REPAIR`` model runs STE, STE kept in its quantizer's range and that
   noise only (amendment 86), a ``CLIP_ELSEWHERE`` model STE with and without the clip, and a
   ``CLIP_ON_TOP`` model the clip with and without FOGZO, the setting or the control on top
-  (amendment 87)."""
+  (amendment 87), and a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
+  (amendment 88)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -748,6 +757,9 @@ def recipe_variants(model: str) -> dict:
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
   if model in CLIP_ELSEWHERE:  # amendment 87 (a)
     return {"ste": ste, STE_CLIP: ste + clip}
+  if model in CLIP_AT_9M:  # amendment 88: STE at a third of the config's rate, with the clip
+    third = at_a_third(lr)["ste_lr_third"]
+    return {"ste_lr_third": third, STE_CLIP_THIRD: third + clip}
   if model in CLIP_ON_TOP:  # amendment 87 (b): FOGZO with its measured difference, at ρ 0.3
     fogzo = [o for o in mixed if o != "estimator.difference=ste_linear"]
     return dict(zip((STE_CLIP, *ON_TOP_OF_CLIP),

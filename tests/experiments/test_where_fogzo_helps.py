@@ -1095,3 +1095,20 @@ def test_amendment_87_runs_the_clip_elsewhere_and_fogzo_on_top_of_it(tmp_path, m
   assert config.estimator.difference == "loss" and config.optimizer.clip_to_range
   for name in study.ON_TOP_OF_CLIP:
     assert (study.STE_CLIP, name) in study.RECIPE_PAIRS
+
+
+def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, monkeypatch):
+  """Amendment 88: at LLaMA-9M (1,000 steps), STE at a third of the config's rate (1e-3) with and
+  without the clip, seeds 20-22, and their paired test."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("llama_9m_clip", "recipe")
+  assert seeds == (20, 21, 22) and study.RECIPE_ONLY["llama_9m_clip"][0] == 88
+  assert study.MODELS["llama_9m_clip"] == (*study.MODELS["llama_9m"][:5], None)
+  assert recipe == {"ste_lr_third": ["estimator.kind=ste", "optimizer.learning_rate=0.001"],
+                    "ste_lr_third_clip": ["estimator.kind=ste", "optimizer.learning_rate=0.001",
+                                          "optimizer.clip_to_range=True"]}
+  config = study.sweep.apply_overrides(study.base_config("llama_9m_clip"),
+                                       recipe[study.STE_CLIP_THIRD])
+  assert config.num_train_steps == 1000 and config.optimizer.clip_to_range
+  assert config.quant.kind == "fixed" and config.model.dim == 320
+  assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
