@@ -182,6 +182,10 @@ ON_TOP_OF_CLIP = ("fogzo_ste_lr_clip", "paper_ste_linear_ste_lr_clip",
 # 50, 53 and 84): model: its source.
 CLIP_AT_9M = {"llama_9m_clip": "llama_9m"}
 STE_CLIP_THIRD = "ste_lr_third_clip"
+# Amendment 89 (ours): the clip with LSQ (the learned step's range, optim.clip_to_quantizer_range):
+# STE with and without it on the small LLaMA with 2-bit LSQ weights, at the source's STE rate.
+CLIP_LSQ = {"llama_tiny_lsq_clip": "llama_tiny"}
+LSQ = ["quant.kind=lsq"]
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -205,7 +209,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (86, tuple(range(60, 70))) for m in CLIP_REPAIR},
     **{m: (87, tuple(range(60, 70))) for m in CLIP_ELSEWHERE},
     **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP},
-    **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M}}
+    **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M},
+    **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -230,7 +235,8 @@ TUNED = {
 # Amendments 76-80: a model derived from a source model (its config, metric, words and STE rate,
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
-           **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M}
+           **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M,
+           **CLIP_LSQ}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -312,7 +318,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 87: FOGZO, the setting and the control on top of the clip
                 *((STE_CLIP, name) for name in ON_TOP_OF_CLIP),
                 # amendment 88: the clip at LLaMA-9M, both at a third of the config's rate
-                ("ste_lr_third", STE_CLIP_THIRD))
+                ("ste_lr_third", STE_CLIP_THIRD),
+                # amendment 89: the clip with LSQ
+                ("ste_lsq", "ste_lsq_clip"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -740,8 +748,9 @@ def recipe_variants(model: str) -> dict:
   (amendment 82); a ``CLIP_REPAIR`` model runs STE, STE kept in its quantizer's range and that
   noise only (amendment 86), a ``CLIP_ELSEWHERE`` model STE with and without the clip, and a
   ``CLIP_ON_TOP`` model the clip with and without FOGZO, the setting or the control on top
-  (amendment 87), and a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
-  (amendment 88)."""
+  (amendment 87), a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
+  (amendment 88), and a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
+  89)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -757,6 +766,8 @@ def recipe_variants(model: str) -> dict:
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
   if model in CLIP_ELSEWHERE:  # amendment 87 (a)
     return {"ste": ste, STE_CLIP: ste + clip}
+  if model in CLIP_LSQ:  # amendment 89: with LSQ weights
+    return {"ste_lsq": ste + LSQ, "ste_lsq_clip": ste + LSQ + clip}
   if model in CLIP_AT_9M:  # amendment 88: STE at a third of the config's rate, with the clip
     third = at_a_third(lr)["ste_lr_third"]
     return {"ste_lr_third": third, STE_CLIP_THIRD: third + clip}

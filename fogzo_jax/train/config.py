@@ -64,7 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
       eps=1e-8,                 # AdamW's ε (optax's default)
       noise_floor_share=0.0,    # ours, a probe: the gradient-noise control's damping, no noise
       update_noise_share=0.0,   # ours, a probe: noise after Adam's normalisation, no damping
-      clip_to_range=False))     # ours: keep fixed-scale weights in [lo·α, hi·α] (BinaryConnect)
+      clip_to_range=False))     # ours: keep fixed/LSQ weights in [lo·α, hi·α] (BinaryConnect)
   c.data = ml_collections.ConfigDict(dict(
       name="mnist",
       batch_size=512,           # global batch (all processes)
@@ -167,9 +167,9 @@ def _cross_section_rules(c) -> None:
   if est.kind != "ste" and quant.kind == "none":
     raise ConfigError(f"config.estimator.kind={est.kind!r} perturbs quantized weights, but "
                       "config.quant.kind='none' quantizes none; use 'fixed', 'lsq' or 'quest'")
-  if c.optimizer.clip_to_range and quant.kind != "fixed":
-    raise ConfigError(f"config.optimizer.clip_to_range=True needs config.quant.kind='fixed' (a "
-                      f"frozen step α); got {quant.kind!r}")
+  if c.optimizer.clip_to_range and quant.kind not in ("fixed", "lsq"):
+    raise ConfigError(f"config.optimizer.clip_to_range=True needs config.quant.kind 'fixed' or "
+                      f"'lsq' (a range that does not depend on the weight); got {quant.kind!r}")
   if quant.kind == "quest" and c.model.name.startswith("resnet"):
     raise ConfigError("config.quant.kind='quest' is for dense layers (LLaMA, DeiT); ResNets "
                       "take 'fixed' or 'lsq'")

@@ -24,6 +24,7 @@ from fogzo_jax import _inputs as inputs
 from fogzo_jax import checks
 from fogzo_jax.quant import fixed as fixed_lib
 from fogzo_jax.quant import layers as quant_layers
+from fogzo_jax.quant import lsq as lsq_lib
 
 ESTIMATORS = ("ste", "fogzo", "nspsa", "gradient_noise")
 """``gradient_noise`` (ours) is a control: the STE gradient plus noise of ρ(t)·RMS(g) per element
@@ -208,29 +209,46 @@ def on_quantized_weights(inner: optax.GradientTransformation
 _EDGE_MARGIN = 1e-3  # clip_to_quantizer_range: steps inside the range's edge
 
 
+def _clip_levels(spec: quant_layers.QuantSpec) -> tuple[int, int]:
+  """(lo, hi): the lowest and highest integer level of ``spec``'s weight quantizer."""
+  if spec.kind == "lsq":
+    q_n, q_p = lsq_lib.lsq_levels(spec.bits)
+    return -q_n, q_p
+  return fixed_lib.levels(spec.bits)
+
+
+CLIP_KINDS = ("fixed", "lsq")
+"""The quantizers ``clip_to_quantizer_range`` takes: a range [lo·α, hi·α] that does not depend on
+the weight itself (QuEST's does: its step is the weights' RMS)."""
+
+
 def clip_to_quantizer_range(spec: quant_layers.QuantSpec
                             ) -> optax.GradientTransformationExtraArgs:
   """*Ours* (BinaryConnect's clip of the latent weights, Courbariaux et al. 2015): the update
-  that keeps each fixed-scale quantized weight w in [lo·α, hi·α], the range of its quantizer.
+  that keeps each quantized weight w in [lo·α, hi·α], the range of its quantizer (fixed scale:
+  the frozen α; LSQ: the learned |s| after this same update).
 
-  Past that range the identity STE's gradient is exactly 0, so AdamW stops moving a weight that
-  got there (amendments 79-82 of docs/results/where_fogzo_helps.md). Clipped to the range, it has
-  the same quantized value and keeps a gradient. The returned update is ``u`` where w + u stays in
-  the range and everywhere but the quantized weights (α from ``update(…, quant=…)``); elsewhere it
-  moves w to the range's edge, a thousandth of a step inside it (``_EDGE_MARGIN``), so that the
-  rounding of w + (edge − w) cannot leave w just past the edge, where the gradient is 0 again.
-  Chain it last.
+  Past that range the identity STE's (and LSQ's) gradient of w is exactly 0, so AdamW stops
+  moving a weight that got there (amendments 79-82 of docs/results/where_fogzo_helps.md).
+  Clipped to the range, it has the same quantized value and keeps a gradient. The returned
+  update is ``u`` where w + u stays in the range and everywhere but the quantized weights (α from
+  ``update(…, quant=…)`` and, for LSQ, from the updated params); elsewhere it moves w to the
+  range's edge, a thousandth of a step inside it (``_EDGE_MARGIN``), so that the rounding of
+  w + (edge − w) cannot leave w just past the edge, where the gradient is 0 again. With LSQ the
+  clipped weights no longer push s up (their ∂x̂/∂s is the rounding error, not Q_P). Chain it
+  last.
   """
-  if spec.kind != "fixed":
-    raise ValueError(f"clip_to_range=True needs quant kind 'fixed' (a frozen step α); got "
-                     f"{spec.kind!r}")
-  lo, hi = fixed_lib.levels(spec.bits)
+  if spec.kind not in CLIP_KINDS:
+    raise ValueError(f"clip_to_range=True needs quant kind 'fixed' or 'lsq' (a range that does "
+                     f"not depend on the weight); got {spec.kind!r}")
+  lo, hi = _clip_levels(spec)
 
   def update(updates, state, params=None, *, quant=None, **extra_args):
     del extra_args
     if params is None or quant is None:
       raise ValueError("clip_to_range needs update(…, params, quant=<the quant collection>)")
-    steps = quant_layers.weight_step_sizes(params, quant, spec)
+    # α after this update: the frozen one (fixed) or LSQ's updated step (|s + Δs|)
+    steps = quant_layers.weight_step_sizes(optax.apply_updates(params, updates), quant, spec)
     def clip(u, w, a):  # u itself where w + u stays inside (bit-exact AdamW there)
       if a is None:
         return u
@@ -267,7 +285,7 @@ def make_optimizer(learning_rate: float = 0.064, weight_decay: float = 0.01,
   the rate: a random walk of lr(t)·η(t) per step and weight that leaves Adam's moments alone
   (``optax.add_noise`` with its variance η(t)² injected, ``key`` its seed), on the quantized
   weights when ``update`` gets ``quant=`` (the training loop passes it; ``on_quantized_weights``).
-  ``clip_to_range`` (ours; needs ``spec`` of kind 'fixed') ends the chain with
+  ``clip_to_range`` (ours; needs ``spec`` of kind 'fixed' or 'lsq') ends the chain with
   ``clip_to_quantizer_range``: the quantized weights stay in their quantizer's range, where the
   STE gradient is not 0.
   """

@@ -15,6 +15,7 @@ import where_fogzo_helps as study
 
 from fogzo_jax.models.mlp import MLP
 from fogzo_jax.quant.layers import QuantSpec, quantized_mask
+from fogzo_jax.train import config as config_lib
 from fogzo_jax.train import sweep
 
 
@@ -1112,3 +1113,19 @@ def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, m
   assert config.num_train_steps == 1000 and config.optimizer.clip_to_range
   assert config.quant.kind == "fixed" and config.model.dim == 320
   assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
+
+
+def test_amendment_89_runs_ste_with_lsq_with_and_without_the_clip(tmp_path, monkeypatch):
+  """Amendment 89: the small LLaMA with 2-bit LSQ weights, STE at the source's rate with and
+  without the clip (the learned step's range), seeds 80-89, and their paired test."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("llama_tiny_lsq_clip", "recipe")
+  assert seeds == tuple(range(80, 90)) and study.RECIPE_ONLY["llama_tiny_lsq_clip"][0] == 89
+  ste = ["estimator.kind=ste", "optimizer.learning_rate=0.001", "quant.kind=lsq"]
+  assert recipe == {"ste_lsq": ste, "ste_lsq_clip": ste + ["optimizer.clip_to_range=True"]}
+  config = study.sweep.apply_overrides(study.base_config("llama_tiny_lsq_clip"),
+                                       recipe["ste_lsq_clip"])
+  config_lib.validate(config)
+  assert config.quant.kind == "lsq" and config.optimizer.clip_to_range
+  assert config.model.dim == 64 and config.num_train_steps == 3000
+  assert ("ste_lsq", "ste_lsq_clip") in study.RECIPE_PAIRS

@@ -151,13 +151,15 @@ def test_a_run_with_update_noise_resumes_bit_exact(tmp_path):
   assert again["params_sha256"] == first["params_sha256"]
 
 
-def test_clip_to_range_leaves_no_quantized_weight_past_the_range(tmp_path):
+@pytest.mark.parametrize("kind", ["fixed", "lsq"])
+def test_clip_to_range_leaves_no_quantized_weight_past_the_range(tmp_path, kind):
   """``optimizer.clip_to_range`` (ours) through the loop: the final checkpoint has no quantized
-  weight outside its quantizer's range (``experiments/clipped_weights.py``), where plain STE's
-  has some; the loop passes the quant collection and the spec."""
+  weight outside its quantizer's range (``experiments/clipped_weights.py``; LSQ: with its learned
+  step), where plain STE's has some; the loop passes the quant collection and the spec."""
   import clipped_weights  # pylint: disable=import-outside-toplevel
   for name, clip in (("ste", False), ("clip", True)):
     config = config_for("ste", steps=30)
+    config.quant.kind = kind
     config.optimizer.clip_to_range = clip
     train_and_evaluate(config, str(tmp_path / name))
   plain, clipped = (clipped_weights.run_stats(str(tmp_path / n)) for n in ("ste", "clip"))

@@ -260,11 +260,42 @@ def test_clip_to_range_keeps_the_quantized_weights_where_the_ste_gradient_passes
   np.testing.assert_array_equal(grad, 1.0)  # the STE gradient passes at every clipped weight
 
 
+def test_clip_to_range_with_lsq_keeps_the_weights_in_the_updated_learned_range():
+  """With LSQ the range is [−Q_N·|s'|, Q_P·|s'|] with s' the step *after* this update: when the
+  step shrinks, the weights still end where LSQ's gradient of w is 1; LSQ's step sizes, the bias
+  and the input step take AdamW's update exactly."""
+  spec = quant_layers.QuantSpec(kind="lsq", bits=2, activations=True)
+  layer = quant_layers.QuantDense(10, spec=spec)
+  x = jax.random.normal(jax.random.key(1), (8, 6))
+  variables = layer.init(jax.random.key(0), x)
+  params, quant = dict(variables["params"]), variables["quant"]
+  s = jnp.abs(params["kernel_scale"])  # one step per output column, shape [1, 10]
+  params["kernel"] = jnp.linspace(-5.0, 5.0, 60).reshape(6, 10) * s  # many past −2s … s
+  grads = jax.tree.map(jnp.ones_like, params)
+  grads["kernel"] = -jnp.sign(params["kernel"]) - 0.01  # pushes |w| outward
+  kwargs = dict(learning_rate=0.05, total_steps=10)  # and s down by about 0.05 (Adam)
+  clipped = optim.make_optimizer(clip_to_range=True, spec=spec, **kwargs)
+  adamw = optim.make_optimizer(**kwargs)
+  updates, _ = clipped.update(grads, clipped.init(params), params, quant=quant)
+  plain, _ = adamw.update(grads, adamw.init(params), params)
+  new = optax.apply_updates(params, updates)
+  s_new = jnp.abs(new["kernel_scale"])
+  assert bool(jnp.all(s_new < s - 0.01))  # the range shrank: the old edges lie outside the new
+  w = new["kernel"]
+  assert bool(jnp.all((w >= -2 * s_new) & (w <= s_new)))
+  assert bool(jnp.all((w.min(0) < -1.99 * s_new) & (w.max(0) > 0.99 * s_new)))  # at the edges
+  for name in ("kernel_scale", "bias", "input_scale"):
+    np.testing.assert_array_equal(updates[name], plain[name])
+  grad = jax.grad(lambda k: jnp.sum(fz.quant.lsq.lsq_quantize(k, new["kernel_scale"], 2)))(w)
+  np.testing.assert_array_equal(grad, 1.0)  # LSQ's gradient of w passes at every weight
+
+
 @pytest.mark.parametrize("change, message", [
-    (dict(quant=dict(kind="lsq")), "optimizer.clip_to_range=True needs config.quant.kind='fixed'"),
+    (dict(quant=dict(kind="quest")),
+     "optimizer.clip_to_range=True needs config.quant.kind 'fixed' or 'lsq' .*; got 'quest'"),
     (dict(quant=dict(kind="none"), estimator=dict(kind="ste")),
-     "optimizer.clip_to_range=True needs config.quant.kind='fixed' .*; got 'none'")])
-def test_clip_to_range_is_refused_without_a_fixed_scale_or_a_bool(change, message):
+     "optimizer.clip_to_range=True needs config.quant.kind 'fixed' or 'lsq' .*; got 'none'")])
+def test_clip_to_range_is_refused_without_a_weight_independent_range(change, message):
   config = config_lib.default_config()
   config.optimizer.clip_to_range = True
   for section, fields in change.items():
@@ -273,3 +304,5 @@ def test_clip_to_range_is_refused_without_a_fixed_scale_or_a_bool(change, messag
     config_lib.validate(config)
   with pytest.raises(ValueError, match="clip_to_range=True needs spec="):
     optim.make_optimizer(clip_to_range=True, total_steps=10)
+  with pytest.raises(ValueError, match="needs quant kind 'fixed' or 'lsq' .*; got 'quest'"):
+    optim.clip_to_quantizer_range(quant_layers.QuantSpec(kind="quest", bits=2))
