@@ -5,6 +5,7 @@
 #   [DONE=FOLDER] bash experiments/gpu_job.sh OUT [GRID_SECONDS] [END_SECONDS] [WORKERS]
 #   MODEL=resnet18_cifar10 STAGE=recipe TIERS="ste paper_ste_linear_ste_lr|gradient_noise_ste_lr" \
 #     FOGZO_CIFAR10_DIR=data/cifar10_jpeg bash experiments/gpu_job.sh OUT ...   # another model
+#   (MODEL=deit_tiny_cifar10 the same way: amendment 90)
 #
 # MODEL, STAGE, TIERS ("|" between tiers) and SEEDS default to the llama_9m_long job (amendments
 # 36, 39 and 52).
@@ -71,8 +72,9 @@ fi
 # 12.6 s per step with ten processes on the GPU (amendment 84; alone at XLA's defaults a bigger
 # step took 16 ms). So convolutional models keep XLA's autotuning (cuDNN's algorithm choice) and
 # turn off only the Triton GEMM fusions whose autotuning took minutes in amendment 10. Untested.
+# Amendment 90: DeiT too (its patch embedding is a convolution).
 case $MODEL in
-  resnet*) CANDIDATES=("--xla_gpu_enable_triton_gemm=false" "") ;;
+  resnet*|deit*) CANDIDATES=("--xla_gpu_enable_triton_gemm=false" "") ;;
   *) CANDIDATES=("--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0"
                  "--xla_gpu_autotune_level=0" "") ;;
 esac

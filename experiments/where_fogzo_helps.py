@@ -210,7 +210,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (87, tuple(range(60, 70))) for m in CLIP_ELSEWHERE},
     **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP},
     **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M},
-    **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ}}
+    **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ},
+    "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7))}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -242,7 +243,8 @@ DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CON
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
 # and with float biases (amendment 73) and on CIFAR-10 (amendment 75), and the derived models of
 # amendments 76-80.
-WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "mnist_long",
+WITH_CONTROL = ("llama_9m_quest", "resnet8_cifar10", "resnet18_cifar10", "deit_tiny_cifar10",
+                "mnist_long",
                 "mnist_w100", "mnist_w1000", "fmnist", "mnist_float_bias", "cifar10_mlp",
                 *DERIVED)
 # Amendment 24: amendment 23's LSQ settings on two more fresh seeds, tested over seeds 10-14
@@ -407,6 +409,12 @@ MODELS = {
                          "test_accuracy", False,
                          "ResNet-18 (full width), CIFAR-10 (JPEG), crop + flip, 5 epochs × 128 "
                          "(1,950 steps)", None),
+    # amendment 90: DeiT-Tiny at full size (the config's model, patch 4 on 32 px) on CIFAR-10 from
+    # the start with amendment 42's recipe, no Mixup (a GPU job)
+    "deit_tiny_cifar10": ("deit_tiny_in100.py", RESNET_CIFAR10 + ["data.mixup=False"],
+                          "test_accuracy", False,
+                          "DeiT-Tiny (full size, patch 4), CIFAR-10 (JPEG), crop + flip, 5 epochs "
+                          "× 128 (1,950 steps)", None),
     "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
@@ -453,6 +461,7 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
+            "deit_tiny_cifar10": "llama_tiny",
             "llama_3m": "llama_tiny", "llama_20m": "llama_tiny",
             "llama_9m_long": "llama_tiny", "llama_3m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6

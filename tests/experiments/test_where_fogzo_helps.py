@@ -13,6 +13,7 @@ from absl import app
 
 import where_fogzo_helps as study
 
+from fogzo_jax.models import resolve_patch_size
 from fogzo_jax.models.mlp import MLP
 from fogzo_jax.quant.layers import QuantSpec, quantized_mask
 from fogzo_jax.train import config as config_lib
@@ -304,8 +305,9 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
 
 
 def test_gpu_job_keeps_autotuning_for_convolutional_models():
-  """Amendment 85: a ResNet job tries XLA flags that keep autotuning (only the Triton GEMM fusions
-  off, then XLA's defaults); every other job tries amendment 10's flags first, which turn it off."""
+  """Amendment 85: a ResNet job (amendment 90: and a DeiT job) tries XLA flags that keep
+  autotuning (only the Triton GEMM fusions off, then XLA's defaults); every other job tries
+  amendment 10's flags first, which turn it off."""
   text = open(os.path.join(study.ROOT, "experiments", "gpu_job.sh")).read()
   block = text[text.index("case $MODEL in"):text.index("esac") + len("esac")]
 
@@ -315,6 +317,7 @@ def test_gpu_job_keeps_autotuning_for_convolutional_models():
                           check=True).stdout.split("\n")[:-1]
 
   assert candidates("resnet18_cifar10") == ["--xla_gpu_enable_triton_gemm=false", ""]
+  assert candidates("deit_tiny_cifar10") == ["--xla_gpu_enable_triton_gemm=false", ""]
   assert candidates("llama_20m") == [
       "--xla_gpu_enable_triton_gemm=false --xla_gpu_autotune_level=0",
       "--xla_gpu_autotune_level=0", ""]
@@ -1129,3 +1132,25 @@ def test_amendment_89_runs_ste_with_lsq_with_and_without_the_clip(tmp_path, monk
   assert config.quant.kind == "lsq" and config.optimizer.clip_to_range
   assert config.model.dim == 64 and config.num_train_steps == 3000
   assert ("ste_lsq", "ste_lsq_clip") in study.RECIPE_PAIRS
+
+
+def test_amendment_90_runs_deit_tiny_on_cifar10_with_the_control(tmp_path, monkeypatch):
+  """Amendment 90 (a GPU job): DeiT-Tiny at full size on CIFAR-10 with amendment 42's recipe and
+  no Mixup, STE, the README's setting and the control at 1e-3 on seeds 3-7; a valid config whose
+  patch is 4 on the 32-px images."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  variants, seeds = study.stage_variants("deit_tiny_cifar10", "recipe")
+  assert seeds == (3, 4, 5, 6, 7) and study.RECIPE_ONLY["deit_tiny_cifar10"][0] == 90
+  assert variants == study.stage_variants("resnet8_cifar10", "recipe")[0]
+  config = study.base_config("deit_tiny_cifar10")
+  for overrides in variants.values():
+    config_lib.validate(study.sweep.apply_overrides(config, overrides))
+  assert (config.model.name, config.model.hidden, config.model.depth) == ("deit_tiny", 192, 12)
+  resnet = study.base_config("resnet8_cifar10")
+  for field in ("name", "data_dir", "augment", "normalize", "batch_size"):
+    assert config.data[field] == resnet.data[field]
+  assert not config.data.mixup and config.num_epochs == 5
+  assert config.optimizer.learning_rate == 0.001 and config.optimizer.warmup_steps == 100
+  assert resolve_patch_size(config.model.patch_size, 32) == 4
+  with pytest.raises(app.UsageError, match=r"runs only --stage=recipe \(amendment 90\)"):
+    study.run_stage("deit_tiny_cifar10", "confirm")
