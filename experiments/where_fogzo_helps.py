@@ -186,6 +186,9 @@ STE_CLIP_THIRD = "ste_lr_third_clip"
 # STE with and without it on the small LLaMA with 2-bit LSQ weights, at the source's STE rate.
 CLIP_LSQ = {"llama_tiny_lsq_clip": "llama_tiny"}
 LSQ = ["quant.kind=lsq"]
+# Amendment 91 (ours): amendment 87 (b)'s four settings on the small LLaMA, where the clip beat
+# STE (amendment 87 (a)): model: its source.
+CLIP_ON_TOP_LM = {"llama_tiny_clip_fz": "llama_tiny"}
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -211,7 +214,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP},
     **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M},
     **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ},
-    "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7))}
+    "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7)),
+    **{m: (91, tuple(range(90, 100))) for m in CLIP_ON_TOP_LM}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -237,7 +241,7 @@ TUNED = {
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
            **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M,
-           **CLIP_LSQ}
+           **CLIP_LSQ, **CLIP_ON_TOP_LM}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -758,8 +762,8 @@ def recipe_variants(model: str) -> dict:
   noise only (amendment 86), a ``CLIP_ELSEWHERE`` model STE with and without the clip, and a
   ``CLIP_ON_TOP`` model the clip with and without FOGZO, the setting or the control on top
   (amendment 87), a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
-  (amendment 88), and a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
-  89)."""
+  (amendment 88), a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
+  89), and a ``CLIP_ON_TOP_LM`` model amendment 87 (b)'s settings (amendment 91)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -780,7 +784,8 @@ def recipe_variants(model: str) -> dict:
   if model in CLIP_AT_9M:  # amendment 88: STE at a third of the config's rate, with the clip
     third = at_a_third(lr)["ste_lr_third"]
     return {"ste_lr_third": third, STE_CLIP_THIRD: third + clip}
-  if model in CLIP_ON_TOP:  # amendment 87 (b): FOGZO with its measured difference, at ρ 0.3
+  if model in CLIP_ON_TOP or model in CLIP_ON_TOP_LM:  # amendments 87 (b) and 91: FOGZO with
+    # its measured difference, at ρ 0.3
     fogzo = [o for o in mixed if o != "estimator.difference=ste_linear"]
     return dict(zip((STE_CLIP, *ON_TOP_OF_CLIP),
                     (ste + clip, fogzo + clip, mixed + clip, noise_control(mixed) + clip)))

@@ -1154,3 +1154,19 @@ def test_amendment_90_runs_deit_tiny_on_cifar10_with_the_control(tmp_path, monke
   assert resolve_patch_size(config.model.patch_size, 32) == 4
   with pytest.raises(app.UsageError, match=r"runs only --stage=recipe \(amendment 90\)"):
     study.run_stage("deit_tiny_cifar10", "confirm")
+
+
+def test_amendment_91_runs_fogzo_on_top_of_the_clip_on_the_small_llama(tmp_path, monkeypatch):
+  """Amendment 91: amendment 87 (b)'s four settings (STE with the clip; FOGZO, the setting and the
+  control, each with the clip) on the small LLaMA at its STE rate, seeds 90-99."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("llama_tiny_clip_fz", "recipe")
+  assert seeds == tuple(range(90, 100)) and study.RECIPE_ONLY["llama_tiny_clip_fz"][0] == 91
+  clip, rate = "optimizer.clip_to_range=True", "optimizer.learning_rate=0.001"
+  assert list(recipe) == [study.STE_CLIP, *study.ON_TOP_OF_CLIP]
+  assert recipe[study.STE_CLIP] == ["estimator.kind=ste", rate, clip]
+  assert recipe["fogzo_ste_lr_clip"] == ["estimator.kind=fogzo", "estimator.noise_share=0.3",
+                                         rate, clip]
+  config = study.sweep.apply_overrides(study.base_config("llama_tiny_clip_fz"),
+                                       recipe["fogzo_ste_lr_clip"])
+  assert config.model.dim == 64 and config.estimator.difference == "loss"
