@@ -64,7 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
       eps=1e-8,                 # AdamW's ε (optax's default)
       noise_floor_share=0.0,    # ours, a probe: the gradient-noise control's damping, no noise
       update_noise_share=0.0,   # ours, a probe: noise after Adam's normalisation, no damping
-      clip_to_range=False))     # ours: keep fixed/LSQ weights in [lo·α, hi·α] (BinaryConnect)
+      clip_to_range=False))     # ours: keep weights in [lo·α, hi·α] (BinaryConnect); fixed α
   c.data = ml_collections.ConfigDict(dict(
       name="mnist",
       batch_size=512,           # global batch (all processes)
