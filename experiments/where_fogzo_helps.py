@@ -186,6 +186,10 @@ STE_CLIP_THIRD = "ste_lr_third_clip"
 # STE with and without it on the small LLaMA with 2-bit LSQ weights, at the source's STE rate.
 CLIP_LSQ = {"llama_tiny_lsq_clip": "llama_tiny"}
 LSQ = ["quant.kind=lsq"]
+# Amendment 94 (ours): amendment 89 with LSQ's learned steps frozen at their initial values
+# (optimizer.step_size_lr_factor=0), so that the clip cannot shrink them.
+CLIP_LSQ_FROZEN = {"llama_tiny_lsq_frozen_clip": "llama_tiny"}
+FROZEN_STEPS = ["optimizer.step_size_lr_factor=0"]
 # Amendment 91 (ours): amendment 87 (b)'s four settings on the small LLaMA, where the clip beat
 # STE (amendment 87 (a)): model: its source.
 CLIP_ON_TOP_LM = {"llama_tiny_clip_fz": "llama_tiny"}
@@ -214,6 +218,7 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (87, tuple(range(70, 80))) for m in CLIP_ON_TOP},
     **{m: (88, (20, 21, 22)) for m in CLIP_AT_9M},
     **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ},
+    **{m: (94, tuple(range(100, 105))) for m in CLIP_LSQ_FROZEN},
     "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7)),
     **{m: (91, tuple(range(90, 100))) for m in CLIP_ON_TOP_LM}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
@@ -241,7 +246,7 @@ TUNED = {
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
            **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M,
-           **CLIP_LSQ, **CLIP_ON_TOP_LM}
+           **CLIP_LSQ, **CLIP_ON_TOP_LM, **CLIP_LSQ_FROZEN}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -326,7 +331,9 @@ RECIPE_PAIRS = (("ste", "paper_ste_linear_ste_lr"), ("ste", "gradient_noise_ste_
                 # amendment 88: the clip at LLaMA-9M, both at a third of the config's rate
                 ("ste_lr_third", STE_CLIP_THIRD),
                 # amendment 89: the clip with LSQ
-                ("ste_lsq", "ste_lsq_clip"))
+                ("ste_lsq", "ste_lsq_clip"),
+                # amendment 94: the same with LSQ's steps frozen
+                ("ste_lsq_frozen", "ste_lsq_frozen_clip"))
 
 # Amendments 52, 56-59, 62, 63 and 66 (ours): the settings at a lower rate than the config's that a
 # recipe model also runs (lower_rates).
@@ -763,7 +770,8 @@ def recipe_variants(model: str) -> dict:
   ``CLIP_ON_TOP`` model the clip with and without FOGZO, the setting or the control on top
   (amendment 87), a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
   (amendment 88), a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
-  89), and a ``CLIP_ON_TOP_LM`` model amendment 87 (b)'s settings (amendment 91)."""
+  89), a ``CLIP_ON_TOP_LM`` model amendment 87 (b)'s settings (amendment 91), and a
+  ``CLIP_LSQ_FROZEN`` model amendment 89's pair with LSQ's steps frozen (amendment 94)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -781,6 +789,9 @@ def recipe_variants(model: str) -> dict:
     return {"ste": ste, STE_CLIP: ste + clip}
   if model in CLIP_LSQ:  # amendment 89: with LSQ weights
     return {"ste_lsq": ste + LSQ, "ste_lsq_clip": ste + LSQ + clip}
+  if model in CLIP_LSQ_FROZEN:  # amendment 94: with LSQ weights whose steps stay at their init
+    frozen = ste + LSQ + FROZEN_STEPS
+    return {"ste_lsq_frozen": frozen, "ste_lsq_frozen_clip": frozen + clip}
   if model in CLIP_AT_9M:  # amendment 88: STE at a third of the config's rate, with the clip
     third = at_a_third(lr)["ste_lr_third"]
     return {"ste_lr_third": third, STE_CLIP_THIRD: third + clip}

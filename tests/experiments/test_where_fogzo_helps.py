@@ -1134,6 +1134,25 @@ def test_amendment_89_runs_ste_with_lsq_with_and_without_the_clip(tmp_path, monk
   assert ("ste_lsq", "ste_lsq_clip") in study.RECIPE_PAIRS
 
 
+def test_amendment_94_runs_amendment_89s_pair_with_lsq_steps_frozen(tmp_path, monkeypatch):
+  """Amendment 94: amendment 89's pair with LSQ's step sizes frozen (factor 0), seeds 100-104,
+  and their paired test."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("llama_tiny_lsq_frozen_clip", "recipe")
+  assert seeds == tuple(range(100, 105))
+  assert study.RECIPE_ONLY["llama_tiny_lsq_frozen_clip"][0] == 94
+  ste = ["estimator.kind=ste", "optimizer.learning_rate=0.001", "quant.kind=lsq",
+         "optimizer.step_size_lr_factor=0"]
+  assert recipe == {"ste_lsq_frozen": ste,
+                    "ste_lsq_frozen_clip": ste + ["optimizer.clip_to_range=True"]}
+  config = study.sweep.apply_overrides(study.base_config("llama_tiny_lsq_frozen_clip"),
+                                       recipe["ste_lsq_frozen_clip"])
+  config_lib.validate(config)
+  assert config.quant.kind == "lsq" and config.optimizer.clip_to_range
+  assert config.optimizer.step_size_lr_factor == 0 and config.num_train_steps == 3000
+  assert ("ste_lsq_frozen", "ste_lsq_frozen_clip") in study.RECIPE_PAIRS
+
+
 def test_amendment_90_runs_deit_tiny_on_cifar10_with_the_control(tmp_path, monkeypatch):
   """Amendment 90 (a GPU job): DeiT-Tiny at full size on CIFAR-10 with amendment 42's recipe and
   no Mixup, STE, the README's setting and the control at 1e-3 on seeds 3-7; a valid config whose
