@@ -1118,39 +1118,26 @@ def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, m
   assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
 
 
-def test_amendment_89_runs_ste_with_lsq_with_and_without_the_clip(tmp_path, monkeypatch):
+@pytest.mark.parametrize("model, amendment, seeds, names, frozen", [
+    ("llama_tiny_lsq_clip", 89, range(80, 90), ("ste_lsq", "ste_lsq_clip"), []),
+    ("llama_tiny_lsq_frozen_clip", 94, range(100, 105),
+     ("ste_lsq_frozen", "ste_lsq_frozen_clip"), ["optimizer.step_size_lr_factor=0"])])
+def test_amendments_89_and_94_run_ste_with_lsq_with_and_without_the_clip(
+    tmp_path, monkeypatch, model, amendment, seeds, names, frozen):
   """Amendment 89: the small LLaMA with 2-bit LSQ weights, STE at the source's rate with and
-  without the clip (the learned step's range), seeds 80-89, and their paired test."""
+  without the clip (the learned step's range), seeds 80-89; amendment 94: the same pair with
+  LSQ's step sizes frozen (factor 0), seeds 100-104; each with its paired test."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
-  recipe, seeds = study.stage_variants("llama_tiny_lsq_clip", "recipe")
-  assert seeds == tuple(range(80, 90)) and study.RECIPE_ONLY["llama_tiny_lsq_clip"][0] == 89
-  ste = ["estimator.kind=ste", "optimizer.learning_rate=0.001", "quant.kind=lsq"]
-  assert recipe == {"ste_lsq": ste, "ste_lsq_clip": ste + ["optimizer.clip_to_range=True"]}
-  config = study.sweep.apply_overrides(study.base_config("llama_tiny_lsq_clip"),
-                                       recipe["ste_lsq_clip"])
+  recipe, got_seeds = study.stage_variants(model, "recipe")
+  assert got_seeds == tuple(seeds) and study.RECIPE_ONLY[model][0] == amendment
+  ste = ["estimator.kind=ste", "optimizer.learning_rate=0.001", "quant.kind=lsq", *frozen]
+  assert recipe == {names[0]: ste, names[1]: ste + ["optimizer.clip_to_range=True"]}
+  config = study.sweep.apply_overrides(study.base_config(model), recipe[names[1]])
   config_lib.validate(config)
   assert config.quant.kind == "lsq" and config.optimizer.clip_to_range
   assert config.model.dim == 64 and config.num_train_steps == 3000
-  assert ("ste_lsq", "ste_lsq_clip") in study.RECIPE_PAIRS
-
-
-def test_amendment_94_runs_amendment_89s_pair_with_lsq_steps_frozen(tmp_path, monkeypatch):
-  """Amendment 94: amendment 89's pair with LSQ's step sizes frozen (factor 0), seeds 100-104,
-  and their paired test."""
-  monkeypatch.setattr(study, "OUT", str(tmp_path))
-  recipe, seeds = study.stage_variants("llama_tiny_lsq_frozen_clip", "recipe")
-  assert seeds == tuple(range(100, 105))
-  assert study.RECIPE_ONLY["llama_tiny_lsq_frozen_clip"][0] == 94
-  ste = ["estimator.kind=ste", "optimizer.learning_rate=0.001", "quant.kind=lsq",
-         "optimizer.step_size_lr_factor=0"]
-  assert recipe == {"ste_lsq_frozen": ste,
-                    "ste_lsq_frozen_clip": ste + ["optimizer.clip_to_range=True"]}
-  config = study.sweep.apply_overrides(study.base_config("llama_tiny_lsq_frozen_clip"),
-                                       recipe["ste_lsq_frozen_clip"])
-  config_lib.validate(config)
-  assert config.quant.kind == "lsq" and config.optimizer.clip_to_range
-  assert config.optimizer.step_size_lr_factor == 0 and config.num_train_steps == 3000
-  assert ("ste_lsq_frozen", "ste_lsq_frozen_clip") in study.RECIPE_PAIRS
+  assert config.optimizer.step_size_lr_factor == (0 if frozen else 1)
+  assert names in study.RECIPE_PAIRS
 
 
 def test_amendment_90_runs_deit_tiny_on_cifar10_with_the_control(tmp_path, monkeypatch):
