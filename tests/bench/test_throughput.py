@@ -25,24 +25,28 @@ def test_model_flops_per_token_counts_every_matmul_but_the_embedding():
   assert throughput.model_flops_per_token(params, layers, d, seq) == 2 * n + 4 * layers * d * seq
 
 
-def test_sharded_rows_on_fake_devices_and_mfu_from_a_given_peak(tmp_path):
+# Each row is a compile of a reduced LLaMA step (20-30 s on 2 cores): FOGZO's two rows by default,
+# STE's before them in the slow suite.
+@pytest.mark.parametrize("estimators", [
+    "fogzo", pytest.param("ste,fogzo", marks=pytest.mark.slow)])
+def test_sharded_rows_on_fake_devices_and_mfu_from_a_given_peak(tmp_path, estimators):
   out = tmp_path / "tp.json"
   env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
              " --xla_force_host_platform_device_count=2")
   subprocess.run([sys.executable, os.path.join(ROOT, "bench", "throughput.py"), "--size=9m",
-                  "--devices=1,2", "--estimators=ste,fogzo", "--per_device_batch=2",
+                  "--devices=1,2", f"--estimators={estimators}", "--per_device_batch=2",
                   "--seq_len=16", "--repeats=3", "--peak_tflops=1", f"--out={out}"],
                  check=True, env=env, cwd=tmp_path, capture_output=True, timeout=600)
   rows = json.loads(out.read_text())["rows"]
   assert [(r["estimator"], r["devices"], r["batch"]) for r in rows] == [
-      ("ste", 1, 2), ("ste", 2, 4), ("fogzo", 1, 2), ("fogzo", 2, 4)]
+      (e, k, 2 * k) for e in estimators.split(",") for k in (1, 2)]
   for r in rows:
     assert r["forward_passes"] == (3 if r["estimator"] == "ste" else 5)  # FOGZO: 2 more
     flop_s = r["flops_per_token"] * r["tokens_per_s"] * r["forward_passes"]
     assert r["model_tflops_per_s"] * 1e12 == pytest.approx(flop_s)
     assert r["mfu"] == pytest.approx(r["model_tflops_per_s"] / r["devices"])  # peak 1 TFLOP/s
     assert math.isfinite(r["loss"]) and r["loss"] > 0
-  assert rows[0]["scaling_efficiency"] == 1.0 and rows[2]["scaling_efficiency"] == 1.0
+  assert all(r["scaling_efficiency"] == 1.0 for r in rows if r["devices"] == 1)
 
 
 def test_more_devices_than_present_is_a_usage_error(tmp_path):
