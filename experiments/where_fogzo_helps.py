@@ -291,7 +291,13 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
             ("Amendment 74: amendment 73's fmnist settings on fresh seeds 15-24",
              tuple(range(15, 25))),
             ("Amendment 74: amendment 73's fmnist settings on seeds 10-24 (pooled, a description)",
-             tuple(range(10, 25)))))}
+             tuple(range(10, 25))))),
+    # Amendment 96: amendment 88's pair on four more fresh seeds, tested over seeds 20-26 beside
+    # amendment 88's three-seed test, which stands (seeds added after that test's tie was seen).
+    "llama_9m_clip": (
+        ("Amendment 96: ste_lr_third and ste_lr_third_clip on seeds 20-26",
+         tuple(range(20, 27)), ("ste_lr_third", STE_CLIP_THIRD),
+         (("ste_lr_third", STE_CLIP_THIRD),)),)}
 # Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
 # points of the tuning grid (factors of 3), that a recipe model also runs.
 STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}

@@ -1118,6 +1118,19 @@ def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, m
   assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
 
 
+def test_amendment_96_extends_amendment_88_to_seeds_20_to_26(tmp_path, monkeypatch):
+  """Amendment 96: amendment 88's pair on seeds 23-26 too, tested over seeds 20-26 beside
+  amendment 88's three-seed test (which stands); the report names the seeds whose runs are
+  missing instead of testing fewer."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  ((title, seeds, names, pairs),) = study.RECIPE_EXTENDED["llama_9m_clip"]
+  assert "Amendment 96" in title and seeds == tuple(range(20, 27))
+  assert names == ("ste_lr_third", study.STE_CLIP_THIRD) and pairs == (names,)
+  assert study.stage_variants("llama_9m_clip", "recipe")[1] == (20, 21, 22)
+  report = "\n".join(study.extended("llama_9m_clip", "recipe"))
+  assert "seeds 20, 21, 22, stands" in report and "no summary of ste_lr_third seeds 20" in report
+
+
 @pytest.mark.parametrize("model, amendment, seeds, names, frozen", [
     ("llama_tiny_lsq_clip", 89, range(80, 90), ("ste_lsq", "ste_lsq_clip"), []),
     ("llama_tiny_lsq_frozen_clip", 94, range(100, 105),
