@@ -11,8 +11,9 @@
 # 36, 39 and 52).
 # The settings come from experiments/where_fogzo_helps_choices.json (committed), so a clean
 # checkout is enough. Python packages the machine's image lacks travel as wheels in .whl/ (git
-# ignores it; the page, amendment 36, says how to fill it) and are installed into /tmp/site
-# first; .whl/extra/ (protobuf) only if the imports fail without it.
+# ignores it; `bash experiments/gpu_prepare.sh` fills it, and data/cifar10_jpeg/ for the image
+# models) and are installed into /tmp/site first; .whl/extra/ (protobuf) only if the imports fail
+# without it.
 #
 # Amendment 36's queue: one (setting, seed) run per job, first tier 1 (ste,
 # paper_ste_linear_ste_lr, paper_ste_linear, paper) seed by seed over seeds 3-7, then tier 2

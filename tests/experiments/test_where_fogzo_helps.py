@@ -304,6 +304,60 @@ def test_gpu_job_queue_is_amendment_36s_tiers_seed_by_seed():
                                "gradient_noise_ste_lr 4", ""]
 
 
+def _prepare_copy(tmp_path):
+  """experiments/gpu_prepare.sh copied into a checkout of its own (it works relative to it)."""
+  os.makedirs(tmp_path / "repo" / "experiments")
+  script = tmp_path / "repo" / "experiments" / "gpu_prepare.sh"
+  script.write_text(open(os.path.join(study.ROOT, "experiments", "gpu_prepare.sh")).read())
+  return script
+
+
+def test_gpu_prepare_fills_the_carried_folders_with_one_pinned_version_each(tmp_path):
+  """experiments/gpu_prepare.sh makes what gpu_job.sh's lease carries: the pinned wheels in .whl/
+  (protobuf in .whl/extra/), earlier wheels replaced, and the CIFAR-10 archives copied from the
+  shared data. pip is replaced by a stand-in that records its arguments (no network in tests)."""
+  script = _prepare_copy(tmp_path)
+  shared = tmp_path / "shared"
+  os.makedirs(shared / "images" / "cifar10_jpeg")
+  for name in ("cifar10_train_jpg.tar.gz", "cifar10_test_jpg.tar.gz"):
+    (shared / "images" / "cifar10_jpeg" / name).write_bytes(name.encode())
+  os.makedirs(tmp_path / "repo" / ".whl")
+  (tmp_path / "repo" / ".whl" / "grain-0.2.1-py3-none-any.whl").write_text("old")
+  bin_dir = tmp_path / "bin"  # python3 -m pip download ... -d DEST PKG==V ... → DEST/PKG==V.whl
+  os.makedirs(bin_dir)
+  (bin_dir / "python3").write_text(
+      "#!/usr/bin/env bash\necho \"$*\" >> \"$PIP_LOG\"\nwhile [ $# -gt 0 ]; do\n"
+      "  case $1 in -d) dest=$2; shift;; *==*) touch \"$dest/$1.whl\";; esac; shift\ndone\n")
+  (bin_dir / "python3").chmod(0o755)
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+         "PIP_LOG": str(tmp_path / "pip.log")}
+  out = subprocess.run(["bash", str(script), str(shared)], capture_output=True, text=True,
+                       env=env, timeout=60)
+  assert out.returncode == 0, out.stderr
+  repo = tmp_path / "repo"
+  assert sorted(os.listdir(repo / ".whl")) == [
+      "array-record==0.8.6.whl", "extra", "grain==0.2.18.whl", "ml-collections==1.1.0.whl",
+      "portpicker==1.6.0.whl", "tensorboardX==2.6.5.whl"]
+  assert os.listdir(repo / ".whl" / "extra") == ["protobuf==7.36.2.whl"]
+  assert (repo / "data" / "cifar10_jpeg" / "cifar10_test_jpg.tar.gz").read_bytes() == (
+      b"cifar10_test_jpg.tar.gz")
+  calls = open(tmp_path / "pip.log").read().splitlines()
+  assert len(calls) == 2 and all("--no-deps --only-binary=:all: --python-version 3.12" in c
+                                 for c in calls)
+  assert 'carry [".whl", "data/cifar10_jpeg"]' in out.stdout
+
+
+def test_gpu_prepare_refuses_a_missing_data_folder_before_writing_anything(tmp_path):
+  """A wrong shared-data folder is one line naming the missing archive and exit 1, before any
+  download or write."""
+  script = _prepare_copy(tmp_path)
+  out = subprocess.run(["bash", str(script), str(tmp_path / "nowhere")], capture_output=True,
+                       text=True, timeout=60)
+  assert out.returncode == 1 and out.stdout == ""
+  assert out.stderr.count("\n") == 1 and "cifar10_train_jpg.tar.gz is missing" in out.stderr
+  assert sorted(os.listdir(tmp_path / "repo")) == ["experiments"]
+
+
 def test_gpu_job_keeps_autotuning_for_convolutional_models():
   """Amendment 85: a ResNet job (amendment 90: and a DeiT job) tries XLA flags that keep
   autotuning (only the Triton GEMM fusions off, then XLA's defaults); every other job tries
