@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares, on the project's machine, what experiments/gpu_job.sh needs carried to a lent GPU:
 #   .whl/                the Python packages the GPU image lacks, as wheels (pinned: the versions
-#                        the earlier leases ran with and that the CPU install resolves to);
+#                        the earlier leases ran with);
 #   data/cifar10_jpeg/   the CIFAR-10 archives (19 MB), for MODEL=resnet18_cifar10 and
 #                        MODEL=deit_tiny_cifar10.
 # Both folders are git-ignored and are lost when the VM is reset; this script makes them again
@@ -33,9 +33,10 @@ for f in cifar10_train_jpg.tar.gz cifar10_test_jpg.tar.gz; do
 done
 # one version of each package, as gpu_job.sh's install needs: earlier wheels here are replaced
 mkdir -p .whl/extra && rm -f .whl/*.whl .whl/extra/*.whl
-download .whl "${WHEELS[@]}" || { echo "gpu_prepare: pip download failed (above)" >&2; exit 1; }
-download .whl/extra "${EXTRA[@]}" \
-  || { echo "gpu_prepare: pip download of ${EXTRA[*]} failed (above)" >&2; exit 1; }
+fail() { echo "gpu_prepare: pip download of $1 failed (pip's error above); check that PyPI is" \
+              "reachable, then rerun" >&2; exit 1; }
+download .whl "${WHEELS[@]}" || fail "the pinned wheels"
+download .whl/extra "${EXTRA[@]}" || fail "${EXTRA[*]}"
 mkdir -p data/cifar10_jpeg
 cp "$src"/cifar10_*_jpg.tar.gz data/cifar10_jpeg/
 echo "gpu_prepare: $(ls .whl/*.whl | wc -l) wheels in .whl/, $(ls .whl/extra/*.whl | wc -l) in" \
