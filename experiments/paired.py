@@ -12,7 +12,8 @@ Printed as markdown: each name's metric per seed with mean ± std and the traini
 last logging window; the mean over seeds at each evaluation; then for each pair ``a:b`` the
 per-seed gains of b over a (> 0: b better; perplexity and loss lower is better, accuracy
 higher), their mean and the paired t test at p 0.05 (``sweep.paired_t``, the pre-registered
-rule) over the seeds on which both finished.
+rule) over the seeds on which both finished. ``--plot=<file>.png`` also draws each pair's
+per-seed values.
 """
 
 import json
@@ -31,6 +32,8 @@ _PAIRS = flags.DEFINE_list("pairs", [], "Tests a:b (does b beat a); default: the
                            "against each other one.")
 _METRIC = flags.DEFINE_string("metric", "", "summary.json key (default: val_perplexity for "
                               "language models, test_accuracy otherwise).")
+_PLOT = flags.DEFINE_string("plot", "", "Also draw each pair's per-seed values (one panel per "
+                            "pair, a line per seed from a to b) to this PNG file.")
 
 LOWER_IS_BETTER = ("perplexity", "loss")  # a metric whose name contains one of these
 
@@ -68,8 +71,7 @@ def report(roots, names, seeds, pairs, metric: str = "") -> str:
   if not runs:
     raise app.UsageError(f"no finished run of {', '.join(names)} on seeds "
                          f"{','.join(map(str, seeds))} under {', '.join(roots)}")
-  metric = metric or sweep.headline_metric(
-      [s for r in runs.values() for s, _ in r.values()])[0]
+  metric = metric or default_metric(runs)
   lines = [f"| setting | {' | '.join(f's{s}' for s in seeds)} | mean ± std | training loss of "
            "the last window |", "|---|" + "---|" * (len(seeds) + 2)]
   curves = {}
@@ -111,6 +113,47 @@ def report(roots, names, seeds, pairs, metric: str = "") -> str:
   return "\n".join(lines)
 
 
+def default_metric(runs: dict) -> str:
+  """val_perplexity for language models, test_accuracy otherwise (``sweep.headline_metric``)."""
+  return sweep.headline_metric([s for r in runs.values() for s, _ in r.values()])[0]
+
+
+def plot(roots, names, seeds, pairs, metric: str, path: str) -> dict:
+  """One panel per pair a:b: each seed's metric under a and under b joined by a line (green
+  where b is better), the means in black, the paired test in the title. Returns
+  {(a, b): gains} as plotted."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = collect(roots, names, seeds)
+  metric = metric or default_metric(runs)
+  fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 4), squeeze=False)
+  plotted = {}
+  for ax, (a, b) in zip(axes[0], pairs):
+    g = gains(runs, a, b, metric)
+    plotted[(a, b)] = g
+    for seed, gain in g.items():
+      ax.plot([0, 1], [runs[a][seed][0][metric], runs[b][seed][0][metric]], "o-", ms=3, lw=1,
+              color="tab:green" if gain > 0 else "tab:red", alpha=0.7)
+    if g:
+      ax.plot([0, 1], [statistics.mean(runs[a][s][0][metric] for s in g),
+                       statistics.mean(runs[b][s][0][metric] for s in g)], "ks-", lw=2)
+    title = f"{len(g)} seeds"
+    if len(g) >= 2:
+      t, critical, _ = sweep.paired_t(list(g.values()))
+      title = (f"gain {statistics.mean(g.values()):+.3g}, t = {t:+.2f} "
+               f"(critical {critical:.2f}), {len(g)} seeds")
+    ax.set_xticks([0, 1], [a, b], fontsize=8)
+    ax.set_xlim(-0.3, 1.3)
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=8)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return plotted
+
+
 def parse_pairs(items, names):
   if not items:
     return [(names[0], n) for n in names[1:]]
@@ -130,9 +173,12 @@ def main(argv):
     for flag in ("runs", "names", "seeds"):
       if not flags.FLAGS[flag].value:
         raise app.UsageError(f"--{flag} is required")
-    names = _NAMES.value
-    print(report(_RUNS.value, names, sweep.parse_seeds(_SEEDS.value),
-                 parse_pairs(_PAIRS.value, names), _METRIC.value))
+    names, seeds = _NAMES.value, sweep.parse_seeds(_SEEDS.value)
+    pairs = parse_pairs(_PAIRS.value, names)
+    print(report(_RUNS.value, names, seeds, pairs, _METRIC.value))
+    if _PLOT.value:
+      plot(_RUNS.value, names, seeds, pairs, _METRIC.value, _PLOT.value)
+      print(f"\nplot: {_PLOT.value}")
 
 
 if __name__ == "__main__":

@@ -59,3 +59,22 @@ def test_bad_input_is_refused_in_one_line(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
       "paired.py: --seeds: '1,x' is not a list of integers ≥ 0 (e.g. 3,4,5)"]
+
+
+def test_plot_draws_each_pairs_seeds_with_the_same_gains_as_the_test(tmp_path):
+  for seed, (a, b) in {0: (1.0, 0.9), 1: (1.2, 1.3), 2: (0.8, 0.7)}.items():
+    write(tmp_path, "ste", seed, a, "final_train_loss")
+    write(tmp_path, "fz", seed, b, "final_train_loss")
+  path = tmp_path / "pairs.png"
+  plotted = paired.plot([str(tmp_path)], ["ste", "fz"], [0, 1, 2, 3], [("ste", "fz")],
+                        "final_train_loss", str(path))
+  gains = plotted[("ste", "fz")]
+  assert list(gains) == [0, 1, 2]  # seed 3 never ran: not drawn
+  assert [round(g, 6) for g in gains.values()] == [0.1, -0.1, 0.1]  # lower loss is better
+  assert path.stat().st_size > 1000
+  proc = subprocess.run([sys.executable, "experiments/paired.py", f"--runs={tmp_path}",
+                         "--names=ste,fz", "--seeds=0,1,2", "--metric=final_train_loss",
+                         f"--plot={tmp_path / 'cli.png'}"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / "cli.png").exists() and "plot: " in proc.stdout
