@@ -11,7 +11,7 @@ turn (the first that has it: pool an earlier GPU lease's runs with the CPU's by 
 Printed as markdown: each name's metric per seed with mean ± std and the training loss of the
 last logging window; the mean over seeds at each evaluation; then for each pair ``a:b`` the
 per-seed gains of b over a (> 0: b better; perplexity and loss lower is better, accuracy
-higher), their mean and the paired t test at p 0.05 (``sweep.paired_t``, the pre-registered
+higher), their mean with its 95 % interval and the paired t test at p 0.05 (``sweep.paired_t``, the pre-registered
 rule) over the seeds on which both finished. ``--plot=<file>.png`` also draws each pair's
 per-seed values.
 """
@@ -106,10 +106,12 @@ def report(roots, names, seeds, pairs, metric: str = "") -> str:
       continue
     t, critical, verdict = sweep.paired_t(list(g.values()))
     verb = {"better": "beats", "worse": "loses to", "tie": "ties"}[verdict]
+    mean = statistics.mean(g.values())
+    half = critical * statistics.stdev(g.values()) / len(g) ** 0.5  # the test's 95 % interval
     lines.append(f"- {b} vs {a}, seeds {','.join(map(str, g))}: "
-                 f"{', '.join(f'{x:+.3f}' for x in g.values())}; mean "
-                 f"{statistics.mean(g.values()):+.3f}, t = {t:+.2f} (critical {critical:.3f}, "
-                 f"{len(g) - 1} dof): {b} {verb} {a}")
+                 f"{', '.join(f'{x:+.3f}' for x in g.values())}; mean {mean:+.3f} "
+                 f"[{mean - half:+.3f}, {mean + half:+.3f}], t = {t:+.2f} (critical "
+                 f"{critical:.3f}, {len(g) - 1} dof): {b} {verb} {a}")
   return "\n".join(lines)
 
 

@@ -32,7 +32,8 @@ def test_pools_roots_in_order_and_signs_gains_by_metric(tmp_path):
   assert "| ste | 5 | 5.1 | 5.2 | not finished | 5.1 ± 0.1 | 1.5 ± 0 |" in text
   assert "| step 50 |" in text and "| fz | 5.95 |" in text  # mean over seeds at step 50
   (test,) = [x for x in text.splitlines() if x.startswith("- ")]
-  assert test.startswith("- fz vs ste, seeds 3,4,10: +0.100, +0.150, +0.200; mean +0.150")
+  assert test.startswith("- fz vs ste, seeds 3,4,10: +0.100, +0.150, +0.200; mean +0.150 "
+                         "[+0.026, +0.274]")  # ± t(0.975, 2 dof) · 0.05 / √3
   assert "critical 4.303, 2 dof" in test and test.endswith("fz beats ste")  # lower is better
   acc = tmp_path / "acc"
   for seed, (a, b) in {0: (0.80, 0.81), 1: (0.82, 0.80)}.items():
