@@ -193,6 +193,9 @@ FROZEN_STEPS = ["optimizer.step_size_lr_factor=0"]
 # Amendment 91 (ours): amendment 87 (b)'s four settings on the small LLaMA, where the clip beat
 # STE (amendment 87 (a)): model: its source.
 CLIP_ON_TOP_LM = {"llama_tiny_clip_fz": "llama_tiny"}
+# Amendment 113 (ours): amendment 87 (a)'s pair on a convolutional network with BatchNorm,
+# amendment 42's ResNet-18 width 8 on CIFAR-10 at its rate: model: its source.
+CLIP_CONV = {"resnet8_cifar10_clip": "resnet8_cifar10"}
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -220,7 +223,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (89, tuple(range(80, 90))) for m in CLIP_LSQ},
     **{m: (94, tuple(range(100, 105))) for m in CLIP_LSQ_FROZEN},
     "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7)),
-    **{m: (91, tuple(range(90, 100))) for m in CLIP_ON_TOP_LM}}
+    **{m: (91, tuple(range(90, 100))) for m in CLIP_ON_TOP_LM},
+    **{m: (113, tuple(range(240, 248))) for m in CLIP_CONV}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -246,7 +250,7 @@ TUNED = {
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
            **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M,
-           **CLIP_LSQ, **CLIP_ON_TOP_LM, **CLIP_LSQ_FROZEN}
+           **CLIP_LSQ, **CLIP_ON_TOP_LM, **CLIP_LSQ_FROZEN, **CLIP_CONV}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -777,7 +781,8 @@ def recipe_variants(model: str) -> dict:
   (amendment 87), a ``CLIP_AT_9M`` model STE at a third of its rate with and without the clip
   (amendment 88), a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
   89), a ``CLIP_ON_TOP_LM`` model amendment 87 (b)'s settings (amendment 91), and a
-  ``CLIP_LSQ_FROZEN`` model amendment 89's pair with LSQ's steps frozen (amendment 94)."""
+  ``CLIP_LSQ_FROZEN`` model amendment 89's pair with LSQ's steps frozen (amendment 94); a
+  ``CLIP_CONV`` model runs amendment 87 (a)'s pair (amendment 113)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -791,7 +796,7 @@ def recipe_variants(model: str) -> dict:
   if model in CLIP_REPAIR:  # amendment 86: these three settings only
     return {"ste": ste, STE_CLIP: ste + clip,
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
-  if model in CLIP_ELSEWHERE:  # amendment 87 (a)
+  if model in CLIP_ELSEWHERE or model in CLIP_CONV:  # amendments 87 (a) and 113
     return {"ste": ste, STE_CLIP: ste + clip}
   if model in CLIP_LSQ:  # amendment 89: with LSQ weights
     return {"ste_lsq": ste + LSQ, "ste_lsq_clip": ste + LSQ + clip}

@@ -1172,6 +1172,26 @@ def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, m
   assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
 
 
+def test_amendment_113_runs_ste_with_and_without_the_clip_on_the_cifar10_resnet(tmp_path,
+                                                                               monkeypatch):
+  """Amendment 113: amendment 87 (a)'s pair on amendment 42's ResNet-18 width 8 on CIFAR-10 (its
+  config, recipe and rate, 1e-3), seeds 240-247, run seed by seed with ``--settings``."""
+  monkeypatch.setattr(study, "OUT", str(tmp_path))
+  recipe, seeds = study.stage_variants("resnet8_cifar10_clip", "recipe")
+  assert seeds == tuple(range(240, 248)) and study.RECIPE_ONLY["resnet8_cifar10_clip"][0] == 113
+  assert study.MODELS["resnet8_cifar10_clip"] == (*study.MODELS["resnet8_cifar10"][:5], None)
+  assert recipe == {"ste": ["estimator.kind=ste"],
+                    "ste_clip": ["estimator.kind=ste", "optimizer.clip_to_range=True"]}
+  config = study.sweep.apply_overrides(study.base_config("resnet8_cifar10_clip"),
+                                       recipe[study.STE_CLIP])
+  assert config.optimizer.clip_to_range and config.quant.kind == "fixed"
+  assert config.model.width == 8 and config.optimizer.learning_rate == 1e-3
+  assert config.data.name == "cifar10" and config.num_epochs == 5
+  assert study.job_order(recipe, seeds, ["ste", "ste_clip"], "0/2") == [
+      ("ste", seed) for seed in seeds]
+  assert ("ste", study.STE_CLIP) in study.RECIPE_PAIRS
+
+
 def test_amendment_96_extends_amendment_88_to_seeds_20_to_26(tmp_path, monkeypatch):
   """Amendment 96: amendment 88's pair on seeds 23-26 too, tested over seeds 20-26 beside
   amendment 88's three-seed test (which stands); the report names the seeds whose runs are

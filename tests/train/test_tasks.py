@@ -80,3 +80,20 @@ def test_task_mismatch_and_model_kwargs_are_refused(tmp_path):
                                                    "by the patch size 4"):
     train_and_evaluate(config, str(tmp_path / "deit"))
   assert not os.path.exists(tmp_path / "deit")
+
+
+def test_clip_to_range_reaches_the_convolutions_of_a_resnet_with_batchnorm(tmp_path):
+  """``optimizer.clip_to_range`` (ours) on a convolutional network (amendment 113's question):
+  after a few steps at a rate that pushes plain STE's conv kernels past the 2-bit range, the
+  clipped run's final checkpoint has no quantized weight outside it."""
+  import clipped_weights  # pylint: disable=import-outside-toplevel
+  for name, clip in (("ste", False), ("clip", True)):
+    config = load_config("resnet18_in100")
+    config.update(num_train_steps=4, checkpoint_every_steps=4)
+    config.data.update(name=FASHION, batch_size=16, eval_batch_size=5000)
+    config.optimizer.update(warmup_steps=1, learning_rate=0.1, clip_to_range=clip)
+    config.estimator.kind = "ste"
+    config.model.update(width=4, stage_sizes=(1, 1, 1, 1))
+    train_and_evaluate(config, str(tmp_path / name))
+  plain, clipped = (clipped_weights.run_stats(str(tmp_path / n)) for n in ("ste", "clip"))
+  assert plain["clipped"] > 0.01 and clipped["clipped"] == 0.0
