@@ -20,6 +20,8 @@ from fogzo_jax.train.config import default_config
 # recipe, which are not in our notes. At the issue-14 study's shorter recipe for 9m (1,000 steps
 # of 16 × 64 tokens) STE did much better at 1e-3 than at 3e-3 with fixed-scale, LSQ and QuEST
 # W+A quantizers (docs/results/where_fogzo_helps.md, amendments 50, 56 and 57): tune the rate.
+# At this config's own 64 × 256 tokens a step neither rate was measured (9m: about 18 s a step of
+# STE on a 2-core CPU, so 10 h a run).
 RECIPE = {"9m": (64, 3e-3), "20m": (64, 3e-3), "30m": (64, 2e-3), "95m": (64, 1.5e-3),
           "200m": (64, 1e-3), "300m": (64, 8e-4)}
 
