@@ -196,6 +196,10 @@ CLIP_ON_TOP_LM = {"llama_tiny_clip_fz": "llama_tiny"}
 # Amendment 113 (ours): amendment 87 (a)'s pair on a convolutional network with BatchNorm,
 # amendment 42's ResNet-18 width 8 on CIFAR-10 at its rate: model: its source.
 CLIP_CONV = {"resnet8_cifar10_clip": "resnet8_cifar10"}
+# Amendment 114 (ours): the same pair on a vision transformer (LayerNorm, no BatchNorm), DeiT-Tiny's
+# layout at width 96, depth 4 on CIFAR-10 (``deit96_cifar10``) at amendment 42's rate: model: its
+# source.
+CLIP_VIT = {"deit96_cifar10_clip": "deit96_cifar10"}
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -224,7 +228,8 @@ RECIPE_ONLY = {  # model: (its amendment, its seeds)
     **{m: (94, tuple(range(100, 105))) for m in CLIP_LSQ_FROZEN},
     "deit_tiny_cifar10": (90, (3, 4, 5, 6, 7)),
     **{m: (91, tuple(range(90, 100))) for m in CLIP_ON_TOP_LM},
-    **{m: (113, tuple(range(240, 248))) for m in CLIP_CONV}}
+    **{m: (113, tuple(range(240, 248))) for m in CLIP_CONV},
+    **{m: (114, tuple(range(251, 259))) for m in CLIP_VIT}}
 RECIPE_MODELS = ("mnist", "llama_tiny", "resnet8", *RECIPE_ONLY)
 # Amendment 23: with LSQ, the setting without noise where the STE gradient is 0 (the clipped
 # weights), and the gradient-noise control.
@@ -250,7 +255,7 @@ TUNED = {
 # no chosen settings of its own): model → source.
 DERIVED = {**{m: t[0] for m, t in TUNED.items()}, **NOISE_FLOOR, **SKIP_ZERO_CONTROL,
            **CLIP_REPAIR, **CLIP_ELSEWHERE, **CLIP_ON_TOP, **CLIP_AT_9M,
-           **CLIP_LSQ, **CLIP_ON_TOP_LM, **CLIP_LSQ_FROZEN, **CLIP_CONV}
+           **CLIP_LSQ, **CLIP_ON_TOP_LM, **CLIP_LSQ_FROZEN, **CLIP_CONV, **CLIP_VIT}
 # The recipe-only models that also run the gradient-noise control (amendment 20's): QuEST W+A
 # (amendment 27, on the same seeds), CIFAR-10 from the start (amendments 42 and 43), and MNIST at
 # 30 epochs (amendment 70), at widths 100 and 1,000 (amendment 72), and the MLP on Fashion-MNIST
@@ -436,6 +441,12 @@ MODELS = {
                           "test_accuracy", False,
                           "DeiT-Tiny (full size, patch 4), CIFAR-10 (JPEG), crop + flip, 5 epochs "
                           "× 128 (1,950 steps)", None),
+    # amendment 114: DeiT-Tiny's layout at width 96, depth 4 (the paper-table rows' DeiT) on CIFAR-10
+    # with amendment 42's recipe for 2 epochs, no Mixup (only its clip pair runs, CLIP_VIT)
+    "deit96_cifar10": ("deit_tiny_in100.py", RESNET_CIFAR10 + [
+        "data.mixup=False", "model.hidden=96", "model.depth=4", "model.heads=3", "num_epochs=2"],
+        "test_accuracy", False, "DeiT-Tiny's layout at width 96, depth 4, patch 4 (442,368 quantized "
+        "weights), CIFAR-10 (JPEG), crop + flip, 2 epochs × 128 (780 steps)", None),
     "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
@@ -482,7 +493,7 @@ LR_FACTORS = (1 / 3, 1.0, 3.0)
 TRANSFER = {"resnet8": "llama_tiny", "llama_9m": "llama_tiny",  # whose chosen settings run
             "llama_9m_lsq": "llama_tiny", "llama_9m_quest": "llama_tiny",
             "resnet8_cifar10": "llama_tiny", "resnet18_cifar10": "llama_tiny",
-            "deit_tiny_cifar10": "llama_tiny",
+            "deit_tiny_cifar10": "llama_tiny", "deit96_cifar10": "llama_tiny",
             "llama_3m": "llama_tiny", "llama_20m": "llama_tiny",
             "llama_9m_long": "llama_tiny", "llama_3m_long": "llama_tiny"}
 # Pairs compared besides each method against STE: amendment 5 (the same rate), amendment 6
@@ -782,7 +793,7 @@ def recipe_variants(model: str) -> dict:
   (amendment 88), a ``CLIP_LSQ`` model STE with LSQ weights with and without it (amendment
   89), a ``CLIP_ON_TOP_LM`` model amendment 87 (b)'s settings (amendment 91), and a
   ``CLIP_LSQ_FROZEN`` model amendment 89's pair with LSQ's steps frozen (amendment 94); a
-  ``CLIP_CONV`` model runs amendment 87 (a)'s pair (amendment 113)."""
+  ``CLIP_CONV`` and a ``CLIP_VIT`` model run amendment 87 (a)'s pair (amendments 113 and 114)."""
   if model not in RECIPE_MODELS:
     raise app.UsageError(f"--stage=recipe: only for {', '.join(RECIPE_MODELS)} (llama_9m ran "
                          "it as paper_ste_linear_ste_lr, amendments 17 and 18)")
@@ -796,7 +807,7 @@ def recipe_variants(model: str) -> dict:
   if model in CLIP_REPAIR:  # amendment 86: these three settings only
     return {"ste": ste, STE_CLIP: ste + clip,
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
-  if model in CLIP_ELSEWHERE or model in CLIP_CONV:  # amendments 87 (a) and 113
+  if model in CLIP_ELSEWHERE or model in CLIP_CONV or model in CLIP_VIT:  # 87 (a), 113, 114
     return {"ste": ste, STE_CLIP: ste + clip}
   if model in CLIP_LSQ:  # amendment 89: with LSQ weights
     return {"ste_lsq": ste + LSQ, "ste_lsq_clip": ste + LSQ + clip}

@@ -13,6 +13,7 @@ from absl import app
 
 import where_fogzo_helps as study
 
+from fogzo_jax import models
 from fogzo_jax.models import resolve_patch_size
 from fogzo_jax.models.mlp import MLP
 from fogzo_jax.quant.layers import QuantSpec, quantized_mask
@@ -1172,24 +1173,37 @@ def test_amendment_88_runs_ste_with_and_without_the_clip_at_llama_9m(tmp_path, m
   assert ("ste_lr_third", study.STE_CLIP_THIRD) in study.RECIPE_PAIRS
 
 
-def test_amendment_113_runs_ste_with_and_without_the_clip_on_the_cifar10_resnet(tmp_path,
-                                                                               monkeypatch):
-  """Amendment 113: amendment 87 (a)'s pair on amendment 42's ResNet-18 width 8 on CIFAR-10 (its
-  config, recipe and rate, 1e-3), seeds 240-247, run seed by seed with ``--settings``."""
+@pytest.mark.parametrize("model, source, amendment, seeds, model_fields, epochs", [
+    ("resnet8_cifar10_clip", "resnet8_cifar10", 113, range(240, 248), {"width": 8}, 5),
+    ("deit96_cifar10_clip", "deit96_cifar10", 114, range(251, 259),
+     {"name": "deit_tiny", "hidden": 96, "depth": 4, "heads": 3}, 2)])
+def test_amendments_113_114_run_ste_with_and_without_the_clip_on_cifar10(
+    tmp_path, monkeypatch, model, source, amendment, seeds, model_fields, epochs):
+  """Amendments 113 and 114: amendment 87 (a)'s pair on CIFAR-10 with amendment 42's recipe and
+  rate (1e-3): on its ResNet-18 width 8 (seeds 240-247), and on DeiT-Tiny's layout at width 96,
+  depth 4 for 2 epochs without Mixup (seeds 251-258), run seed by seed with ``--settings``."""
   monkeypatch.setattr(study, "OUT", str(tmp_path))
-  recipe, seeds = study.stage_variants("resnet8_cifar10_clip", "recipe")
-  assert seeds == tuple(range(240, 248)) and study.RECIPE_ONLY["resnet8_cifar10_clip"][0] == 113
-  assert study.MODELS["resnet8_cifar10_clip"] == (*study.MODELS["resnet8_cifar10"][:5], None)
+  recipe, got_seeds = study.stage_variants(model, "recipe")
+  assert got_seeds == tuple(seeds) and study.RECIPE_ONLY[model][0] == amendment
+  assert study.MODELS[model] == (*study.MODELS[source][:5], None)
   assert recipe == {"ste": ["estimator.kind=ste"],
                     "ste_clip": ["estimator.kind=ste", "optimizer.clip_to_range=True"]}
-  config = study.sweep.apply_overrides(study.base_config("resnet8_cifar10_clip"),
-                                       recipe[study.STE_CLIP])
+  config = study.sweep.apply_overrides(study.base_config(model), recipe[study.STE_CLIP])
   assert config.optimizer.clip_to_range and config.quant.kind == "fixed"
-  assert config.model.width == 8 and config.optimizer.learning_rate == 1e-3
-  assert config.data.name == "cifar10" and config.num_epochs == 5
-  assert study.job_order(recipe, seeds, ["ste", "ste_clip"], "0/2") == [
+  assert {k: config.model[k] for k in model_fields} == model_fields
+  assert config.optimizer.learning_rate == 1e-3 and config.optimizer.warmup_steps == 100
+  assert config.data.name == "cifar10" and config.num_epochs == epochs
+  assert not config.data.mixup and config.data.batch_size == 128
+  assert study.job_order(recipe, tuple(seeds), ["ste", "ste_clip"], "0/2") == [
       ("ste", seed) for seed in seeds]
   assert ("ste", study.STE_CLIP) in study.RECIPE_PAIRS
+  if model == "deit96_cifar10_clip":  # the d its description gives (patch and head in float)
+    net = models.get_model(**config.model, spec=QuantSpec(**config.quant), num_classes=10)
+    variables = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    mask = quantized_mask(variables["params"], variables["quant"])
+    d = sum(x.size for x, m in zip(jax.tree_util.tree_leaves(variables["params"]),
+                                   jax.tree_util.tree_leaves(mask)) if m)
+    assert d == 442_368 and f"({d:,} quantized weights)" in study.MODELS[model][4]
 
 
 def test_amendment_96_extends_amendment_88_to_seeds_20_to_26(tmp_path, monkeypatch):
