@@ -441,12 +441,12 @@ MODELS = {
                           "test_accuracy", False,
                           "DeiT-Tiny (full size, patch 4), CIFAR-10 (JPEG), crop + flip, 5 epochs "
                           "× 128 (1,950 steps)", None),
-    # amendment 114: DeiT-Tiny's layout at width 96, depth 4 (the paper-table rows' DeiT) on CIFAR-10
-    # with amendment 42's recipe for 2 epochs, no Mixup (only its clip pair runs, CLIP_VIT)
+    # amendment 114: DeiT-Tiny's layout at width 96, depth 4 (the paper-table rows' DeiT) on
+    # CIFAR-10 with amendment 42's recipe for 2 epochs, no Mixup (only its clip pair runs)
     "deit96_cifar10": ("deit_tiny_in100.py", RESNET_CIFAR10 + [
         "data.mixup=False", "model.hidden=96", "model.depth=4", "model.heads=3", "num_epochs=2"],
-        "test_accuracy", False, "DeiT-Tiny's layout at width 96, depth 4, patch 4 (442,368 quantized "
-        "weights), CIFAR-10 (JPEG), crop + flip, 2 epochs × 128 (780 steps)", None),
+        "test_accuracy", False, "DeiT-Tiny's layout at width 96, depth 4, patch 4 (442,368 "
+        "quantized weights), CIFAR-10 (JPEG), crop + flip, 2 epochs × 128 (780 steps)", None),
     "llama_9m": ("llama.py:9m", LLAMA_9M, "val_perplexity", True,
                  "LLaMA-9M, real size (8,893,120 quantized weights), Tiny Shakespeare bytes, "
                  "1000 steps × 16 × 64", None),
