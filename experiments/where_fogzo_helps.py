@@ -200,6 +200,7 @@ CLIP_CONV = {"resnet8_cifar10_clip": "resnet8_cifar10"}
 # layout at width 96, depth 4 on CIFAR-10 (``deit96_cifar10``) at amendment 42's rate: model: its
 # source.
 CLIP_VIT = {"deit96_cifar10_clip": "deit96_cifar10"}
+CLIP_PAIR = {**CLIP_ELSEWHERE, **CLIP_CONV, **CLIP_VIT}  # each runs only STE with and without it
 
 # Amendment 19: amendment 17's setting at the smaller models' own STE rates (stage "recipe");
 # amendment 22: STE and that setting at LLaMA-9M with the paper's other two quantizers, on fresh
@@ -306,7 +307,13 @@ RECIPE_EXTENDED = {"llama_9m_lsq": (
     "llama_9m_clip": (
         ("Amendment 96: ste_lr_third and ste_lr_third_clip on seeds 20-26",
          tuple(range(20, 27)), ("ste_lr_third", STE_CLIP_THIRD),
-         (("ste_lr_third", STE_CLIP_THIRD),)),)}
+         (("ste_lr_third", STE_CLIP_THIRD),)),),
+    # Amendment 115: amendment 114's pair replicated on fresh seeds 260-267, tested alone, then
+    # pooled with 251-257 (a description, as amendment 71's: registered after 114's tie was seen).
+    **{model: tuple((title, seeds, ("ste", STE_CLIP), (("ste", STE_CLIP),)) for title, seeds in (
+        ("Amendment 115: amendment 114's pair on fresh seeds 260-267", tuple(range(260, 268))),
+        ("Amendment 115: amendment 114's pair on seeds 251-257 and 260-267 (pooled, a "
+         "description)", (*range(251, 258), *range(260, 268))))) for model in CLIP_VIT}}
 # Amendment 69 (ours): STE at the rates a factor √3 either side of its chosen one, between the
 # points of the tuning grid (factors of 3), that a recipe model also runs.
 STE_BETWEEN = {"mnist": (3.46e-3, 1.04e-2)}
@@ -807,7 +814,7 @@ def recipe_variants(model: str) -> dict:
   if model in CLIP_REPAIR:  # amendment 86: these three settings only
     return {"ste": ste, STE_CLIP: ste + clip,
             CONTROL_ZERO_ONLY: noise_control(mixed) + ["estimator.only_zero_grad=True"]}
-  if model in CLIP_ELSEWHERE or model in CLIP_CONV or model in CLIP_VIT:  # 87 (a), 113, 114
+  if model in CLIP_PAIR:  # amendments 87 (a), 113 and 114
     return {"ste": ste, STE_CLIP: ste + clip}
   if model in CLIP_LSQ:  # amendment 89: with LSQ weights
     return {"ste_lsq": ste + LSQ, "ste_lsq_clip": ste + LSQ + clip}

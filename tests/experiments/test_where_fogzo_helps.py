@@ -21,6 +21,14 @@ from fogzo_jax.train import config as config_lib
 from fogzo_jax.train import sweep
 
 
+def _quantized_weights(variables) -> int:
+  """How many parameters the estimators perturb (``quantized_mask``), as the models' descriptions
+  count them."""
+  mask = quantized_mask(variables["params"], variables["quant"])
+  return sum(x.size for x, m in zip(jax.tree_util.tree_leaves(variables["params"]),
+                                    jax.tree_util.tree_leaves(mask)) if m)
+
+
 def test_job_order_setting_by_setting_or_seed_by_seed():
   variants = {"ste": [], "a": [], "b": []}
   assert study.job_order(variants, (3, 4)) == [("ste", 3), ("ste", 4), ("a", 3), ("a", 4),
@@ -820,9 +828,7 @@ def test_amendment_73_runs_the_mlp_on_fashion_mnist_and_with_float_biases(tmp_pa
     spec = QuantSpec(kind="fixed", bits=2, bias=bias)
     variables = MLP(features=(10, 10), spec=spec).init(jax.random.PRNGKey(0),
                                                        jnp.zeros((1, 28, 28, 1)))
-    mask = quantized_mask(variables["params"], variables["quant"])
-    assert sum(x.size for x, m in zip(jax.tree_util.tree_leaves(variables["params"]),
-                                      jax.tree_util.tree_leaves(mask)) if m) == d
+    assert _quantized_weights(variables) == d
   assert "(7,940 quantized weights)" in study.MODELS["mnist_float_bias"][4]
   assert "(7,960 quantized weights)" in study.MODELS["fmnist"][4]
 
@@ -1200,10 +1206,18 @@ def test_amendments_113_114_run_ste_with_and_without_the_clip_on_cifar10(
   if model == "deit96_cifar10_clip":  # the d its description gives (patch and head in float)
     net = models.get_model(**config.model, spec=QuantSpec(**config.quant), num_classes=10)
     variables = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    mask = quantized_mask(variables["params"], variables["quant"])
-    d = sum(x.size for x, m in zip(jax.tree_util.tree_leaves(variables["params"]),
-                                   jax.tree_util.tree_leaves(mask)) if m)
+    d = _quantized_weights(variables)
     assert d == 442_368 and f"({d:,} quantized weights)" in study.MODELS[model][4]
+
+
+def test_amendment_115_replicates_amendment_114_on_fresh_seeds():
+  """Amendment 115: amendment 114's DeiT pair on fresh seeds 260-267, tested alone, then pooled
+  with 251-257 (seed 258 did not run) as a description; amendment 114's test stands."""
+  fresh, pooled = study.RECIPE_EXTENDED["deit96_cifar10_clip"]
+  assert fresh[1] == tuple(range(260, 268)) and not set(fresh[1]) & set(
+      study.RECIPE_ONLY["deit96_cifar10_clip"][1])
+  assert pooled[1] == (*range(251, 258), *range(260, 268)) and "a description" in pooled[0]
+  assert fresh[2:] == pooled[2:] == (("ste", "ste_clip"), (("ste", "ste_clip"),))
 
 
 def test_amendment_96_extends_amendment_88_to_seeds_20_to_26(tmp_path, monkeypatch):
