@@ -26,6 +26,9 @@ def test_import_needs_only_jax_and_optax():
 def test_flax_layers_load_on_first_use():
   assert fogzo_jax.quant.QuantDense.__name__ == "QuantDense"
   assert "QuantSpec" in dir(fogzo_jax.quant)
+  public = fogzo_jax.quant.__all__  # the public names, the lazy layers' included
+  assert "QuantSpec" in public and "quantize" in public
+  assert [name for name in public if not hasattr(fogzo_jax.quant, name)] == []
   with pytest.raises(AttributeError):
     fogzo_jax.quant.NoSuchLayer  # pylint: disable=pointless-statement
 

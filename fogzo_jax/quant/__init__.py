@@ -17,6 +17,11 @@ from fogzo_jax.quant.ste import (SIGN_DERIVATIVES, SIGN_SURROGATES, STE_KINDS, r
 _LAYERS = ("NO_QUANT", "QUANT_KINDS", "QuantConv", "QuantDense", "QuantSpec",
            "epsilon_from_params", "quantized_mask", "weight_step_sizes")
 
+__all__ = ["GAUSSIAN_CLIP", "SIGN_DERIVATIVES", "SIGN_SURROGATES", "STE_KINDS", "grad_scale",
+           "hadamard", "levels", "lsq_init_step", "lsq_levels", "lsq_quantize", "quantize",
+           "quantizer_epsilon", "quest_quantize", "quest_step", "quest_weight_step", "rotate",
+           "round_ste", "sign_ste", "staircase_derivative", *_LAYERS]
+
 
 def __getattr__(name):
   if name in _LAYERS:
