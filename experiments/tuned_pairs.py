@@ -1,0 +1,194 @@
+"""A registered two-stage comparison run by one command: the baseline's rate tuned on a few seeds
+by a fixed rule, then every setting at that rate on fresh seeds, two runs at once.
+
+  python experiments/tuned_pairs.py --plan=118 --workers=2 --deadline=2026-12-07T19:55
+  python experiments/paired.py --runs=runs/where_fogzo_helps/bits_clip/llama_3m_b4 \\
+      --names=ste,ste_clip --seeds=290,...,297 --pairs=ste:ste_clip
+
+Stage 1 runs the plan's first setting at each rate of ``rates`` on ``tune_seeds`` (folders
+``ste_lr<rate>_s<seed>``). The rate with the best mean metric is chosen; if it is at an edge of the
+grid, the rate ``factor`` beyond it runs on the same seeds and the best of all is chosen (once:
+``choose_rate``; a plan may turn the edge rule off). The choice is written to ``<root>/choice.json``. Stage 2 runs the settings, seed
+by seed in the plan's order, at that rate (folders ``<setting>_s<seed>``). Each run is one
+``train.py`` process; a folder that already holds a ``summary.json`` is skipped, so the command
+resumes. A run still going at ``--deadline`` (this machine's clock) is stopped and stays
+unfinished: the registered test then runs over the seeds whose runs all finished.
+
+Amendment 118 of docs/results/where_fogzo_helps.md is the first plan run this way; amendments
+116 and 117 ran the same rule from a script outside the repository.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from absl import app, flags
+
+from fogzo_jax.train import exits
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_PLAN = flags.DEFINE_string("plan", None, "Which registered plan (PLANS).")
+_WORKERS = flags.DEFINE_integer("workers", 2, "Runs at once.")
+_DEADLINE = flags.DEFINE_string("deadline", None, "Stop runs still going at this local time "
+                                "(ISO, e.g. 2026-12-07T19:55); none: no limit.")
+_DRY = flags.DEFINE_bool("dry_run", False, "Print stage 1's commands and stop.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  config: str  # train.py's --config
+  overrides: tuple[str, ...]  # "field=value", passed as --config.field=value to every run
+  rates: tuple[float, ...]  # stage 1's grid for optimizer.learning_rate, ascending
+  tune_seeds: tuple[int, ...]
+  settings: dict  # name → its own overrides; the first is the baseline that stage 1 tunes
+  seeds: tuple[int, ...]  # stage 2
+  metric: str  # summary.json key
+  lower_is_better: bool
+  root: str  # under the repository
+  factor: float | None = 3.0  # the edge rule's step; None: no edge rule (the grid's best)
+
+
+LLAMA_9M = ("num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
+            "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
+            "checkpoint_every_steps=250")
+
+PLANS = {
+    # Amendment 118 (ours): does keeping the weights in range beat STE at 4 bits on LLaMA-9M's
+    # layout at width 192 (3,096,576 quantized weights), with STE's rate tuned at 4 bits?
+    "118": Plan(
+        config="configs/llama.py:9m",
+        overrides=LLAMA_9M + ("model.dim=192", "model.heads=3", "quant.bits=4"),
+        rates=(1e-3, 3e-3), tune_seeds=(0, 1, 2),
+        settings={"ste": ("estimator.kind=ste",),
+                  "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
+        seeds=tuple(range(290, 298)), metric="val_perplexity", lower_is_better=True,
+        root="runs/where_fogzo_helps/bits_clip/llama_3m_b4"),
+}
+
+
+def choose_rate(means: dict, rates, lower_is_better: bool, factor: float | None = 3.0):
+  """(chosen rate or None, rate still to run or None) by the edge rule, from the mean metric of
+  each rate run so far. With only the grid done: its best, or, if that is at an edge, the rate
+  ``factor`` beyond it still to run. With that extra rate done too: the best of all. With
+  ``factor`` None: the grid's best, wherever it is."""
+  rates = sorted(rates)
+  if any(r not in means for r in rates):
+    raise ValueError(f"stage 1 is not finished: no mean for rates "
+                     f"{[r for r in rates if r not in means]}")
+  pick = min if lower_is_better else max
+  best = pick(rates, key=lambda r: means[r])
+  if factor is None:
+    return best, None
+  beyond = (rates[0] / factor if best == rates[0] else
+            rates[-1] * factor if best == rates[-1] else None)
+  if beyond is None:
+    return best, None
+  beyond = float(f"{beyond:.3g}")
+  if beyond not in means:
+    return None, beyond
+  return pick([*rates, beyond], key=lambda r: means[r]), None
+
+
+def command(plan: Plan, setting: str, rate: float, seed: int, workdir: str) -> list[str]:
+  extra = (*plan.overrides, *plan.settings[setting], f"optimizer.learning_rate={rate:g}",
+           f"seed={seed}")
+  return [sys.executable, os.path.join(ROOT, "train.py"), f"--config={plan.config}",
+          *[f"--config.{item}" for item in extra], f"--workdir={workdir}"]
+
+
+def summary(workdir: str):
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def run_all(jobs, workers: int, deadline):
+  """Runs (argv, workdir) jobs, ``workers`` at once, in order; skips finished folders; stops a
+  run still going at ``deadline``. Returns how many finished."""
+  def one(job):
+    argv, workdir = job
+    if summary(workdir) is not None:
+      return True
+    left = None if deadline is None else (deadline - datetime.datetime.now()).total_seconds()
+    if left is not None and left <= 0:
+      return False
+    os.makedirs(os.path.dirname(workdir), exist_ok=True)
+    print(f"[{datetime.datetime.now():%H:%M:%S}] start {os.path.basename(workdir)}", flush=True)
+    with open(workdir + ".log", "w") as log:
+      try:
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=left,
+                              cwd=ROOT).returncode
+      except subprocess.TimeoutExpired:
+        code = "stopped at the deadline"
+    print(f"[{datetime.datetime.now():%H:%M:%S}] end {os.path.basename(workdir)}: {code}",
+          flush=True)
+    return summary(workdir) is not None
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    return sum(pool.map(one, jobs))
+
+
+def tune(plan: Plan, workers: int, deadline) -> float:
+  """Stage 1 with the edge rule; returns the chosen rate."""
+  base = next(iter(plan.settings))
+  rates, means = list(plan.rates), {}
+  while True:
+    jobs = [(command(plan, base, r, s, folder), folder) for r in rates for s in plan.tune_seeds
+            for folder in [os.path.join(ROOT, plan.root, f"{base}_lr{r:g}_s{s}")]]
+    run_all(jobs, workers, deadline)
+    for r in rates:
+      done = [summary(os.path.join(ROOT, plan.root, f"{base}_lr{r:g}_s{s}")) for s in
+              plan.tune_seeds]
+      if any(d is None for d in done):
+        exits.exit_now(1, f"tuned_pairs.py: stage 1: a run at rate {r:g} did not finish (see "
+                       "its .log); rerun the same command to resume")
+      means[r] = statistics.mean(d[plan.metric] for d in done)
+    chosen, more = choose_rate(means, plan.rates, plan.lower_is_better, plan.factor)
+    if chosen is not None:
+      break
+    rates = [more]
+  with open(os.path.join(ROOT, plan.root, "choice.json"), "w") as f:
+    json.dump({"means": {f"{r:g}": m for r, m in sorted(means.items())},
+               "chosen": chosen}, f, indent=1)
+  print(f"stage 1: means {', '.join(f'{r:g}: {m:.4f}' for r, m in sorted(means.items()))}; "
+        f"chosen {chosen:g}", flush=True)
+  return chosen
+
+
+def main(argv):
+  del argv
+  with exits.one_line_errors("tuned_pairs.py"):
+    if _PLAN.value not in PLANS:
+      raise app.UsageError(f"--plan: {_PLAN.value!r} is not one of {', '.join(PLANS)}")
+    plan = PLANS[_PLAN.value]
+    deadline = None
+    if _DEADLINE.value:
+      try:
+        deadline = datetime.datetime.fromisoformat(_DEADLINE.value)
+      except ValueError as e:
+        raise app.UsageError(f"--deadline: {_DEADLINE.value!r} is not an ISO time such as "
+                             "2026-12-07T19:55") from e
+    if _DRY.value:
+      base = next(iter(plan.settings))
+      for r in plan.rates:
+        print(" ".join(command(plan, base, r, plan.tune_seeds[0], "<workdir>")))
+      return
+    rate = tune(plan, _WORKERS.value, deadline)
+    jobs = [(command(plan, name, rate, s, folder), folder) for s in plan.seeds
+            for name in plan.settings
+            for folder in [os.path.join(ROOT, plan.root, f"{name}_s{s}")]]
+    done = run_all(jobs, _WORKERS.value, deadline)
+    print(f"stage 2: {done} of {len(jobs)} runs finished", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=exits.parse_flags)
