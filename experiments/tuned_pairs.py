@@ -11,8 +11,10 @@ grid, the rate ``factor`` beyond it runs on the same seeds and the best of all i
 ``choose_rate``; a plan may turn the edge rule off). The choice is written to ``<root>/choice.json``. Stage 2 runs the settings, seed
 by seed in the plan's order, at that rate (folders ``<setting>_s<seed>``). Each run is one
 ``train.py`` process; a folder that already holds a ``summary.json`` is skipped, so the command
-resumes. A run still going at ``--deadline`` (this machine's clock) is stopped and stays
-unfinished: the registered test then runs over the seeds whose runs all finished.
+resumes, once its ``config.json`` is checked to be the run asked for (``sweep``'s rule, before
+anything starts). A run still going at ``--deadline`` (this machine's clock) gets SIGTERM, saves a
+checkpoint and stays unfinished: the registered test then runs over the seeds whose runs all
+finished.
 
 Amendment 118 of docs/results/where_fogzo_helps.md is the first plan run this way; amendments
 116 and 117 ran the same rule from a script outside the repository.
@@ -29,9 +31,11 @@ import statistics
 import subprocess
 import sys
 
+import ml_collections
 from absl import app, flags
 
-from fogzo_jax.train import exits
+from fogzo_jax.train import exits, sweep
+from where_fogzo_helps import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,16 +60,13 @@ class Plan:
   factor: float | None = 3.0  # the edge rule's step; None: no edge rule (the grid's best)
 
 
-LLAMA_9M = ("num_train_steps=1000", "data.batch_size=16", "data.seq_len=64",
-            "optimizer.warmup_steps=50", "data.eval_batch_size=256", "eval_every_steps=250",
-            "checkpoint_every_steps=250")
-
 PLANS = {
     # Amendment 118 (ours): does keeping the weights in range beat STE at 4 bits on LLaMA-9M's
     # layout at width 192 (3,096,576 quantized weights), with STE's rate tuned at 4 bits?
+    # The study's llama_3m (amendment 44) at 4 bits.
     "118": Plan(
-        config="configs/llama.py:9m",
-        overrides=LLAMA_9M + ("model.dim=192", "model.heads=3", "quant.bits=4"),
+        config=f"configs/{MODELS['llama_3m'][0]}",
+        overrides=(*MODELS["llama_3m"][1], "quant.bits=4"),
         rates=(1e-3, 3e-3), tune_seeds=(0, 1, 2),
         settings={"ste": ("estimator.kind=ste",),
                   "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
@@ -97,11 +98,32 @@ def choose_rate(means: dict, rates, lower_is_better: bool, factor: float | None 
   return pick([*rates, beyond], key=lambda r: means[r]), None
 
 
+def overrides(plan: Plan, setting: str, rate: float, seed: int) -> list[str]:
+  return [*plan.overrides, *plan.settings[setting], f"optimizer.learning_rate={rate:g}",
+          f"seed={seed}"]
+
+
 def command(plan: Plan, setting: str, rate: float, seed: int, workdir: str) -> list[str]:
-  extra = (*plan.overrides, *plan.settings[setting], f"optimizer.learning_rate={rate:g}",
-           f"seed={seed}")
   return [sys.executable, os.path.join(ROOT, "train.py"), f"--config={plan.config}",
-          *[f"--config.{item}" for item in extra], f"--workdir={workdir}"]
+          *[f"--config.{item}" for item in overrides(plan, setting, rate, seed)],
+          f"--workdir={workdir}"]
+
+
+def check_finished(plan: Plan, runs) -> None:
+  """Each finished folder of ``runs`` ((setting, rate, seed, workdir)) must hold the run asked for;
+  otherwise ``ConfigError`` names the fields (one line, exit 2) before any run starts."""
+  base = sweep.load_config(os.path.join(ROOT, plan.config))
+  for setting, rate, seed, workdir in runs:
+    if summary(workdir) is not None:
+      config = sweep.apply_overrides(ml_collections.ConfigDict(base.to_dict()),
+                                     overrides(plan, setting, rate, seed))
+      sweep.check_recorded_config(workdir, config)
+
+
+def jobs(plan: Plan, runs):
+  """(argv, workdir) for ``run_all``, each folder checked first (``check_finished``)."""
+  check_finished(plan, runs)
+  return [(command(plan, *run), run[-1]) for run in runs]
 
 
 def summary(workdir: str):
@@ -113,8 +135,9 @@ def summary(workdir: str):
 
 
 def run_all(jobs, workers: int, deadline):
-  """Runs (argv, workdir) jobs, ``workers`` at once, in order; skips finished folders; stops a
-  run still going at ``deadline``. Returns how many finished."""
+  """Runs (argv, workdir) jobs, ``workers`` at once, in order; skips finished folders; sends
+  SIGTERM to a run still going at ``deadline`` (train.py saves a checkpoint and exits 143; SIGKILL
+  after 5 minutes more). Returns how many finished."""
   def one(job):
     argv, workdir = job
     if summary(workdir) is not None:
@@ -125,10 +148,16 @@ def run_all(jobs, workers: int, deadline):
     os.makedirs(os.path.dirname(workdir), exist_ok=True)
     print(f"[{datetime.datetime.now():%H:%M:%S}] start {os.path.basename(workdir)}", flush=True)
     with open(workdir + ".log", "w") as log:
+      proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
       try:
-        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, timeout=left,
-                              cwd=ROOT).returncode
+        code = proc.wait(timeout=left)
       except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+          proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+          proc.kill()
+          proc.wait()
         code = "stopped at the deadline"
     print(f"[{datetime.datetime.now():%H:%M:%S}] end {os.path.basename(workdir)}: {code}",
           flush=True)
@@ -142,9 +171,8 @@ def tune(plan: Plan, workers: int, deadline) -> float:
   base = next(iter(plan.settings))
   rates, means = list(plan.rates), {}
   while True:
-    jobs = [(command(plan, base, r, s, folder), folder) for r in rates for s in plan.tune_seeds
-            for folder in [os.path.join(ROOT, plan.root, f"{base}_lr{r:g}_s{s}")]]
-    run_all(jobs, workers, deadline)
+    run_all(jobs(plan, [(base, r, s, os.path.join(ROOT, plan.root, f"{base}_lr{r:g}_s{s}"))
+                        for r in rates for s in plan.tune_seeds]), workers, deadline)
     for r in rates:
       done = [summary(os.path.join(ROOT, plan.root, f"{base}_lr{r:g}_s{s}")) for s in
               plan.tune_seeds]
@@ -183,11 +211,10 @@ def main(argv):
         print(" ".join(command(plan, base, r, plan.tune_seeds[0], "<workdir>")))
       return
     rate = tune(plan, _WORKERS.value, deadline)
-    jobs = [(command(plan, name, rate, s, folder), folder) for s in plan.seeds
-            for name in plan.settings
-            for folder in [os.path.join(ROOT, plan.root, f"{name}_s{s}")]]
-    done = run_all(jobs, _WORKERS.value, deadline)
-    print(f"stage 2: {done} of {len(jobs)} runs finished", flush=True)
+    todo = jobs(plan, [(name, rate, s, os.path.join(ROOT, plan.root, f"{name}_s{s}"))
+                       for s in plan.seeds for name in plan.settings])
+    done = run_all(todo, _WORKERS.value, deadline)
+    print(f"stage 2: {done} of {len(todo)} runs finished", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pytest
 
 import tuned_pairs
 
+from fogzo_jax.train.config import ConfigError
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -79,3 +81,22 @@ def test_bad_flags_end_with_one_line_and_exit_2(args, words):
   assert out.returncode == 2, out.stderr
   (line,) = out.stderr.strip().splitlines()
   assert line.startswith(f"tuned_pairs.py: {words}")
+
+
+def test_a_finished_folder_of_another_config_is_refused_before_anything_runs(tmp_path):
+  plan = tuned_pairs.PLANS["118"]
+  config = tuned_pairs.sweep.apply_overrides(
+      tuned_pairs.sweep.load_config(os.path.join(ROOT, plan.config)),
+      tuned_pairs.overrides(plan, "ste", 1e-3, 290))
+  same, other = tmp_path / "ste_s290", tmp_path / "ste_s291"
+  for folder, seed in ((same, 290), (other, 291)):
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    config.seed = seed
+    (folder / "config.json").write_text(config.to_json())
+  config.quant.bits = 2  # the recorded run of seed 291 is a 2-bit one
+  (other / "config.json").write_text(config.to_json())
+  argv, workdir = tuned_pairs.jobs(plan, [("ste", 1e-3, 290, str(same))])[0]
+  assert workdir == str(same) and "--config.seed=290" in argv
+  with pytest.raises(ConfigError, match="quant.bits"):
+    tuned_pairs.jobs(plan, [("ste", 1e-3, 290, str(same)), ("ste", 1e-3, 291, str(other))])
