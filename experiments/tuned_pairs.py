@@ -72,6 +72,17 @@ PLANS = {
                   "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
         seeds=tuple(range(290, 298)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/bits_clip/llama_3m_b4"),
+    # Amendment 119 (ours): is amendment 118's tie at width 192 a matter of size or of the
+    # shorter recipe? The small LLaMA's model (llama_tiny's layout) with llama_3m's 1,000-step
+    # recipe (LLaMA-9M's), at 4 bits; STE's rate tuned on llama_tiny's grid.
+    "119": Plan(
+        config=f"configs/{MODELS['llama_tiny'][0]}",
+        overrides=(*MODELS["llama_tiny"][1][:3], *MODELS["llama_9m"][1], "quant.bits=4"),
+        rates=(1e-3, 3e-3, 1e-2), tune_seeds=(0, 1, 2),
+        settings={"ste": ("estimator.kind=ste",),
+                  "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
+        seeds=tuple(range(300, 312)), metric="val_perplexity", lower_is_better=True,
+        root="runs/where_fogzo_helps/bits_clip/llama_tiny_1k_b4"),
 }
 
 
