@@ -83,6 +83,22 @@ PLANS = {
                   "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
         seeds=tuple(range(300, 312)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/bits_clip/llama_tiny_1k_b4"),
+    # Amendment 120 (the paper's tanh STE, and ours): with the tanh STE on the small LLaMA, does
+    # the late-phase mix (70 % STE, then FOGZO with noise share 0.3) beat a tuned STE at the same
+    # steps, is its measured difference the cause, and does it beat STE given its wall time?
+    # ste_equal_time: round(3000 × (0.7 + 0.3 × 1.563)) steps, 1.563 the FOGZO/STE step-time
+    # ratio timed alone before the registration.
+    "120": Plan(
+        config=f"configs/{MODELS['llama_tiny'][0]}",
+        overrides=(*MODELS["llama_tiny"][1], "quant.ste=tanh"),
+        rates=(1e-3, 3e-3, 1e-2), tune_seeds=(0, 1, 2),
+        settings={"ste": ("estimator.kind=ste",),
+                  "mix": ("estimator.start_fraction=0.7", "estimator.noise_share=0.3"),
+                  "mix_ste_linear": ("estimator.start_fraction=0.7", "estimator.noise_share=0.3",
+                                     "estimator.difference=ste_linear"),
+                  "ste_equal_time": ("estimator.kind=ste", "num_train_steps=3507")},
+        seeds=tuple(range(320, 330)), metric="val_perplexity", lower_is_better=True,
+        root="runs/where_fogzo_helps/late_phase_tanh/llama_tiny"),
 }
 
 
