@@ -60,6 +60,10 @@ class Plan:
   factor: float | None = 3.0  # the edge rule's step; None: no edge rule (the grid's best)
 
 
+# STE against STE with the latent weights kept in range (ours), the pair of plans 118 and 119.
+CLIP_PAIR = {"ste": ("estimator.kind=ste",),
+             "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")}
+
 PLANS = {
     # Amendment 118 (ours): does keeping the weights in range beat STE at 4 bits on LLaMA-9M's
     # layout at width 192 (3,096,576 quantized weights), with STE's rate tuned at 4 bits?
@@ -68,8 +72,7 @@ PLANS = {
         config=f"configs/{MODELS['llama_3m'][0]}",
         overrides=(*MODELS["llama_3m"][1], "quant.bits=4"),
         rates=(1e-3, 3e-3), tune_seeds=(0, 1, 2),
-        settings={"ste": ("estimator.kind=ste",),
-                  "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
+        settings=CLIP_PAIR,
         seeds=tuple(range(290, 298)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/bits_clip/llama_3m_b4"),
     # Amendment 119 (ours): is amendment 118's tie at width 192 a matter of size or of the
@@ -79,8 +82,7 @@ PLANS = {
         config=f"configs/{MODELS['llama_tiny'][0]}",
         overrides=(*MODELS["llama_tiny"][1][:3], *MODELS["llama_9m"][1], "quant.bits=4"),
         rates=(1e-3, 3e-3, 1e-2), tune_seeds=(0, 1, 2),
-        settings={"ste": ("estimator.kind=ste",),
-                  "ste_clip": ("estimator.kind=ste", "optimizer.clip_to_range=True")},
+        settings=CLIP_PAIR,
         seeds=tuple(range(300, 312)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/bits_clip/llama_tiny_1k_b4"),
     # Amendment 120 (the paper's tanh STE, and ours): with the tanh STE on the small LLaMA, does
