@@ -80,7 +80,8 @@ PLANS = {
     # recipe (LLaMA-9M's), at 4 bits; STE's rate tuned on llama_tiny's grid.
     "119": Plan(
         config=f"configs/{MODELS['llama_tiny'][0]}",
-        overrides=(*MODELS["llama_tiny"][1][:3], *MODELS["llama_9m"][1], "quant.bits=4"),
+        overrides=(*[o for o in MODELS["llama_tiny"][1] if o.startswith("model.")],
+                   *MODELS["llama_9m"][1], "quant.bits=4"),
         rates=(1e-3, 3e-3, 1e-2), tune_seeds=(0, 1, 2),
         settings=CLIP_PAIR,
         seeds=tuple(range(300, 312)), metric="val_perplexity", lower_is_better=True,
