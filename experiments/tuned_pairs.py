@@ -16,6 +16,10 @@ anything starts). A run still going at ``--deadline`` (this machine's clock) get
 checkpoint and stays unfinished: the registered test then runs over the seeds whose runs all
 finished.
 
+A setting that names its own ``optimizer.learning_rate`` keeps it (its overrides come after the
+chosen rate). A plan with no ``rates`` has no stage 1: its overrides, or else each of its
+settings, name the rate, as when each setting's rate was chosen by an earlier amendment.
+
 Amendment 118 of docs/results/where_fogzo_helps.md is the first plan run this way; amendments
 116 and 117 ran the same rule from a script outside the repository.
 """
@@ -50,7 +54,7 @@ _DRY = flags.DEFINE_bool("dry_run", False, "Print stage 1's commands and stop.")
 class Plan:
   config: str  # train.py's --config
   overrides: tuple[str, ...]  # "field=value", passed as --config.field=value to every run
-  rates: tuple[float, ...]  # stage 1's grid for optimizer.learning_rate, ascending
+  rates: tuple[float, ...]  # stage 1's grid for optimizer.learning_rate, ascending; () none
   tune_seeds: tuple[int, ...]
   settings: dict  # name → its own overrides; the first is the baseline that stage 1 tunes
   seeds: tuple[int, ...]  # stage 2
@@ -58,6 +62,17 @@ class Plan:
   lower_is_better: bool
   root: str  # under the repository
   factor: float | None = 3.0  # the edge rule's step; None: no edge rule (the grid's best)
+
+  def __post_init__(self):
+    if not self.rates and not (_names_rate(self.overrides) or
+                               all(map(_names_rate, self.settings.values()))):
+      unnamed = [s for s, o in self.settings.items() if not _names_rate(o)]
+      raise ValueError(f"Plan.rates is empty, so optimizer.learning_rate must be in its "
+                       f"overrides or in every setting; settings without it: {unnamed}")
+
+
+def _names_rate(items) -> bool:
+  return any(item.startswith("optimizer.learning_rate=") for item in items)
 
 
 # STE against STE with the latent weights kept in range (ours), the pair of plans 118 and 119.
@@ -102,6 +117,28 @@ PLANS = {
                   "ste_equal_time": ("estimator.kind=ste", "num_train_steps=3507")},
         seeds=tuple(range(320, 330)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/late_phase_tanh/llama_tiny"),
+    # Amendment 122 (ours): on the MNIST MLP, does the clip add to the tanh STE, and does the
+    # pair beat the identity STE with the clip (amendment 121's result on the small LLaMA)? No
+    # stage 1: both STEs' rate, 6e-3, was chosen on seeds 0-2 (section 1 and amendment 100).
+    "122": Plan(
+        config=f"configs/{MODELS['mnist'][0]}",
+        overrides=(*MODELS["mnist"][1], "estimator.kind=ste", "optimizer.learning_rate=6e-3"),
+        rates=(), tune_seeds=(),
+        settings={"ste_tanh": ("quant.ste=tanh",),
+                  "ste_tanh_clip": ("quant.ste=tanh", "optimizer.clip_to_range=True"),
+                  "ste_identity_clip": ("optimizer.clip_to_range=True",)},
+        seeds=tuple(range(340, 360)), metric="final_train_loss", lower_is_better=True,
+        root="runs/where_fogzo_helps/repairs/mnist"),
+    # Amendment 123 (ours): at LLaMA-9M's layout at width 192 (2 bits, 1,000 steps), does the clip
+    # add to the tanh STE? The tanh STE's rate tuned on seeds 0-2 over {1e-3, 3e-3} without the
+    # edge rule (CPU time), the same rate for both.
+    "123": Plan(
+        config=f"configs/{MODELS['llama_3m'][0]}",
+        overrides=(*MODELS["llama_3m"][1], "estimator.kind=ste", "quant.ste=tanh"),
+        rates=(1e-3, 3e-3), tune_seeds=(0, 1, 2), factor=None,
+        settings={"tanh": (), "tanh_clip": ("optimizer.clip_to_range=True",)},
+        seeds=tuple(range(360, 366)), metric="val_perplexity", lower_is_better=True,
+        root="runs/where_fogzo_helps/repairs/llama_3m"),
 }
 
 
@@ -128,9 +165,10 @@ def choose_rate(means: dict, rates, lower_is_better: bool, factor: float | None 
   return pick([*rates, beyond], key=lambda r: means[r]), None
 
 
-def overrides(plan: Plan, setting: str, rate: float, seed: int) -> list[str]:
-  return [*plan.overrides, *plan.settings[setting], f"optimizer.learning_rate={rate:g}",
-          f"seed={seed}"]
+def overrides(plan: Plan, setting: str, rate: float | None, seed: int) -> list[str]:
+  """The run's overrides in order; ``rate`` None: the plan's own (no stage 1)."""
+  chosen = [] if rate is None else [f"optimizer.learning_rate={rate:g}"]
+  return [*plan.overrides, *chosen, *plan.settings[setting], f"seed={seed}"]
 
 
 def command(plan: Plan, setting: str, rate: float, seed: int, workdir: str) -> list[str]:
@@ -196,8 +234,10 @@ def run_all(jobs, workers: int, deadline):
     return sum(pool.map(one, jobs))
 
 
-def tune(plan: Plan, workers: int, deadline) -> float:
-  """Stage 1 with the edge rule; returns the chosen rate."""
+def tune(plan: Plan, workers: int, deadline) -> float | None:
+  """Stage 1 with the edge rule; returns the chosen rate (None: the plan has no stage 1)."""
+  if not plan.rates:
+    return None
   base = next(iter(plan.settings))
   rates, means = list(plan.rates), {}
   while True:
@@ -235,10 +275,12 @@ def main(argv):
       except ValueError as e:
         raise app.UsageError(f"--deadline: {_DEADLINE.value!r} is not an ISO time such as "
                              "2026-12-07T19:55") from e
-    if _DRY.value:
+    if _DRY.value:  # stage 1's commands, or stage 2's first seed where there is no stage 1
       base = next(iter(plan.settings))
       for r in plan.rates:
         print(" ".join(command(plan, base, r, plan.tune_seeds[0], "<workdir>")))
+      for name in ([] if plan.rates else plan.settings):
+        print(" ".join(command(plan, name, None, plan.seeds[0], "<workdir>")))
       return
     rate = tune(plan, _WORKERS.value, deadline)
     todo = jobs(plan, [(name, rate, s, os.path.join(ROOT, plan.root, f"{name}_s{s}"))

@@ -38,13 +38,43 @@ def test_every_plan_builds_train_commands_with_its_flags_and_the_rate():
     assert list(plan.rates) == sorted(plan.rates), name
     assert not set(plan.tune_seeds) & set(plan.seeds), name  # the test's seeds are fresh
     for setting in plan.settings:
-      argv = tuned_pairs.command(plan, setting, 3e-3, 7, "/w")
+      argv = tuned_pairs.command(plan, setting, 3e-3 if plan.rates else None, 7, "/w")
       assert argv[1].endswith("train.py") and argv[2] == f"--config={plan.config}"
-      assert "--config.optimizer.learning_rate=0.003" in argv and "--config.seed=7" in argv
+      rates = [a for a in argv if a.startswith("--config.optimizer.learning_rate=")]
+      assert rates and "--config.seed=7" in argv, (name, setting)
+      if plan.rates and not tuned_pairs._names_rate(plan.settings[setting]):
+        assert rates == ["--config.optimizer.learning_rate=0.003"], (name, setting)
       assert argv[-1] == "--workdir=/w"
       assert all(a.startswith("--config.") for a in argv[3:-1])
   argv = tuned_pairs.command(tuned_pairs.PLANS["118"], "ste_clip", 1e-3, 290, "/w")
   assert "--config.quant.bits=4" in argv and "--config.optimizer.clip_to_range=True" in argv
+
+
+def test_a_setting_keeps_its_own_rate_and_a_plan_without_stage_1_must_name_one():
+  plan = tuned_pairs.Plan(
+      config="configs/llama.py:9m", overrides=("estimator.kind=ste",), rates=(1e-3, 3e-3),
+      tune_seeds=(0,), settings={"ste": (), "ste_fast": ("optimizer.learning_rate=1e-2",)},
+      seeds=(5,), metric="val_perplexity", lower_is_better=True, root="runs/x")
+  base = sweep_config(plan)
+  tuned = tuned_pairs.sweep.apply_overrides(base.copy_and_resolve_references(),
+                                            tuned_pairs.overrides(plan, "ste", 3e-3, 5))
+  own = tuned_pairs.sweep.apply_overrides(base.copy_and_resolve_references(),
+                                          tuned_pairs.overrides(plan, "ste_fast", 3e-3, 5))
+  assert tuned.optimizer.learning_rate == 3e-3 and own.optimizer.learning_rate == 1e-2
+  # no stage 1: the rate comes from the plan's own flags, and the tuner does nothing
+  fixed = tuned_pairs.PLANS["122"]
+  assert tuned_pairs.tune(fixed, 1, None) is None
+  recorded = tuned_pairs.sweep.apply_overrides(sweep_config(fixed),
+                                               tuned_pairs.overrides(fixed, "ste_tanh", None, 340))
+  assert recorded.optimizer.learning_rate == 6e-3 and recorded.quant.ste == "tanh"
+  with pytest.raises(ValueError, match=r"settings without it: \['ste'\]"):
+    tuned_pairs.Plan(config=plan.config, overrides=(), rates=(), tune_seeds=(),
+                     settings=plan.settings, seeds=(5,), metric="val_perplexity",
+                     lower_is_better=True, root="runs/x")
+
+
+def sweep_config(plan):
+  return tuned_pairs.sweep.load_config(os.path.join(ROOT, plan.config))
 
 
 def test_run_all_skips_finished_folders_and_stops_a_run_at_the_deadline(tmp_path):
