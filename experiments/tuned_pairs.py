@@ -117,6 +117,19 @@ PLANS = {
                   "ste_equal_time": ("estimator.kind=ste", "num_train_steps=3507")},
         seeds=tuple(range(320, 330)), metric="val_perplexity", lower_is_better=True,
         root="runs/where_fogzo_helps/late_phase_tanh/llama_tiny"),
+    # Amendment 121 (ours), which ran from a shell loop before plans could hold a rate per
+    # setting: the identity STE with the clip against the tanh STE, and the tanh STE with the
+    # clip, on the small LLaMA at 2 bits, each at the rate chosen for its STE on seeds 0-2.
+    "121": Plan(
+        config=f"configs/{MODELS['llama_tiny'][0]}",
+        overrides=(*MODELS["llama_tiny"][1], "estimator.kind=ste"),
+        rates=(), tune_seeds=(),
+        settings={"ste_clip": ("optimizer.clip_to_range=True", "optimizer.learning_rate=1e-3"),
+                  "tanh": ("quant.ste=tanh", "optimizer.learning_rate=3e-3"),
+                  "tanh_clip": ("quant.ste=tanh", "optimizer.clip_to_range=True",
+                                "optimizer.learning_rate=3e-3")},
+        seeds=tuple(range(330, 336)), metric="val_perplexity", lower_is_better=True,
+        root="runs/where_fogzo_helps/repairs/llama_tiny"),
     # Amendment 122 (ours): on the MNIST MLP, does the clip add to the tanh STE, and does the
     # pair beat the identity STE with the clip (amendment 121's result on the small LLaMA)? No
     # stage 1: both STEs' rate, 6e-3, was chosen on seeds 0-2 (section 1 and amendment 100).
