@@ -47,7 +47,8 @@ _PLAN = flags.DEFINE_string("plan", None, "Which registered plan (PLANS).")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Runs at once.")
 _DEADLINE = flags.DEFINE_string("deadline", None, "Stop runs still going at this local time "
                                 "(ISO, e.g. 2026-12-07T19:55); none: no limit.")
-_DRY = flags.DEFINE_bool("dry_run", False, "Print stage 1's commands and stop.")
+_DRY = flags.DEFINE_bool("dry_run", False, "Print stage 1's commands (with no stage 1: stage "
+                          "2's first seed's) and stop.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +185,7 @@ def overrides(plan: Plan, setting: str, rate: float | None, seed: int) -> list[s
   return [*plan.overrides, *chosen, *plan.settings[setting], f"seed={seed}"]
 
 
-def command(plan: Plan, setting: str, rate: float, seed: int, workdir: str) -> list[str]:
+def command(plan: Plan, setting: str, rate: float | None, seed: int, workdir: str) -> list[str]:
   return [sys.executable, os.path.join(ROOT, "train.py"), f"--config={plan.config}",
           *[f"--config.{item}" for item in overrides(plan, setting, rate, seed)],
           f"--workdir={workdir}"]
