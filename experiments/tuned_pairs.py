@@ -65,6 +65,10 @@ class Plan:
   factor: float | None = 3.0  # the edge rule's step; None: no edge rule (the grid's best)
 
   def __post_init__(self):
+    if self.rates and (_names_rate(self.overrides) or not self.tune_seeds):
+      raise ValueError("Plan.rates is stage 1's grid: it needs tune_seeds, and the plan's "
+                       "overrides must not name optimizer.learning_rate (stage 1's rate "
+                       "would replace it)")
     if not self.rates and not (_names_rate(self.overrides) or
                                all(map(_names_rate, self.settings.values()))):
       unnamed = [s for s, o in self.settings.items() if not _names_rate(o)]

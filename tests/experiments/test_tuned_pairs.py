@@ -71,6 +71,12 @@ def test_a_setting_keeps_its_own_rate_and_a_plan_without_stage_1_must_name_one()
     tuned_pairs.Plan(config=plan.config, overrides=(), rates=(), tune_seeds=(),
                      settings=plan.settings, seeds=(5,), metric="val_perplexity",
                      lower_is_better=True, root="runs/x")
+  # a grid with a rate in the plan's own flags, or with no seeds to tune on, is refused
+  for overrides, tune_seeds in ((("optimizer.learning_rate=1e-3",), (0,)), ((), ())):
+    with pytest.raises(ValueError, match="stage 1's grid"):
+      tuned_pairs.Plan(config=plan.config, overrides=overrides, rates=(1e-3,),
+                       tune_seeds=tune_seeds, settings=plan.settings, seeds=(5,),
+                       metric="val_perplexity", lower_is_better=True, root="runs/x")
 
 
 def sweep_config(plan):
